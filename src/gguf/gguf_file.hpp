@@ -1,0 +1,104 @@
+// GGUF v2/v3 reader. The file is mmap'd; the header, metadata and tensor table are parsed and validated
+// up front, so everything after open() can trust offsets and sizes. Every defect is an Error(BadInput)
+// naming the file, the byte offset and the field.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/mapped_file.hpp"
+#include "gguf/tensor_type.hpp"
+
+namespace wgllm::gguf {
+
+enum class ValueType : uint32_t {
+  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
+  STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+};
+std::string_view value_type_name(ValueType t);
+
+// A metadata value. Scalars live in the matching field; arrays hold their element type and elements.
+// Numeric arrays are stored widened (ints in `ints` or `uints`, floats in `floats`) so 150k-entry vocab
+// arrays cost 8 bytes per element, not one Value each.
+struct Value {
+  ValueType type = ValueType::U8;
+  uint64_t u = 0;      // U8, U16, U32, U64, BOOL
+  int64_t i = 0;       // I8, I16, I32, I64
+  double f = 0;        // F32, F64
+  std::string str;     // STRING
+  ValueType elem_type = ValueType::U8;  // ARRAY: element type
+  std::vector<std::string> strings;    // ARRAY of STRING
+  std::vector<int64_t> ints;           // ARRAY of I8..I64
+  std::vector<uint64_t> uints;         // ARRAY of U8..U64, BOOL
+  std::vector<double> floats;          // ARRAY of F32/F64
+  std::vector<Value> arrays;           // ARRAY of ARRAY (rare; nested)
+  uint64_t array_size() const;
+};
+
+struct KeyValue {
+  std::string key;
+  Value value;
+  uint64_t offset;  // byte offset of the key in the file, for error messages
+};
+
+struct TensorInfo {
+  std::string name;
+  std::vector<uint64_t> dims;  // ggml order: dims[0] is the row length (fastest-varying)
+  TensorType type;
+  uint64_t offset;             // from the start of the tensor data section
+  uint64_t n_elements;
+  uint64_t n_bytes;
+  uint64_t rows() const { return dims.empty() ? 0 : n_elements / dims[0]; }
+};
+
+class GgufFile {
+ public:
+  // Maps and validates the whole file. Throws Error(BadInput).
+  static std::unique_ptr<GgufFile> open(const std::string& path);
+
+  const std::string& path() const { return map_.path(); }
+  uint32_t version() const { return version_; }
+  uint64_t alignment() const { return alignment_; }
+  uint64_t data_offset() const { return data_offset_; }  // absolute offset of the tensor data section
+  uint64_t file_size() const { return map_.size(); }
+
+  const std::vector<KeyValue>& metadata() const { return metadata_; }
+  const Value* find(std::string_view key) const;
+
+  // Typed access. The `require_*` forms throw naming the key when it is missing or of another type;
+  // the `get_*` forms return the default when the key is missing and throw when its type is wrong.
+  // Integer getters accept any integer type whose value fits.
+  uint64_t require_uint(std::string_view key) const;
+  uint64_t get_uint(std::string_view key, uint64_t def) const;
+  int64_t get_int(std::string_view key, int64_t def) const;
+  double require_float(std::string_view key) const;
+  double get_float(std::string_view key, double def) const;
+  bool get_bool(std::string_view key, bool def) const;
+  const std::string& require_string(std::string_view key) const;
+  std::string get_string(std::string_view key, std::string_view def) const;
+  const Value& require_array(std::string_view key, ValueType elem_type) const;
+
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  const TensorInfo* find_tensor(std::string_view name) const;
+  // Throws naming the tensor when it is missing or its dims differ from `dims` (ggml order).
+  const TensorInfo& require_tensor(std::string_view name, std::span<const uint64_t> dims) const;
+  std::span<const uint8_t> tensor_bytes(const TensorInfo& t) const;
+  uint64_t tensor_data_bytes() const;  // sum of all tensors' n_bytes
+
+ private:
+  explicit GgufFile(MappedFile map) : map_(std::move(map)) {}
+  void parse();
+
+  MappedFile map_;
+  uint32_t version_ = 0;
+  uint64_t alignment_ = 32;
+  uint64_t data_offset_ = 0;
+  std::vector<KeyValue> metadata_;
+  std::vector<TensorInfo> tensors_;
+};
+
+}  // namespace wgllm::gguf
