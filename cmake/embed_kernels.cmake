@@ -2,6 +2,7 @@
 set(body "// Generated from src/kernels/*.wgsl by cmake/embed_kernels.cmake. Do not edit.\n")
 string(APPEND body "#include \"kernels/kernel_sources.hpp\"\n\nnamespace wgllm::kernels {\n\n")
 string(APPEND body "const std::vector<KernelSource>& all_sources() {\n  static const std::vector<KernelSource> table = {\n")
+string(REPLACE "|" ";" FILES "${FILES}")
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME_WE)
   file(READ ${f} text)

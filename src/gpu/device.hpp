@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/kernel_sources.hpp"
+
 namespace wgllm::gpu {
 
 enum class Backend { Default, Vulkan, OpenGL };  // OpenGL means OpenGL ES through EGL
@@ -77,9 +79,7 @@ struct ReadTicket {
   uint32_t id = 0;
 };
 
-// Compile-time parameters of a kernel template: each becomes `const NAME = VALUE;` at the top of the
-// WGSL, and selects `#if NAME` / `#else` / `#endif` blocks (a value of 0 or "false" is off).
-using KernelDefines = std::map<std::string, std::string>;
+using kernels::KernelDefines;
 
 struct DeviceStats {
   uint64_t dispatches = 0;

@@ -1,6 +1,7 @@
 #include "kernels/kernel_sources.hpp"
 
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 
@@ -10,6 +11,70 @@ std::string_view source(std::string_view name) {
   for (const auto& k : all_sources())
     if (k.name == name) return k.wgsl;
   fail_runtime("no embedded WGSL kernel named '" + std::string(name) + "'");
+}
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+bool is_on(const KernelDefines& defines, std::string_view name) {
+  auto it = defines.find(std::string(name));
+  return it != defines.end() && it->second != "0" && it->second != "false";
+}
+
+}  // namespace
+
+std::string specialise(std::string_view name, std::string_view wgsl, const KernelDefines& defines) {
+  struct Frame {
+    bool parent_active, condition, in_else;
+  };
+  std::vector<Frame> stack;
+  std::vector<std::string> uses;
+  bool active = true;
+  std::string out;
+  out.reserve(wgsl.size() + 64 * defines.size());
+  size_t line_no = 0;
+  auto where = [&] { return std::string(name) + ".wgsl:" + std::to_string(line_no) + ": "; };
+  while (!wgsl.empty()) {
+    ++line_no;
+    size_t nl = wgsl.find('\n');
+    std::string_view line = wgsl.substr(0, nl);
+    wgsl.remove_prefix(nl == std::string_view::npos ? wgsl.size() : nl + 1);
+    std::string_view t = trim(line);
+    if (t.starts_with("#if ")) {
+      std::string_view cond = trim(t.substr(4));
+      bool negate = cond.starts_with('!');
+      if (negate) cond = trim(cond.substr(1));
+      bool value = is_on(defines, cond) != negate;
+      stack.push_back({active, value, false});
+      active = active && value;
+      out += '\n';
+    } else if (t == "#else") {
+      if (stack.empty() || stack.back().in_else) fail_runtime(where() + "#else without #if");
+      stack.back().in_else = true;
+      active = stack.back().parent_active && !stack.back().condition;
+      out += '\n';
+    } else if (t == "#endif") {
+      if (stack.empty()) fail_runtime(where() + "#endif without #if");
+      active = stack.back().parent_active;
+      stack.pop_back();
+      out += '\n';
+    } else if (t.starts_with("#use ")) {
+      if (active) uses.emplace_back(trim(t.substr(5)));
+      out += '\n';
+    } else {
+      if (active) out += line;
+      out += '\n';
+    }
+  }
+  if (!stack.empty()) fail_runtime(std::string(name) + ".wgsl: #if without #endif");
+  for (const auto& [key, value] : defines) out += "const " + key + " = " + value + ";\n";
+  for (const auto& use : uses) out += specialise(use, source(use), {});
+  return out;
 }
 
 }  // namespace wgllm::kernels

@@ -52,7 +52,7 @@ std::string write_temp_file(const std::string& name, const std::vector<uint8_t>&
 
 uint64_t test_seed() {
   static const uint64_t seed = [] {
-    if (const char* s = std::getenv("WGLLM_TEST_SEED")) return std::strtoull(s, nullptr, 0);
+    if (const char* s = std::getenv("WGLLM_TEST_SEED")) return static_cast<uint64_t>(std::strtoull(s, nullptr, 0));
     return static_cast<uint64_t>(std::random_device{}()) << 32 | std::random_device{}();
   }();
   return seed;

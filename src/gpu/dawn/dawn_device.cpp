@@ -1,0 +1,665 @@
+// gpu::Device over Dawn's WebGPU C API (webgpu_abi.hpp). Everything a decode step touches was created at
+// load: a step only records dispatches into one command buffer, submits once, and asks for its read-backs.
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <regex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/error.hpp"
+#include "gpu/dawn/webgpu_abi.hpp"
+#include "gpu/device.hpp"
+#include "kernels/kernel_sources.hpp"
+
+namespace wgllm::gpu {
+namespace {
+
+WGPUStringView sv(std::string_view s) { return {s.data(), s.size()}; }
+std::string str(WGPUStringView s) {
+  if (!s.data) return {};
+  return s.length == WGPU_STRLEN ? std::string(s.data) : std::string(s.data, s.length);
+}
+
+// The software Vulkan driver that scripts/install-deps.sh unpacks sits beside Dawn's library (lib/mesa/).
+// Added to the loader's search with VK_ADD_DRIVER_FILES, so a real GPU's driver is still found and preferred;
+// a user's own VK_DRIVER_FILES / VK_ICD_FILENAMES choice is left alone.
+void add_bundled_software_vulkan() {
+  if (std::getenv("VK_DRIVER_FILES") || std::getenv("VK_ICD_FILENAMES") || std::getenv("VK_ADD_DRIVER_FILES")) return;
+  Dl_info dl{};
+  if (!dladdr(reinterpret_cast<void*>(&wgpuCreateInstance), &dl) || !dl.dli_fname) return;
+  std::error_code ec;
+  auto dir = std::filesystem::canonical(dl.dli_fname, ec).parent_path();
+  if (ec) return;
+  auto icd = dir / "mesa" / "lvp_icd.json";
+  if (std::filesystem::exists(icd, ec)) setenv("VK_ADD_DRIVER_FILES", icd.c_str(), 0);
+  if (!std::getenv("XDG_RUNTIME_DIR")) setenv("XDG_RUNTIME_DIR", "/tmp", 0);  // silences Mesa's warning
+}
+
+WGPUInstance create_instance() {
+  add_bundled_software_vulkan();
+  WGPUInstanceDescriptor desc{};
+  desc.capabilities.timedWaitAnyEnable = 1;  // else WaitAny with a timeout is refused
+  desc.capabilities.timedWaitAnyMaxCount = 64;
+  WGPUInstance instance = wgpuCreateInstance(&desc);
+  if (!instance) fail_runtime("WebGPU: could not create a Dawn instance");
+  return instance;
+}
+
+// Waits for one future; every wait is bounded so that a wedged driver becomes an error, not a hang.
+void wait_future(WGPUInstance instance, WGPUFuture future, const char* what, double timeout_s = 120) {
+  WGPUFutureWaitInfo info{future, 0};
+  auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    WGPUWaitStatus st = wgpuInstanceWaitAny(instance, 1, &info, 100'000'000);  // 100 ms slices
+    if (st == WGPUWaitStatus_Success && info.completed) return;
+    if (st == WGPUWaitStatus_Error) fail_runtime(std::string("WebGPU: waiting for ") + what + " failed");
+    double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (waited > timeout_s)
+      fail_runtime(std::string("WebGPU: ") + what + " did not complete within " + std::to_string(int(timeout_s)) + " s");
+  }
+}
+
+struct AdapterRequest {
+  WGPUAdapter adapter = nullptr;
+  std::string message;
+};
+
+WGPUAdapter request_adapter(WGPUInstance instance, WGPUBackendType backend, WGPUPowerPreference power,
+                            bool fallback, std::string* message) {
+  WGPURequestAdapterOptions opts{};
+  bool gl = backend == WGPUBackendType_OpenGLES || backend == WGPUBackendType_OpenGL;
+  opts.featureLevel = gl ? WGPUFeatureLevel_Compatibility : WGPUFeatureLevel_Core;
+  opts.powerPreference = power;
+  opts.forceFallbackAdapter = fallback;
+  opts.backendType = backend;
+  AdapterRequest req;
+  WGPURequestAdapterCallbackInfo cb{};
+  cb.mode = WGPUCallbackMode_WaitAnyOnly;
+  cb.callback = [](WGPURequestAdapterStatus status, WGPUAdapter adapter, WGPUStringView msg, void* ud, void*) {
+    auto* r = static_cast<AdapterRequest*>(ud);
+    if (status == WGPURequestAdapterStatus_Success) r->adapter = adapter;
+    r->message = str(msg);
+  };
+  cb.userdata1 = &req;
+  wait_future(instance, wgpuInstanceRequestAdapter(instance, &opts, cb), "the adapter request");
+  if (message) *message = req.message;
+  return req.adapter;
+}
+
+std::string backend_name(WGPUBackendType t) {
+  switch (t) {
+    case WGPUBackendType_Vulkan: return "vulkan";
+    case WGPUBackendType_OpenGL: return "opengl";
+    case WGPUBackendType_OpenGLES: return "opengles";
+    case WGPUBackendType_Metal: return "metal";
+    case WGPUBackendType_D3D12: return "d3d12";
+    case WGPUBackendType_D3D11: return "d3d11";
+    case WGPUBackendType_Null: return "null";
+    default: return "unknown";
+  }
+}
+
+std::string adapter_type_name(WGPUAdapterType t) {
+  switch (t) {
+    case WGPUAdapterType_DiscreteGPU: return "discrete GPU";
+    case WGPUAdapterType_IntegratedGPU: return "integrated GPU";
+    case WGPUAdapterType_CPU: return "CPU";
+    default: return "unknown";
+  }
+}
+
+std::string feature_name(uint32_t f) {
+  switch (f) {
+    case 0x1: return "depth-clip-control";
+    case 0x2: return "depth32float-stencil8";
+    case 0x3: return "timestamp-query";
+    case 0x4: return "texture-compression-bc";
+    case 0x5: return "texture-compression-bc-sliced-3d";
+    case 0x6: return "texture-compression-etc2";
+    case 0x7: return "texture-compression-astc";
+    case 0x8: return "texture-compression-astc-sliced-3d";
+    case 0x9: return "indirect-first-instance";
+    case 0xA: return "shader-f16";
+    case 0xB: return "rg11b10ufloat-renderable";
+    case 0xC: return "bgra8unorm-storage";
+    case 0xD: return "float32-filterable";
+    case 0xE: return "float32-blendable";
+    case 0xF: return "clip-distances";
+    case 0x10: return "dual-source-blending";
+    case 0x11: return "subgroups";
+    case 0x12: return "core-features-and-limits";
+    case 0x50003: return "chromium-experimental-timestamp-query-inside-passes";
+    case 0x50037: return "chromium-experimental-subgroup-matrix";
+    default: {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "feature-0x%x", f);
+      return buf;
+    }
+  }
+}
+
+AdapterReport describe(WGPUInstance instance, WGPUAdapter adapter) {
+  AdapterReport r;
+  WGPUAdapterInfo info{};
+  if (wgpuAdapterGetInfo(adapter, &info) == WGPUStatus_Success) {
+    r.info.vendor = str(info.vendor);
+    r.info.architecture = str(info.architecture);
+    r.info.device = str(info.device);
+    r.info.description = str(info.description);
+    r.info.backend = backend_name(info.backendType);
+    r.info.adapter_type = adapter_type_name(info.adapterType);
+    r.info.vendor_id = info.vendorID;
+    r.info.device_id = info.deviceID;
+    r.info.subgroup_min_size = info.subgroupMinSize;
+    r.info.subgroup_max_size = info.subgroupMaxSize;
+    wgpuAdapterInfoFreeMembers(info);
+  }
+  WGPULimits lim{};
+  if (wgpuAdapterGetLimits(adapter, &lim) == WGPUStatus_Success) {
+    r.limits.max_storage_buffer_binding_size = lim.maxStorageBufferBindingSize;
+    r.limits.max_buffer_size = lim.maxBufferSize;
+    r.limits.max_compute_workgroup_storage_size = lim.maxComputeWorkgroupStorageSize;
+    r.limits.max_compute_invocations_per_workgroup = lim.maxComputeInvocationsPerWorkgroup;
+    r.limits.max_compute_workgroup_size_x = lim.maxComputeWorkgroupSizeX;
+    r.limits.max_compute_workgroups_per_dimension = lim.maxComputeWorkgroupsPerDimension;
+    r.limits.max_storage_buffers_per_shader_stage = lim.maxStorageBuffersPerShaderStage;
+    r.limits.min_storage_buffer_offset_alignment = lim.minStorageBufferOffsetAlignment;
+    r.limits.min_uniform_buffer_offset_alignment = lim.minUniformBufferOffsetAlignment;
+  }
+  WGPUSupportedFeatures feats{};
+  wgpuAdapterGetFeatures(adapter, &feats);
+  for (size_t i = 0; i < feats.featureCount; ++i) {
+    r.features.names.push_back(feature_name(feats.features[i]));
+    if (feats.features[i] == WGPUFeatureName_Subgroups) r.features.subgroups = true;
+    if (feats.features[i] == WGPUFeatureName_ShaderF16) r.features.shader_f16 = true;
+    if (feats.features[i] == WGPUFeatureName_TimestampQuery) r.features.timestamp_query = true;
+  }
+  wgpuSupportedFeaturesFreeMembers(feats);
+  WGPUSupportedWGSLLanguageFeatures lang{};
+  if (wgpuInstanceGetWGSLLanguageFeatures(instance, &lang) == WGPUStatus_Success) {
+    for (size_t i = 0; i < lang.featureCount; ++i)
+      if (lang.features[i] == WGPUWGSLLanguageFeatureName_Packed4x8IntegerDotProduct) r.features.dot4_i8_packed = true;
+    wgpuSupportedWGSLLanguageFeaturesFreeMembers(lang);
+  }
+  return r;
+}
+
+class DawnDevice final : public Device {
+ public:
+  explicit DawnDevice(const DeviceOptions& options);
+  ~DawnDevice() override;
+
+  const AdapterInfo& info() const override { return report_.info; }
+  const Limits& limits() const override { return report_.limits; }
+  const Features& features() const override { return report_.features; }
+
+  Buffer buffer(uint64_t size, uint32_t usage, std::string_view label) override;
+  void write(Buffer dst, uint64_t offset, std::span<const uint8_t> bytes) override;
+  Kernel kernel(std::string_view name, const KernelDefines& defines) override;
+  BindGroup bind(Kernel kernel, std::span<const BufferSlice> slices) override;
+  void dispatch(Kernel kernel, BindGroup group, uint32_t x, uint32_t y, uint32_t z) override;
+  void copy(Buffer src, uint64_t src_offset, Buffer dst, uint64_t dst_offset, uint64_t size) override;
+  ReadTicket read(Buffer src, uint64_t offset, uint64_t size) override;
+  void submit() override;
+  bool poll(ReadTicket ticket) override;
+  std::vector<uint8_t> wait(ReadTicket ticket) override;
+  const DeviceStats& stats() const override { return stats_; }
+  uint64_t allocated_bytes() const override { return allocated_; }
+
+ private:
+  struct BufferRec {
+    WGPUBuffer handle = nullptr;
+    uint64_t size = 0;
+    std::string label;
+  };
+  struct KernelRec {
+    WGPUComputePipeline pipeline = nullptr;
+    WGPUBindGroupLayout layout = nullptr;
+    std::string name;
+  };
+  enum class TicketState { Free, Recorded, Mapping, Mapped, Failed };
+  struct Ticket {
+    WGPUBuffer staging = nullptr;
+    uint64_t capacity = 0;
+    uint64_t size = 0;
+    TicketState state = TicketState::Free;
+    std::string error;
+    DawnDevice* device = nullptr;
+  };
+
+  void check_alive() const;
+  void throw_pending_error();
+  WGPUCommandEncoder encoder();
+  void end_pass();
+  // Runs `create` inside an error scope and turns a validation or out-of-memory error into an exception.
+  template <typename F>
+  auto scoped(const std::string& what, F&& create);
+
+  WGPUInstance instance_ = nullptr;
+  WGPUAdapter adapter_ = nullptr;
+  WGPUDevice device_ = nullptr;
+  WGPUQueue queue_ = nullptr;
+  AdapterReport report_;
+
+  std::vector<BufferRec> buffers_{1};  // id 0 = none
+  std::vector<KernelRec> kernels_{1};
+  std::unordered_map<std::string, uint32_t> kernel_cache_;
+  std::vector<WGPUBindGroup> groups_{nullptr};
+  std::vector<std::unique_ptr<Ticket>> tickets_{};
+
+  WGPUCommandEncoder encoder_ = nullptr;
+  WGPUComputePassEncoder pass_ = nullptr;
+  std::vector<uint32_t> recorded_tickets_;
+
+  DeviceStats stats_;
+  uint64_t allocated_ = 0;
+  std::string lost_message_;
+  std::string uncaptured_error_;
+  bool destroying_ = false;
+};
+
+DawnDevice::DawnDevice(const DeviceOptions& options) {
+  if (options.backend == Backend::OpenGL && !std::getenv("EGL_PLATFORM")) setenv("EGL_PLATFORM", "surfaceless", 0);
+  instance_ = create_instance();
+  WGPUBackendType backend = options.backend == Backend::OpenGL ? WGPUBackendType_OpenGLES
+                            : options.backend == Backend::Vulkan ? WGPUBackendType_Vulkan
+                                                                   : WGPUBackendType_Undefined;
+  std::string message;
+  adapter_ = request_adapter(instance_, backend, WGPUPowerPreference_HighPerformance, false, &message);
+  if (!adapter_ && options.allow_software)
+    adapter_ = request_adapter(instance_, backend, WGPUPowerPreference_HighPerformance, true, &message);
+  if (!adapter_) {
+    wgpuInstanceRelease(instance_);
+    fail_runtime("WebGPU: no adapter found" + (message.empty() ? std::string() : ": " + message) +
+                 " (run scripts/install-deps.sh to install a software Vulkan driver)");
+  }
+  report_ = describe(instance_, adapter_);
+
+  std::vector<WGPUFeatureName> required;
+  if (report_.features.subgroups) required.push_back(WGPUFeatureName_Subgroups);
+  if (report_.features.shader_f16) required.push_back(WGPUFeatureName_ShaderF16);
+  if (report_.features.timestamp_query) required.push_back(WGPUFeatureName_TimestampQuery);
+  WGPULimits limits{};
+  wgpuAdapterGetLimits(adapter_, &limits);  // ask for everything the adapter has, not WebGPU's defaults
+  limits.nextInChain = nullptr;
+
+  WGPUDeviceDescriptor desc{};
+  desc.label = sv("wgllm");
+  desc.requiredFeatureCount = required.size();
+  desc.requiredFeatures = required.data();
+  desc.requiredLimits = &limits;
+  desc.deviceLostCallbackInfo.mode = WGPUCallbackMode_AllowSpontaneous;
+  desc.deviceLostCallbackInfo.callback = [](const WGPUDevice*, WGPUDeviceLostReason reason, WGPUStringView msg,
+                                            void* ud, void*) {
+    auto* self = static_cast<DawnDevice*>(ud);
+    if (self->destroying_ || reason == WGPUDeviceLostReason_CallbackCancelled) return;
+    self->lost_message_ = str(msg).empty() ? "reason " + std::to_string(reason) : str(msg);
+  };
+  desc.deviceLostCallbackInfo.userdata1 = this;
+  desc.uncapturedErrorCallbackInfo.callback = [](const WGPUDevice*, WGPUErrorType type, WGPUStringView msg, void* ud,
+                                                 void*) {
+    auto* self = static_cast<DawnDevice*>(ud);
+    if (self->uncaptured_error_.empty())
+      self->uncaptured_error_ = (type == WGPUErrorType_OutOfMemory ? "out of GPU memory: " : "") + str(msg);
+  };
+  desc.uncapturedErrorCallbackInfo.userdata1 = this;
+
+  struct DeviceRequest {
+    WGPUDevice device = nullptr;
+    std::string message;
+  } req;
+  WGPURequestDeviceCallbackInfo cb{};
+  cb.mode = WGPUCallbackMode_WaitAnyOnly;
+  cb.callback = [](WGPURequestDeviceStatus status, WGPUDevice device, WGPUStringView msg, void* ud, void*) {
+    auto* r = static_cast<DeviceRequest*>(ud);
+    if (status == WGPURequestDeviceStatus_Success) r->device = device;
+    r->message = str(msg);
+  };
+  cb.userdata1 = &req;
+  wait_future(instance_, wgpuAdapterRequestDevice(adapter_, &desc, cb), "the device request");
+  if (!req.device) {
+    wgpuAdapterRelease(adapter_);
+    wgpuInstanceRelease(instance_);
+    fail_runtime("WebGPU: could not create a device on " + report_.info.device + ": " + req.message);
+  }
+  device_ = req.device;
+  queue_ = wgpuDeviceGetQueue(device_);
+}
+
+DawnDevice::~DawnDevice() {
+  destroying_ = true;
+  if (pass_) {
+    wgpuComputePassEncoderEnd(pass_);
+    wgpuComputePassEncoderRelease(pass_);
+  }
+  if (encoder_) wgpuCommandEncoderRelease(encoder_);
+  for (auto& t : tickets_)
+    if (t->staging) wgpuBufferRelease(t->staging);
+  for (auto g : groups_)
+    if (g) wgpuBindGroupRelease(g);
+  for (auto& k : kernels_) {
+    if (k.layout) wgpuBindGroupLayoutRelease(k.layout);
+    if (k.pipeline) wgpuComputePipelineRelease(k.pipeline);
+  }
+  for (auto& b : buffers_)
+    if (b.handle) {
+      wgpuBufferDestroy(b.handle);
+      wgpuBufferRelease(b.handle);
+    }
+  if (queue_) wgpuQueueRelease(queue_);
+  if (device_) {
+    wgpuDeviceDestroy(device_);
+    wgpuDeviceRelease(device_);
+  }
+  if (adapter_) wgpuAdapterRelease(adapter_);
+  if (instance_) {
+    wgpuInstanceProcessEvents(instance_);
+    wgpuInstanceRelease(instance_);
+  }
+}
+
+void DawnDevice::check_alive() const {
+  if (!lost_message_.empty()) fail_runtime("GPU device lost: " + lost_message_);
+}
+
+void DawnDevice::throw_pending_error() {
+  check_alive();
+  if (!uncaptured_error_.empty()) {
+    std::string e = std::move(uncaptured_error_);
+    uncaptured_error_.clear();
+    fail_runtime("WebGPU error: " + e);
+  }
+}
+
+template <typename F>
+auto DawnDevice::scoped(const std::string& what, F&& create) {
+  check_alive();
+  wgpuDevicePushErrorScope(device_, WGPUErrorFilter_OutOfMemory);
+  wgpuDevicePushErrorScope(device_, WGPUErrorFilter_Validation);
+  auto result = create();
+  struct Popped {
+    WGPUErrorType type = WGPUErrorType_NoError;
+    std::string message;
+  } popped[2];
+  for (auto& p : popped) {
+    WGPUPopErrorScopeCallbackInfo cb{};
+    cb.mode = WGPUCallbackMode_WaitAnyOnly;
+    cb.callback = [](WGPUPopErrorScopeStatus, WGPUErrorType type, WGPUStringView msg, void* ud, void*) {
+      auto* out = static_cast<Popped*>(ud);
+      out->type = type;
+      out->message = str(msg);
+    };
+    cb.userdata1 = &p;
+    wait_future(instance_, wgpuDevicePopErrorScope(device_, cb), "an error scope");
+  }
+  for (auto& p : popped) {
+    if (p.type == WGPUErrorType_OutOfMemory) fail_runtime("out of GPU memory creating " + what + ": " + p.message);
+    if (p.type != WGPUErrorType_NoError) fail_runtime(what + ": " + p.message);
+  }
+  return result;
+}
+
+Buffer DawnDevice::buffer(uint64_t size, uint32_t usage, std::string_view label) {
+  // Storage buffers are sized up to 4 bytes (WGSL arrays of u32/f32) and never zero-sized.
+  uint64_t padded = std::max<uint64_t>(4, (size + 3) & ~uint64_t(3));
+  if (padded > report_.limits.max_buffer_size)
+    fail_runtime("GPU buffer '" + std::string(label) + "' needs " + std::to_string(padded) +
+                 " bytes; the adapter's maxBufferSize is " + std::to_string(report_.limits.max_buffer_size));
+  WGPUBufferDescriptor desc{};
+  desc.label = sv(label);
+  desc.size = padded;
+  desc.usage = WGPUBufferUsage_CopyDst | WGPUBufferUsage_CopySrc;
+  if (usage & kStorage) desc.usage |= WGPUBufferUsage_Storage;
+  if (usage & kUniform) desc.usage |= WGPUBufferUsage_Uniform;
+  WGPUBuffer handle = scoped("buffer '" + std::string(label) + "' (" + std::to_string(padded) + " bytes)",
+                             [&] { return wgpuDeviceCreateBuffer(device_, &desc); });
+  if (!handle) fail_runtime("could not create GPU buffer '" + std::string(label) + "'");
+  buffers_.push_back({handle, padded, std::string(label)});
+  allocated_ += padded;
+  return Buffer{static_cast<uint32_t>(buffers_.size() - 1), padded};
+}
+
+void DawnDevice::write(Buffer dst, uint64_t offset, std::span<const uint8_t> bytes) {
+  check_alive();
+  const BufferRec& b = buffers_.at(dst.id);
+  if (offset + bytes.size() > b.size || offset % 4)
+    fail_runtime("write of " + std::to_string(bytes.size()) + " bytes at " + std::to_string(offset) +
+                 " outside or misaligned in buffer '" + b.label + "'");
+  size_t whole = bytes.size() & ~size_t(3);
+  if (whole) wgpuQueueWriteBuffer(queue_, b.handle, offset, bytes.data(), whole);
+  if (whole != bytes.size()) {  // WebGPU writes whole 4-byte words
+    uint8_t tail[4] = {};
+    std::memcpy(tail, bytes.data() + whole, bytes.size() - whole);
+    wgpuQueueWriteBuffer(queue_, b.handle, offset + whole, tail, 4);
+  }
+  stats_.bytes_written += bytes.size();
+}
+
+Kernel DawnDevice::kernel(std::string_view name, const KernelDefines& defines) {
+  std::string key(name);
+  for (const auto& [k, v] : defines) key += "|" + k + "=" + v;
+  if (auto it = kernel_cache_.find(key); it != kernel_cache_.end()) return Kernel{it->second};
+
+  std::string code = kernels::specialise(name, kernels::source(name), defines);
+  WGPUShaderSourceWGSL wgsl{};
+  wgsl.chain.sType = WGPUSType_ShaderSourceWGSL;
+  wgsl.code = sv(code);
+  WGPUShaderModuleDescriptor mdesc{};
+  mdesc.nextInChain = &wgsl.chain;
+  mdesc.label = sv(name);
+  std::string what = "WGSL kernel '" + std::string(name) + "'";
+  WGPUComputePipeline pipeline = nullptr;
+  try {
+    pipeline = scoped(what, [&] {
+      WGPUShaderModule module = wgpuDeviceCreateShaderModule(device_, &mdesc);
+      WGPUComputePipelineDescriptor pdesc{};
+      pdesc.label = sv(name);
+      pdesc.compute.module = module;
+      pdesc.compute.entryPoint = sv("main");
+      WGPUComputePipeline p = wgpuDeviceCreateComputePipeline(device_, &pdesc);
+      wgpuShaderModuleRelease(module);
+      return p;
+    });
+  } catch (const Error& e) {
+    // Tint reports positions as ":LINE:COL"; the specialised source keeps the .wgsl file's line numbers.
+    std::string msg = std::regex_replace(e.what(), std::regex(R"((\s):(\d+):(\d+))"),
+                                         "$1" + std::string(name) + ".wgsl:$2:$3");
+    fail_runtime(msg);
+  }
+  if (!pipeline) fail_runtime(what + ": pipeline creation failed");
+  KernelRec rec{pipeline, wgpuComputePipelineGetBindGroupLayout(pipeline, 0), std::string(name)};
+  kernels_.push_back(rec);
+  uint32_t id = static_cast<uint32_t>(kernels_.size() - 1);
+  kernel_cache_.emplace(std::move(key), id);
+  return Kernel{id};
+}
+
+BindGroup DawnDevice::bind(Kernel kernel, std::span<const BufferSlice> slices) {
+  const KernelRec& k = kernels_.at(kernel.id);
+  std::vector<WGPUBindGroupEntry> entries(slices.size());
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const BufferRec& b = buffers_.at(slices[i].buffer.id);
+    entries[i] = {};
+    entries[i].binding = static_cast<uint32_t>(i);
+    entries[i].buffer = b.handle;
+    entries[i].offset = slices[i].offset;
+    entries[i].size = slices[i].size ? slices[i].size : WGPU_WHOLE_SIZE;
+  }
+  WGPUBindGroupDescriptor desc{};
+  desc.label = sv(k.name);
+  desc.layout = k.layout;
+  desc.entryCount = entries.size();
+  desc.entries = entries.data();
+  WGPUBindGroup g = scoped("bind group for kernel '" + k.name + "'",
+                           [&] { return wgpuDeviceCreateBindGroup(device_, &desc); });
+  groups_.push_back(g);
+  return BindGroup{static_cast<uint32_t>(groups_.size() - 1)};
+}
+
+WGPUCommandEncoder DawnDevice::encoder() {
+  if (!encoder_) {
+    WGPUCommandEncoderDescriptor d{};
+    encoder_ = wgpuDeviceCreateCommandEncoder(device_, &d);
+  }
+  return encoder_;
+}
+
+void DawnDevice::end_pass() {
+  if (pass_) {
+    wgpuComputePassEncoderEnd(pass_);
+    wgpuComputePassEncoderRelease(pass_);
+    pass_ = nullptr;
+  }
+}
+
+void DawnDevice::dispatch(Kernel kernel, BindGroup group, uint32_t x, uint32_t y, uint32_t z) {
+  check_alive();
+  if (!pass_) {
+    WGPUComputePassDescriptor d{};
+    pass_ = wgpuCommandEncoderBeginComputePass(encoder(), &d);
+  }
+  wgpuComputePassEncoderSetPipeline(pass_, kernels_.at(kernel.id).pipeline);
+  wgpuComputePassEncoderSetBindGroup(pass_, 0, groups_.at(group.id), 0, nullptr);
+  wgpuComputePassEncoderDispatchWorkgroups(pass_, x, y, z);
+  ++stats_.dispatches;
+}
+
+void DawnDevice::copy(Buffer src, uint64_t src_offset, Buffer dst, uint64_t dst_offset, uint64_t size) {
+  check_alive();
+  end_pass();
+  wgpuCommandEncoderCopyBufferToBuffer(encoder(), buffers_.at(src.id).handle, src_offset, buffers_.at(dst.id).handle,
+                                       dst_offset, size);
+}
+
+ReadTicket DawnDevice::read(Buffer src, uint64_t offset, uint64_t size) {
+  check_alive();
+  uint64_t padded = std::max<uint64_t>(4, (size + 3) & ~uint64_t(3));
+  // Staging buffers are recycled: after the first steps, reading back creates nothing.
+  uint32_t id = 0;
+  for (uint32_t i = 0; i < tickets_.size(); ++i)
+    if (tickets_[i]->state == TicketState::Free && tickets_[i]->capacity >= padded &&
+        (id == 0 || tickets_[i]->capacity < tickets_[id - 1]->capacity))
+      id = i + 1;
+  if (id == 0) {
+    auto t = std::make_unique<Ticket>();
+    WGPUBufferDescriptor d{};
+    d.label = sv("read-back");
+    d.size = padded;
+    d.usage = WGPUBufferUsage_MapRead | WGPUBufferUsage_CopyDst;
+    t->staging = wgpuDeviceCreateBuffer(device_, &d);
+    t->capacity = padded;
+    t->device = this;
+    tickets_.push_back(std::move(t));
+    id = static_cast<uint32_t>(tickets_.size());
+  }
+  Ticket& t = *tickets_[id - 1];
+  t.size = size;
+  t.state = TicketState::Recorded;
+  t.error.clear();
+  end_pass();
+  wgpuCommandEncoderCopyBufferToBuffer(encoder(), buffers_.at(src.id).handle, offset, t.staging, 0, padded);
+  recorded_tickets_.push_back(id);
+  stats_.bytes_read_back += size;
+  return ReadTicket{id};
+}
+
+void DawnDevice::submit() {
+  check_alive();
+  end_pass();
+  if (encoder_) {
+    WGPUCommandBufferDescriptor d{};
+    WGPUCommandBuffer cmd = wgpuCommandEncoderFinish(encoder_, &d);
+    wgpuCommandEncoderRelease(encoder_);
+    encoder_ = nullptr;
+    wgpuQueueSubmit(queue_, 1, &cmd);
+    wgpuCommandBufferRelease(cmd);
+    ++stats_.submits;
+  }
+  for (uint32_t id : recorded_tickets_) {
+    Ticket& t = *tickets_[id - 1];
+    t.state = TicketState::Mapping;
+    WGPUBufferMapCallbackInfo cb{};
+    cb.mode = WGPUCallbackMode_AllowProcessEvents;
+    cb.callback = [](WGPUMapAsyncStatus status, WGPUStringView msg, void* ud, void*) {
+      auto* ticket = static_cast<Ticket*>(ud);
+      if (status == WGPUMapAsyncStatus_Success) {
+        ticket->state = TicketState::Mapped;
+      } else {
+        ticket->state = TicketState::Failed;
+        ticket->error = str(msg);
+      }
+    };
+    cb.userdata1 = &t;
+    wgpuBufferMapAsync(t.staging, WGPUMapMode_Read, 0, static_cast<size_t>(t.capacity), cb);
+  }
+  recorded_tickets_.clear();
+  throw_pending_error();
+}
+
+bool DawnDevice::poll(ReadTicket ticket) {
+  Ticket& t = *tickets_.at(ticket.id - 1);
+  if (t.state == TicketState::Mapping) wgpuInstanceProcessEvents(instance_);
+  throw_pending_error();
+  if (t.state == TicketState::Recorded) fail_runtime("read-back polled before submit()");
+  return t.state == TicketState::Mapped || t.state == TicketState::Failed;
+}
+
+std::vector<uint8_t> DawnDevice::wait(ReadTicket ticket) {
+  Ticket& t = *tickets_.at(ticket.id - 1);
+  if (t.state == TicketState::Recorded) fail_runtime("read-back awaited before submit()");
+  auto start = std::chrono::steady_clock::now();
+  while (t.state == TicketState::Mapping) {
+    wgpuInstanceProcessEvents(instance_);
+    throw_pending_error();
+    if (t.state != TicketState::Mapping) break;
+    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(300))
+      fail_runtime("GPU read-back did not complete within 300 s (device hung?)");
+    std::this_thread::yield();
+  }
+  if (t.state == TicketState::Failed) {
+    t.state = TicketState::Free;
+    fail_runtime("GPU read-back failed: " + t.error);
+  }
+  const auto* p = static_cast<const uint8_t*>(wgpuBufferGetConstMappedRange(t.staging, 0, t.capacity));
+  if (!p) fail_runtime("GPU read-back: mapped range unavailable");
+  std::vector<uint8_t> out(p, p + t.size);
+  wgpuBufferUnmap(t.staging);
+  t.state = TicketState::Free;
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Device> open_device(const DeviceOptions& options) { return std::make_unique<DawnDevice>(options); }
+
+std::vector<AdapterReport> list_adapters() {
+  // The C API has no adapter enumeration: ask for each backend, power preference and fallback, and keep the
+  // distinct answers.
+  WGPUInstance instance = create_instance();
+  if (!std::getenv("EGL_PLATFORM")) setenv("EGL_PLATFORM", "surfaceless", 0);
+  std::vector<AdapterReport> out;
+  for (WGPUBackendType backend : {WGPUBackendType_Vulkan, WGPUBackendType_OpenGLES})
+    for (WGPUPowerPreference power : {WGPUPowerPreference_HighPerformance, WGPUPowerPreference_LowPower})
+      for (bool fallback : {false, true}) {
+        WGPUAdapter a = request_adapter(instance, backend, power, fallback, nullptr);
+        if (!a) continue;
+        AdapterReport r = describe(instance, a);
+        wgpuAdapterRelease(a);
+        bool seen = std::any_of(out.begin(), out.end(), [&](const AdapterReport& o) {
+          return o.info.backend == r.info.backend && o.info.vendor_id == r.info.vendor_id &&
+                 o.info.device_id == r.info.device_id && o.info.device == r.info.device;
+        });
+        if (!seen) out.push_back(std::move(r));
+      }
+  wgpuInstanceRelease(instance);
+  return out;
+}
+
+}  // namespace wgllm::gpu

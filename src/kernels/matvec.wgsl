@@ -1,0 +1,178 @@
+// Everything that reads a weight matrix W [ROWS x COLS] (GGUF's ne = [COLS, ROWS]) as repacked at load:
+//   default:  y[Y_OFFSET + r] (+)= sum_c W[r, c] * x[c]      (GEMV; ACCUMULATE adds into y: the residual)
+//   EMBED:    y[c] = W[token, c]                                (embedding row gather; token from `token`)
+// Weight storage by WTYPE (one template, not one kernel per type):
+//   WTYPE_F32  w: f32 bits                WTYPE_F16  w: two f16 per u32 (element i = half i%2 of word i/2)
+//   WTYPE_Q8_0 w: 4 int8 per u32, 8 words per 32-element block; scales: two f16 per u32, one per block
+//   WTYPE_Q4_0 w: 4 words per block; byte j of the block holds element j (low nibble) and j+16 (high
+//              nibble), value = (q - 8) * scale — GGUF's own nibble order, only realigned to 4 bytes.
+// GEMV: TPR threads share a row, RPW rows per workgroup; partial sums reduce through subgroups when the
+// adapter has them (SUBGROUPS) and through workgroup memory otherwise.
+#if SUBGROUPS
+enable subgroups;
+#endif
+
+#if QUANT
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+@group(0) @binding(1) var<storage, read> scales: array<u32>;
+#if EMBED
+@group(0) @binding(2) var<storage, read> token: array<u32>;
+#else
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+#endif
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#else
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+#if EMBED
+@group(0) @binding(1) var<storage, read> token: array<u32>;
+#else
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+#endif
+
+const WG = 256u;
+const TPR = 32u;         // threads per row
+const RPW = WG / TPR;    // rows per workgroup
+const BLOCKS = COLS / 32u;
+
+#if QUANT
+fn block_scale(b: u32) -> f32 {
+  let pair = unpack2x16float(scales[b / 2u]);
+  return select(pair.x, pair.y, (b & 1u) == 1u);
+}
+
+// Byte k (0..3) of word v as a signed 8-bit integer.
+fn i8_at(v: u32, k: u32) -> f32 {
+  return f32(bitcast<i32>(v << (24u - 8u * k)) >> 24u);
+}
+#endif
+
+// Element (r, c) of W, dequantized exactly as the CPU reference does.
+fn weight_at(r: u32, c: u32) -> f32 {
+#if WTYPE_F32
+  return bitcast<f32>(w[r * COLS + c]);
+#endif
+#if WTYPE_F16
+  let i = r * COLS + c;
+  let pair = unpack2x16float(w[i / 2u]);
+  return select(pair.x, pair.y, (i & 1u) == 1u);
+#endif
+#if WTYPE_Q8_0
+  let b = r * BLOCKS + c / 32u;
+  let e = c % 32u;
+  return i8_at(w[b * 8u + e / 4u], e % 4u) * block_scale(b);
+#endif
+#if WTYPE_Q4_0
+  let b = r * BLOCKS + c / 32u;
+  let e = c % 32u;
+  let byte_index = e % 16u;
+  let v = (w[b * 4u + byte_index / 4u] >> (8u * (byte_index % 4u) + 4u * (e / 16u))) & 0xFu;
+  return (f32(v) - 8.0) * block_scale(b);
+#endif
+}
+
+#if EMBED
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c < COLS) {
+    y[c] = weight_at(token[0], c);
+  }
+}
+#else
+fn row_dot(r: u32, lane: u32) -> f32 {
+  var acc = 0.0;
+#if WTYPE_F32
+  for (var c = lane; c < COLS; c += TPR) {
+    acc += bitcast<f32>(w[r * COLS + c]) * x[c];
+  }
+#endif
+#if WTYPE_F16
+  for (var c = lane; c < COLS; c += TPR) {
+    acc += weight_at(r, c) * x[c];
+  }
+#endif
+#if WTYPE_Q8_0
+  for (var b = lane; b < BLOCKS; b += TPR) {
+    let blk = r * BLOCKS + b;
+    var s = 0.0;
+    for (var j = 0u; j < 8u; j++) {
+      let v = w[blk * 8u + j];
+      let xi = b * 32u + j * 4u;
+      s += i8_at(v, 0u) * x[xi] + i8_at(v, 1u) * x[xi + 1u] + i8_at(v, 2u) * x[xi + 2u] + i8_at(v, 3u) * x[xi + 3u];
+    }
+    acc += s * block_scale(blk);
+  }
+#endif
+#if WTYPE_Q4_0
+  for (var b = lane; b < BLOCKS; b += TPR) {
+    let blk = r * BLOCKS + b;
+    var s = 0.0;
+    for (var j = 0u; j < 4u; j++) {
+      let v = w[blk * 4u + j];
+      let lo = b * 32u + j * 4u;
+      for (var k = 0u; k < 4u; k++) {
+        let byte = v >> (8u * k);
+        s += (f32(byte & 0xFu) - 8.0) * x[lo + k] + (f32((byte >> 4u) & 0xFu) - 8.0) * x[lo + 16u + k];
+      }
+    }
+    acc += s * block_scale(blk);
+  }
+#endif
+  return acc;
+}
+
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>
+#if SUBGROUPS
+        , @builtin(subgroup_size) sg_size: u32
+#endif
+) {
+  let lane = tid % TPR;
+  let r = (wid.x + wid.y * nwg.x) * RPW + tid / TPR;
+  var acc = 0.0;
+  if (r < ROWS) {
+    acc = row_dot(r, lane);
+  }
+#if SUBGROUPS
+  // Subgroups hold consecutive invocations; when one fits inside a row's TPR lanes, its sum is that
+  // row's partial. A wider subgroup (64 on some GPUs) takes the workgroup-memory path below.
+  if (sg_size <= TPR) {
+    acc = subgroupAdd(acc);
+    partial[tid] = acc;
+    workgroupBarrier();
+    if (lane == 0u && r < ROWS) {
+      var total = 0.0;
+      for (var i = 0u; i < TPR; i += sg_size) {
+        total += partial[tid + i];
+      }
+#if ACCUMULATE
+      y[Y_OFFSET + r] += total;
+#else
+      y[Y_OFFSET + r] = total;
+#endif
+    }
+    return;
+  }
+#endif
+  partial[tid] = acc;
+  workgroupBarrier();
+  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      partial[tid] += partial[tid + s];
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u && r < ROWS) {
+#if ACCUMULATE
+    y[Y_OFFSET + r] += partial[tid];
+#else
+    y[Y_OFFSET + r] = partial[tid];
+#endif
+  }
+}
+#endif

@@ -1,0 +1,203 @@
+// Picks the next token from logits [N_VOCAB] on the GPU, in llama.cpp's default order: repetition penalty
+// over the last penalty_last_n tokens -> top-k -> top-p -> min-p -> temperature -> draw. temperature <= 0 is
+// greedy (lowest id among equal maxima). The id goes to token[0] (read by the next step's embedding, so
+// generation never waits for the CPU) and into the penalty history ring.
+// Candidates: the K = min(top_k or K_CAP, K_CAP) largest logits, found exactly by bisecting on the
+// logits' order-preserving bit keys, gathered in index order and sorted by (logit desc, id asc), so the
+// result is deterministic. With top-k off, the nucleus is cut at the K_CAP most likely tokens.
+#use step_params
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(2) var<storage, read_write> history: array<u32>;  // [HISTORY] ring, then [HISTORY] = count
+@group(0) @binding(3) var<storage, read_write> token: array<u32>;    // [0] = sampled id
+
+const WG = 256u;
+const K_CAP = 256u;
+const CHUNK = (N_VOCAB + WG - 1u) / WG;  // each thread owns a contiguous slice: deterministic gathers
+
+var<workgroup> red_u: array<u32, WG>;
+var<workgroup> cand_logit: array<f32, K_CAP>;
+var<workgroup> cand_id: array<u32, K_CAP>;
+var<workgroup> chosen: u32;
+
+fn key_of(f: f32) -> u32 {
+  let b = bitcast<u32>(f);
+  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+// Inclusive-then-exclusive scan helper: returns the sum over all threads and leaves the exclusive prefix
+// for `tid` in the return's second component.
+fn scan(tid: u32, v: u32) -> vec2<u32> {
+  red_u[tid] = v;
+  workgroupBarrier();
+  for (var off = 1u; off < WG; off <<= 1u) {
+    var add = 0u;
+    if (tid >= off) {
+      add = red_u[tid - off];
+    }
+    workgroupBarrier();
+    red_u[tid] += add;
+    workgroupBarrier();
+  }
+  let total = red_u[WG - 1u];
+  let exclusive = red_u[tid] - v;
+  workgroupBarrier();
+  return vec2<u32>(total, exclusive);
+}
+
+fn pcg(v: u32) -> u32 {
+  let state = v * 747796405u + 2891336453u;
+  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  return (word >> 22u) ^ word;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) tid: u32) {
+  let begin = tid * CHUNK;
+  let end = min(begin + CHUNK, N_VOCAB);
+
+  // Repetition penalty, once per distinct token of the recent history.
+  let count = history[HISTORY];
+  let n_hist = min(min(count, HISTORY), step.penalty_last_n);
+  if (step.repeat_penalty != 1.0 && tid < n_hist) {
+    let slot = (count - 1u - tid) % HISTORY;
+    let id = history[slot];
+    var first = true;
+    for (var j = 0u; j < tid; j++) {
+      if (history[(count - 1u - j) % HISTORY] == id) {
+        first = false;
+      }
+    }
+    if (first && id < N_VOCAB) {
+      let l = logits[id];
+      logits[id] = select(l * step.repeat_penalty, l / step.repeat_penalty, l > 0.0);
+    }
+  }
+  storageBarrier();
+  workgroupBarrier();
+
+  var k = K_CAP;
+  if (step.temperature <= 0.0) {
+    k = 1u;
+  } else if (step.top_k > 0u) {
+    k = min(step.top_k, K_CAP);
+  }
+  k = min(k, N_VOCAB);
+
+  // The k-th largest key: the largest threshold t with count(key >= t) >= k.
+  var threshold = 0u;
+  for (var bit = 31i; bit >= 0i; bit--) {
+    let trial = threshold | (1u << u32(bit));
+    var c = 0u;
+    for (var i = begin; i < end; i++) {
+      c += select(0u, 1u, key_of(logits[i]) >= trial);
+    }
+    if (scan(tid, c).x >= k) {
+      threshold = trial;
+    }
+  }
+  // Gather: every key above the threshold, then ties at it by increasing id, up to k.
+  var above = 0u;
+  var equal = 0u;
+  for (var i = begin; i < end; i++) {
+    let key = key_of(logits[i]);
+    above += select(0u, 1u, key > threshold);
+    equal += select(0u, 1u, key == threshold);
+  }
+  let a = scan(tid, above);
+  let e = scan(tid, equal);
+  var pos_above = a.y;
+  var pos_equal = a.x + e.y;
+  for (var i = begin; i < end; i++) {
+    let key = key_of(logits[i]);
+    if (key > threshold) {
+      cand_logit[pos_above] = logits[i];
+      cand_id[pos_above] = i;
+      pos_above++;
+    } else if (key == threshold && pos_equal < k) {
+      cand_logit[pos_equal] = logits[i];
+      cand_id[pos_equal] = i;
+      pos_equal++;
+    }
+  }
+  for (var i = k + tid; i < K_CAP; i += WG) {
+    cand_logit[i] = -3.4e38;
+    cand_id[i] = 0xFFFFFFFFu;
+  }
+  workgroupBarrier();
+
+  // Bitonic sort of K_CAP candidates: logit descending, id ascending.
+  for (var size = 2u; size <= K_CAP; size <<= 1u) {
+    for (var stride = size / 2u; stride > 0u; stride >>= 1u) {
+      for (var i = tid; i < K_CAP; i += WG) {
+        let j = i ^ stride;
+        if (j > i) {
+          let descending = (i & size) == 0u;
+          let li = cand_logit[i];
+          let lj = cand_logit[j];
+          let i_first = li > lj || (li == lj && cand_id[i] < cand_id[j]);
+          if (i_first != descending) {
+            cand_logit[i] = lj;
+            cand_logit[j] = li;
+            let t = cand_id[i];
+            cand_id[i] = cand_id[j];
+            cand_id[j] = t;
+          }
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+
+  if (tid == 0u) {
+    var pick = 0u;
+    if (k > 1u) {
+      let top = cand_logit[0];
+      var keep = k;
+      // top-p over the untempered distribution of the candidates.
+      if (step.top_p < 1.0) {
+        var z = 0.0;
+        for (var i = 0u; i < keep; i++) {
+          z += exp(cand_logit[i] - top);
+        }
+        var cum = 0.0;
+        for (var i = 0u; i < keep; i++) {
+          cum += exp(cand_logit[i] - top) / z;
+          if (cum >= step.top_p) {
+            keep = i + 1u;
+            break;
+          }
+        }
+      }
+      // min-p: p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p).
+      if (step.min_p > 0.0) {
+        let floor_logit = top + log(step.min_p);
+        var n = 1u;
+        while (n < keep && cand_logit[n] >= floor_logit) {
+          n++;
+        }
+        keep = n;
+      }
+      var z = 0.0;
+      for (var i = 0u; i < keep; i++) {
+        z += exp((cand_logit[i] - top) / step.temperature);
+      }
+      let r = pcg(step.seed ^ pcg(step.sample_index));
+      let u = f32(r >> 8u) / 16777216.0 * z;
+      var cum = 0.0;
+      pick = keep - 1u;
+      for (var i = 0u; i < keep; i++) {
+        cum += exp((cand_logit[i] - top) / step.temperature);
+        if (u < cum) {
+          pick = i;
+          break;
+        }
+      }
+    }
+    let id = cand_id[pick];
+    token[0] = id;
+    history[count % HISTORY] = id;
+    history[HISTORY] = count + 1u;
+  }
+}
