@@ -1,0 +1,263 @@
+#include "tokenizer/tokenizer.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <queue>
+
+#include "core/error.hpp"
+#include "core/utf8.hpp"
+
+namespace wgllm::tokenizer {
+
+namespace {
+
+constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581 "▁", SentencePiece's visible space
+
+std::string byte_token_text(uint8_t b) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+  return buf;
+}
+
+void replace_all(std::string& s, std::string_view from, std::string_view to) {
+  std::string out;
+  out.reserve(s.size());
+  size_t pos = 0;
+  for (size_t m; (m = s.find(from, pos)) != std::string::npos; pos = m + from.size()) {
+    out.append(s, pos, m - pos);
+    out.append(to);
+  }
+  out.append(s, pos);
+  s = std::move(out);
+}
+
+}  // namespace
+
+Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
+  check_vocab(vocab_);
+  const int32_t n = n_vocab();
+
+  std::array<int32_t, 256> hex_byte, single_byte;
+  hex_byte.fill(-1);
+  single_byte.fill(-1);
+  text_to_id_.reserve(static_cast<size_t>(n));
+  for (int32_t id = 0; id < n; ++id) {
+    const std::string& t = vocab_.tokens[id];
+    const TokenType type = vocab_.types[id];
+    if (type != TokenType::Control && type != TokenType::Unknown && type != TokenType::Byte) {
+      text_to_id_.emplace(t, id);
+    }
+    if (type == TokenType::Control || type == TokenType::Unknown || type == TokenType::UserDefined) {
+      special_by_length_.push_back(id);
+    }
+    // llama.cpp's byte fallback: the token spelled "<0xAB>" (upper case), else the one-byte token.
+    if (auto b = byte_token_value(t); b && t == byte_token_text(*b)) hex_byte[*b] = id;
+    if (t.size() == 1) single_byte[static_cast<uint8_t>(t[0])] = id;
+  }
+  for (int b = 0; b < 256; ++b) byte_to_id_[b] = hex_byte[b] >= 0 ? hex_byte[b] : single_byte[b];
+  std::stable_sort(special_by_length_.begin(), special_by_length_.end(),
+                   [&](int32_t a, int32_t b) { return vocab_.tokens[a].size() > vocab_.tokens[b].size(); });
+}
+
+bool Tokenizer::is_eog(int32_t id) const {
+  return std::binary_search(vocab_.eog_ids.begin(), vocab_.eog_ids.end(), id);
+}
+
+int32_t Tokenizer::find(std::string_view text) const {
+  auto it = text_to_id_.find(text);
+  return it == text_to_id_.end() ? -1 : it->second;
+}
+
+// llama.cpp's tokenizer_st_partition: each special token, longest first, splits every raw fragment at each
+// of its occurrences.
+std::vector<Tokenizer::Fragment> Tokenizer::split_special(std::string_view text, bool parse_special) const {
+  std::vector<Fragment> fragments;
+  if (text.empty()) return fragments;
+  fragments.push_back({text});
+  std::vector<Fragment> next;
+  for (int32_t id : special_by_length_) {
+    if (!parse_special && vocab_.types[id] != TokenType::UserDefined) continue;
+    const std::string& special = vocab_.tokens[id];
+    next.clear();
+    for (const Fragment& f : fragments) {
+      if (f.token >= 0) {
+        next.push_back(f);
+        continue;
+      }
+      size_t pos = 0;
+      for (size_t m; (m = f.text.find(special, pos)) != std::string_view::npos; pos = m + special.size()) {
+        if (m > pos) next.push_back({f.text.substr(pos, m - pos)});
+        next.push_back({{}, id});
+      }
+      if (pos < f.text.size()) next.push_back({f.text.substr(pos)});
+    }
+    fragments.swap(next);
+  }
+  return fragments;
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
+  std::vector<int32_t> out;
+  if (add_bos && vocab_.add_bos) out.push_back(vocab_.bos);
+  bool after_special = true;  // the start of the text counts as following a special token
+  for (const Fragment& f : split_special(text, parse_special)) {
+    if (f.token >= 0) {
+      out.push_back(f.token);
+      after_special = true;
+      continue;
+    }
+    std::string escaped;
+    if (vocab_.add_space_prefix && after_special) escaped = ' ';
+    escaped.append(f.text);
+    replace_all(escaped, " ", kSpaceMark);
+    encode_spm(escaped, out);
+    after_special = false;
+  }
+  if (add_bos && vocab_.add_eos) out.push_back(vocab_.eos);
+  return out;
+}
+
+void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) const {
+  struct Symbol {
+    size_t start, size;  // bytes of `text`; size 0 once merged into its left neighbour
+    int prev, next;      // neighbours in the list of live symbols, -1 at the ends
+  };
+  std::vector<Symbol> symbols;  // [characters of text]
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t len = std::min(utf8::sequence_length(static_cast<uint8_t>(text[pos])), text.size() - pos);
+    const int index = static_cast<int>(symbols.size());
+    symbols.push_back({pos, len, index - 1, pos + len == text.size() ? -1 : index + 1});
+    pos += len;
+  }
+
+  struct Bigram {
+    float score;
+    int left, right;
+    size_t size;  // bytes of the merged text, to tell a stale entry from a live one
+  };
+  // Highest score first; among equal scores the leftmost pair.
+  const auto lower = [](const Bigram& a, const Bigram& b) {
+    return a.score < b.score || (a.score == b.score && a.left > b.left);
+  };
+  std::priority_queue<Bigram, std::vector<Bigram>, decltype(lower)> queue(lower);
+  const auto try_add = [&](int left, int right) {
+    if (left < 0 || right < 0) return;
+    const size_t size = symbols[left].size + symbols[right].size;
+    const int32_t id = find(text.substr(symbols[left].start, size));
+    if (id >= 0) queue.push({vocab_.scores[id], left, right, size});
+  };
+
+  for (int i = 1; i < static_cast<int>(symbols.size()); ++i) try_add(i - 1, i);
+  while (!queue.empty()) {
+    const Bigram b = queue.top();
+    queue.pop();
+    Symbol& left = symbols[b.left];
+    Symbol& right = symbols[b.right];
+    if (left.size == 0 || right.size == 0 || left.size + right.size != b.size) continue;
+    left.size += right.size;
+    right.size = 0;
+    left.next = right.next;
+    if (right.next >= 0) symbols[right.next].prev = b.left;
+    try_add(left.prev, b.left);
+    try_add(b.left, left.next);
+  }
+
+  for (int i = symbols.empty() ? -1 : 0; i >= 0; i = symbols[i].next) {
+    const std::string_view s = text.substr(symbols[i].start, symbols[i].size);
+    if (const int32_t id = find(s); id >= 0) {
+      out.push_back(id);
+    } else {
+      for (char c : s) encode_byte(static_cast<uint8_t>(c), out);
+    }
+  }
+}
+
+void Tokenizer::encode_byte(uint8_t byte, std::vector<int32_t>& out) const {
+  int32_t id = byte_to_id_[byte];
+  if (id < 0) id = vocab_.unk;
+  if (id < 0) {
+    fail_input("cannot encode byte " + byte_token_text(byte) +
+               ": the vocabulary has no byte token for it and no unknown token");
+  }
+  out.push_back(id);
+}
+
+std::string Tokenizer::piece(int32_t id, bool special) const {
+  if (id < 0 || id >= n_vocab()) {
+    fail_input("token id " + std::to_string(id) + " is out of range (the vocabulary has " +
+               std::to_string(n_vocab()) + " tokens)");
+  }
+  const std::string& text = vocab_.tokens[id];
+  switch (vocab_.types[id]) {
+    case TokenType::Normal: {
+      std::string s = text;
+      replace_all(s, kSpaceMark, " ");
+      return s;
+    }
+    case TokenType::Byte:
+      return std::string(1, static_cast<char>(*byte_token_value(text)));
+    case TokenType::UserDefined:
+      return text;
+    case TokenType::Control:
+    case TokenType::Unknown:
+      return special ? text : std::string();
+    case TokenType::Undefined:
+    case TokenType::Unused:
+      break;
+  }
+  return {};
+}
+
+std::string Tokenizer::decode(std::span<const int32_t> ids, bool special) const {
+  std::string out;
+  bool strip = vocab_.add_space_prefix;
+  for (int32_t id : ids) {
+    std::string p = piece(id, special);
+    if (strip && !p.empty()) {
+      if (p[0] == ' ') p.erase(0, 1);
+      strip = false;
+    }
+    out += p;
+  }
+  return out;
+}
+
+StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool strip_leading_space)
+    : tokenizer_(tokenizer), strip_pending_(strip_leading_space) {}
+
+std::string StreamDecoder::push(int32_t id) {
+  std::string p = tokenizer_.piece(id);
+  if (strip_pending_ && !p.empty()) {
+    if (p[0] == ' ') p.erase(0, 1);
+    strip_pending_ = false;
+  }
+  held_ += p;
+
+  // Decoding from any position depends only on the bytes from there on, so emitting everything up to an
+  // unfinished tail and decoding the tail again once more bytes arrive gives what a whole-text pass would.
+  std::string out;
+  const std::string_view bytes = held_;
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    const utf8::Decoded d = utf8::decode(bytes.substr(pos));
+    if (d.status == utf8::Status::Incomplete) break;
+    if (d.status == utf8::Status::Valid) {
+      out.append(bytes.substr(pos, d.length));
+    } else {
+      utf8::append(out, utf8::kReplacement);
+    }
+    pos += d.length;
+  }
+  held_.erase(0, pos);
+  return out;
+}
+
+std::string StreamDecoder::flush() {
+  std::string out;
+  if (!held_.empty()) utf8::append(out, utf8::kReplacement);
+  held_.clear();
+  return out;
+}
+
+}  // namespace wgllm::tokenizer
