@@ -7,10 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "core/error.hpp"
 #include "support/test_support.hpp"
+#include "tokenizer/tokenizer.hpp"
 #include "unit/model/tiny_llama.hpp"
 
 namespace wgllm::cpu {
@@ -23,42 +23,24 @@ int32_t argmax(const std::vector<double>& v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
-// llama2.c's decoding of a piece: SentencePiece's "▁" is a space, "<0xAB>" is that byte, and the first
-// piece after BOS loses its leading space.
-std::string piece_text(const std::string& piece, bool after_bos) {
-  std::string text;
-  if (piece.size() == 6 && piece.starts_with("<0x") && piece.ends_with(">")) {
-    text.push_back(static_cast<char>(std::strtoul(piece.substr(3, 2).c_str(), nullptr, 16)));
-  } else {
-    for (size_t i = 0; i < piece.size();) {
-      if (piece.compare(i, 3, "\xE2\x96\x81") == 0) {
-        text += ' ';
-        i += 3;
-      } else {
-        text += piece[i++];
-      }
-    }
-  }
-  if (after_bos && text.starts_with(' ')) text.erase(0, 1);
-  return text;
-}
-
 TEST(ReferenceModel, Stories260KGreedyMatchesLlama2c) {
   auto file = gguf::GgufFile::open(test::source_path("models/stories260K.gguf"));
   ReferenceModel model(*file);
-  const std::vector<std::string>& pieces =
-      file->require_array("tokenizer.ggml.tokens", gguf::ValueType::STRING).strings;
+  const auto tokenizer = tokenizer::Tokenizer::from_gguf(*file);
+  // llama2.c prints each piece with "▁" as a space and byte tokens as bytes, dropping the leading space
+  // of the first piece after BOS.
+  tokenizer::StreamDecoder decoder(*tokenizer, /*strip_leading_space=*/true);
   // run.c's -n 200 counts positions: pos runs 0..199, feeding BOS first, each pass printing the token it
   // predicts, and stops early only when that token is BOS.
   constexpr int kBos = 1;
   int32_t token = kBos;
   std::string text;
   for (int pos = 0; pos < 200; ++pos) {
-    const int32_t next = argmax(model.step(token));
-    if (next == kBos) break;
-    text += piece_text(pieces.at(static_cast<size_t>(next)), token == kBos);
-    token = next;
+    token = argmax(model.step(token));
+    if (token == kBos) break;
+    text += decoder.push(token);
   }
+  text += decoder.flush();
   EXPECT_EQ(model.position(), 200);
   const std::string expected =
       test::read_file(test::testdata_path("karpathy-llama2.c/expected_stories260K_t0_n200.txt"));
@@ -81,7 +63,7 @@ TEST(ReferenceModel, ForwardRestartsAndMatchesStepByStep) {
     EXPECT_EQ(logits, all[i]) << i;
   }
   EXPECT_EQ(model.forward(tokens), all);  // forward() resets first
-  // Position 0 attends to itself only, so the first logits do not depend on what came before a reset.
+  // Token 3 again at position 4 attends to its context, so its logits differ from position 0's.
   EXPECT_NE(all[0], all[4]);
 }
 
