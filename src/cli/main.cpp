@@ -1,8 +1,47 @@
-// wgllm: the command-line front end. Subcommands live in cmd_*.cpp; this file only dispatches.
+// wgllm: the command-line front end. Subcommands live in cmd_*.cpp; this file parses and maps failures to
+// the exit codes of CONTRACTS.md: 0 success, 1 runtime failure, 2 bad usage or bad input.
 #include <cstdio>
 #include <string>
 
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+
 int main(int argc, char** argv) {
-  std::fprintf(stderr, "usage: wgllm <run|info|devices|logits> [options]\n");
-  return argc > 1 && std::string(argv[1]) == "--help" ? 0 : 2;
+  CLI::App app{"wgllm: Llama-family language models on WebGPU"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "wgllm 0.1.0");
+  std::vector<std::pair<CLI::App*, wgllm::cli::Action>> commands;
+  auto add = [&](auto adder, const char* name, const char* help) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    commands.emplace_back(sub, adder(*sub));
+  };
+  add(wgllm::cli::add_run, "run", "generate text from a prompt");
+  add(wgllm::cli::add_info, "info", "show a GGUF file's metadata and tensors");
+  add(wgllm::cli::add_devices, "devices", "list the WebGPU adapters");
+  add(wgllm::cli::add_logits, "logits", "print every position's logits for given tokens");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "wgllm: %s (see wgllm --help)\n", e.what());
+    return 2;
+  }
+  try {
+    for (auto& [sub, action] : commands)
+      if (sub->parsed()) return action();
+  } catch (const wgllm::Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "wgllm: %s\n", e.what());
+    return e.kind() == wgllm::ErrorKind::BadInput ? 2 : 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "wgllm: %s\n", e.what());
+    return 1;
+  }
+  return 2;
 }

@@ -1,0 +1,144 @@
+// `wgllm run`: stdout carries exactly the prompt as given, the generated text and one '\n' (CONTRACTS.md);
+// everything else goes to stderr.
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "gguf/gguf_file.hpp"
+#include "runtime/forward.hpp"
+#include "runtime/session.hpp"
+#include "tokenizer/tokenizer.hpp"
+
+namespace wgllm::cli {
+
+namespace {
+
+struct RunFlags {
+  std::string model;
+  std::string prompt;
+  std::string prompt_file;
+  int64_t n_predict = -1;
+  int64_t seed = -1;
+  runtime::SamplingParams sampling;
+  uint32_t ctx_size = 0;
+  bool no_echo = false;
+  bool stats = false;
+  bool no_subgroups = false;
+  gpu::DeviceOptions device;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+int run(const RunFlags& f) {
+  using clock = std::chrono::steady_clock;
+  auto t_load = clock::now();
+  std::string model_path = f.model.empty() ? default_model_path() : f.model;
+  std::string prompt = f.prompt;
+  if (!f.prompt_file.empty()) prompt = read_text_file(f.prompt_file);
+
+  auto file = gguf::GgufFile::open(model_path);
+  auto tok = tokenizer::Tokenizer::from_gguf(*file);
+  std::vector<int32_t> ids = tok->encode(prompt, /*add_bos=*/true);
+  if (ids.empty()) fail_input("the prompt is empty and the vocabulary adds no BOS token: give a prompt with -p");
+
+  runtime::SamplingParams sampling = f.sampling;
+  uint32_t seed = f.seed >= 0 ? static_cast<uint32_t>(f.seed) : std::random_device{}();
+  if (f.seed < 0) std::fprintf(stderr, "seed: %u\n", seed);
+  sampling.seed = seed;
+
+  auto device = gpu::open_device(f.device);
+  runtime::ForwardOptions fo;
+  fo.n_ctx = f.ctx_size;
+  fo.use_subgroups = !f.no_subgroups;
+  runtime::Forward forward(*device, *file, fo);
+  runtime::Session session(forward, sampling);
+  double load_s = seconds_since(t_load);
+  std::fprintf(stderr, "loaded %s on %s (%s) in %.2f s: %u layers, dim %u, vocab %u, context %u\n",
+               model_path.c_str(), device->info().device.c_str(), device->info().backend.c_str(), load_s,
+               forward.config().n_layers, forward.config().dim, forward.config().n_vocab, forward.n_ctx());
+
+  if (!f.no_echo) std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+  std::fflush(stdout);
+
+  tokenizer::StreamDecoder decoder(*tok, /*strip_leading_space=*/prompt.empty());
+  const uint64_t max_new = f.n_predict < 0 ? UINT64_MAX : static_cast<uint64_t>(f.n_predict);
+  auto t_prompt = clock::now();
+  double prompt_s = 0;
+  uint64_t generated = 0;
+  if (max_new > 0) {
+    gpu::ReadTicket pending = session.prefill(ids);
+    bool first = true;
+    for (;;) {
+      // Run ahead: record and submit the next step before waiting for this one's id.
+      bool more = generated + 1 < max_new && !session.context_full();
+      gpu::DeviceStats before = device->stats();
+      gpu::ReadTicket next = more ? session.step() : gpu::ReadTicket{};
+      gpu::DeviceStats after = device->stats();
+      int32_t id = session.id_of(pending);
+      if (first) {
+        prompt_s = seconds_since(t_prompt);
+        first = false;
+      }
+      if (tok->is_eog(id)) break;
+      ++generated;
+      std::string text = decoder.push(id);
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+      if (f.stats && more) {
+        std::fprintf(stderr, "[step %u: %llu dispatches, %llu submits, %llu bytes read back]\n", session.position(),
+                     static_cast<unsigned long long>(after.dispatches - before.dispatches),
+                     static_cast<unsigned long long>(after.submits - before.submits),
+                     static_cast<unsigned long long>(after.bytes_read_back - before.bytes_read_back));
+      }
+      if (!more) {
+        if (session.context_full() && generated < max_new)
+          std::fprintf(stderr, "\nwgllm: stopped: the context of %u tokens is full\n", forward.n_ctx());
+        break;
+      }
+      pending = next;
+    }
+  }
+  std::string tail = decoder.flush();
+  std::fwrite(tail.data(), 1, tail.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  double gen_s = seconds_since(t_prompt) - prompt_s;
+  std::fprintf(stderr, "load %.2f s | prompt %zu tokens, %.1f tok/s | generated %llu tokens, %.1f tok/s | "
+               "GPU memory %.1f MiB (weights %.1f MiB)\n",
+               load_s, ids.size(), prompt_s > 0 ? ids.size() / prompt_s : 0.0,
+               static_cast<unsigned long long>(generated), gen_s > 0 && generated > 1 ? (generated - 1) / gen_s : 0.0,
+               device->allocated_bytes() / 1048576.0, forward.weight_bytes() / 1048576.0);
+  return 0;
+}
+
+}  // namespace
+
+Action add_run(CLI::App& app) {
+  auto f = std::make_shared<RunFlags>();
+  app.add_option("-m,--model", f->model, "GGUF model file (default: the built-in stories260K)")->check(CLI::ExistingFile);
+  auto* p = app.add_option("-p,--prompt", f->prompt, "prompt text");
+  app.add_option("-f,--file", f->prompt_file, "read the prompt from a file")->check(CLI::ExistingFile)->excludes(p);
+  app.add_option("-n,--n-predict", f->n_predict, "at most N new tokens (-1: until end of generation or context)");
+  app.add_option("--seed", f->seed, "sampling seed (default: random, printed on stderr)");
+  app.add_option("--temp", f->sampling.temperature, "temperature; 0 = greedy")->capture_default_str();
+  app.add_option("--top-k", f->sampling.top_k, "top-k (0 = off)")->capture_default_str();
+  app.add_option("--top-p", f->sampling.top_p, "top-p (1 = off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--min-p", f->sampling.min_p, "min-p (0 = off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--repeat-penalty", f->sampling.repeat_penalty, "repetition penalty (1 = off)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--repeat-last-n", f->sampling.penalty_last_n, "tokens the repetition penalty looks back over")
+      ->capture_default_str()
+      ->check(CLI::Range(0, int(runtime::kPenaltyHistory)));
+  app.add_option("-c,--ctx-size", f->ctx_size, "context size in tokens (default: the model's, at most 4096)");
+  app.add_flag("--no-echo", f->no_echo, "do not print the prompt");
+  app.add_flag("--stats", f->stats, "print per-token GPU work (dispatches, submits, bytes read back) on stderr");
+  add_device_flags(app, f->device, f->no_subgroups);
+  return [f] { return run(*f); };
+}
+
+}  // namespace wgllm::cli

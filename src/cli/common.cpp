@@ -1,0 +1,45 @@
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+
+namespace wgllm::cli {
+
+std::string default_model_path() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  const char* name = "stories260K.gguf";
+  std::vector<fs::path> candidates;
+  if (!ec) {
+    candidates.push_back(exe.parent_path() / "models" / name);
+    candidates.push_back(exe.parent_path().parent_path() / "models" / name);
+    candidates.push_back(exe.parent_path().parent_path() / "share" / "wgllm" / name);
+  }
+  candidates.push_back(fs::path(WGLLM_SOURCE_DIR) / "models" / name);
+  for (const auto& p : candidates)
+    if (fs::exists(p, ec)) return p.string();
+  fail_input("the built-in model stories260K.gguf was not found beside the binary; pass -m FILE");
+}
+
+void add_device_flags(CLI::App& cmd, gpu::DeviceOptions& options, bool& no_subgroups) {
+  cmd.add_option("--backend", options.backend, "WebGPU backend: vulkan or gl (OpenGL ES)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, gpu::Backend>{{"vulkan", gpu::Backend::Vulkan}, {"gl", gpu::Backend::OpenGL}},
+          CLI::ignore_case));
+  cmd.add_flag("--no-subgroups", no_subgroups, "use the kernels' workgroup-memory reductions even where subgroups exist");
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_input(path + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace wgllm::cli
