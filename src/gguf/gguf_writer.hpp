@@ -12,6 +12,9 @@
 
 namespace wgllm::gguf {
 
+// Setting a key again replaces its value where it stands (insertion order is kept). Values are checked
+// (types, ranges, nesting) when set; tensors (name, type, dims, byte size) when added: Error(BadInput)
+// naming the key or tensor. Tensors are laid out in insertion order, each padded to the alignment.
 class GgufWriter {
  public:
   void set_uint32(const std::string& key, uint32_t v);
@@ -25,13 +28,19 @@ class GgufWriter {
   void set_int32s(const std::string& key, const std::vector<int32_t>& v);
   void set_value(const std::string& key, const Value& v);  // any Value, e.g. copied from another file
 
-  // `dims` in ggml order; `bytes` must be exactly the type's size for those dims.
+  // `dims` in ggml order (1..4 dims, each >= 1, dims[0] a multiple of the block size); `bytes` must be
+  // exactly the type's size for those dims. Names are limited to 63 bytes, as llama.cpp's loader is.
   void add_tensor(const std::string& name, TensorType type, std::vector<uint64_t> dims,
                   std::vector<uint8_t> bytes);
 
+  // `alignment`: a non-zero power of two, recorded as general.alignment when not 32 (or when the key
+  // was set, whose value it then replaces). Throws Error(BadInput) when PATH.tmp can't be created,
+  // Error(Runtime) when writing or renaming fails; PATH.tmp never survives a failure.
   void write(const std::string& path, uint32_t alignment = 32) const;
 
  private:
+  void set(const std::string& key, Value v);
+
   struct Tensor {
     std::string name;
     TensorType type;
