@@ -119,6 +119,10 @@ class Device {
   // Blocks until the ticket lands (native hosts only), then returns its bytes and frees the ticket.
   virtual std::vector<uint8_t> wait(ReadTicket ticket) = 0;
 
+  // Destroys the underlying device as a driver reset or GPU removal would. Every later call throws
+  // Error(Runtime) saying the device was lost. For fault tests and for the server's recovery path.
+  virtual void simulate_loss() = 0;
+
   virtual const DeviceStats& stats() const = 0;
   virtual uint64_t allocated_bytes() const = 0;  // all live buffers
 };

@@ -210,6 +210,7 @@ class DawnDevice final : public Device {
   void submit() override;
   bool poll(ReadTicket ticket) override;
   std::vector<uint8_t> wait(ReadTicket ticket) override;
+  void simulate_loss() override;
   const DeviceStats& stats() const override { return stats_; }
   uint64_t allocated_bytes() const override { return allocated_; }
 
@@ -363,6 +364,12 @@ DawnDevice::~DawnDevice() {
     wgpuInstanceProcessEvents(instance_);
     wgpuInstanceRelease(instance_);
   }
+}
+
+void DawnDevice::simulate_loss() {
+  wgpuDeviceDestroy(device_);
+  wgpuInstanceProcessEvents(instance_);
+  if (lost_message_.empty()) lost_message_ = "the device was destroyed";
 }
 
 void DawnDevice::check_alive() const {
@@ -625,6 +632,7 @@ std::vector<uint8_t> DawnDevice::wait(ReadTicket ticket) {
   }
   if (t.state == TicketState::Failed) {
     t.state = TicketState::Free;
+    check_alive();  // a lost device explains the failure better than the mapping error
     fail_runtime("GPU read-back failed: " + t.error);
   }
   const auto* p = static_cast<const uint8_t*>(wgpuBufferGetConstMappedRange(t.staging, 0, t.capacity));

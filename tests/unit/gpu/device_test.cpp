@@ -84,5 +84,39 @@ TEST(Device, SiluMulMatchesDoubleReference) {
   EXPECT_LT(test::relative_error(out, ref), 1e-6);
 }
 
+TEST(Device, BufferLargerThanTheAdapterAllowsIsAClearError) {
+  Device& d = device();
+  try {
+    d.buffer(d.limits().max_buffer_size + 4, kStorage, "too big");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::Runtime);
+    EXPECT_NE(msg.find("too big"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("maxBufferSize"), std::string::npos) << msg;
+  }
+}
+
+TEST(Device, LossBecomesAnErrorOnEveryLaterCallAndNothingHangs) {
+  auto d = open_device();
+  Buffer b = d->buffer(64, kStorage, "before loss");
+  ReadTicket pending = d->read(b, 0, 64);
+  d->submit();
+  d->simulate_loss();
+  auto expect_lost = [](auto&& call) {
+    try {
+      call();
+      ADD_FAILURE() << "expected a device-lost error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Runtime);
+      EXPECT_NE(std::string(e.what()).find("lost"), std::string::npos) << e.what();
+    }
+  };
+  expect_lost([&] { d->wait(pending); });
+  expect_lost([&] { d->buffer(64, kStorage, "after loss"); });
+  expect_lost([&] { d->kernel("silu_mul", {{"N", "4u"}}); });
+  expect_lost([&] { d->submit(); });
+}
+
 }  // namespace
 }  // namespace wgllm::gpu
