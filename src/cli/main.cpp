@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   add(wgllm::cli::add_info, "info", "show a GGUF file's metadata and tensors");
   add(wgllm::cli::add_devices, "devices", "list the WebGPU adapters");
   add(wgllm::cli::add_logits, "logits", "print every position's logits for given tokens");
+  add(wgllm::cli::add_bench, "bench", "measure prompt and generation speed (llama-bench's tests)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,6 +1,6 @@
 // Everything that reads a weight matrix W [ROWS x COLS] (GGUF's ne = [COLS, ROWS]) as repacked at load:
 //   default:  y[Y_OFFSET + r] (+)= sum_c W[r, c] * x[c]      (GEMV; ACCUMULATE adds into y: the residual)
-//   EMBED:    y[c] = W[token, c]                                (embedding row gather; token from `token`)
+//   EMBED:    y[c] = W[token - Y_OFFSET, c] when this chunk holds row `token` (embedding row gather)
 // Weight storage by WTYPE (one template, not one kernel per type):
 //   WTYPE_F32  w: f32 bits                WTYPE_F16  w: two f16 per u32 (element i = half i%2 of word i/2)
 //   WTYPE_Q8_0 w: 4 int8 per u32, 8 words per 32-element block; scales: two f16 per u32, one per block
@@ -76,8 +76,9 @@ fn weight_at(r: u32, c: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let c = gid.x;
-  if (c < COLS) {
-    y[c] = weight_at(token[0], c);
+  let t = token[0];
+  if (c < COLS && t >= Y_OFFSET && t - Y_OFFSET < ROWS) {
+    y[c] = weight_at(t - Y_OFFSET, c);
   }
 }
 #else

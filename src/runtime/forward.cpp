@@ -70,12 +70,10 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
   {
     gpu::KernelDefines d = weight_defines(embd.type);
     d["EMBED"] = "1";
-    for (const auto& ch : embd.chunks) {
-      if (ch.first_row != 0 || embd.chunks.size() != 1)
-        fail_runtime("token embedding table larger than one GPU binding is not supported yet");
+    for (const auto& ch : embd.chunks) {  // only the chunk holding the token's row writes
       d["COLS"] = u32(embd.cols);
-      d["ROWS"] = u32(embd.rows);
-      d["Y_OFFSET"] = "0u";
+      d["ROWS"] = u32(ch.rows);
+      d["Y_OFFSET"] = u32(ch.first_row);
       std::vector<gpu::BufferSlice> b = {{ch.quants}};
       if (ch.scales) b.push_back({ch.scales});
       b.push_back({token_});
@@ -143,7 +141,12 @@ void Forward::add(std::vector<Op>& ops, std::string_view kernel, const gpu::Kern
   ops.push_back({k, g, x, (groups + x - 1) / x});
 }
 
+uint64_t Forward::bytes_per_token(uint32_t pos) const {
+  return gemv_bytes_ + 2ull * config_.n_layers * (pos + 1ull) * config_.kv_dim() * 4;
+}
+
 void Forward::add_matvec(std::vector<Op>& ops, const GpuMatrix& m, gpu::Buffer x, gpu::Buffer y, bool accumulate) {
+  gemv_bytes_ += m.bytes;
   for (const auto& ch : m.chunks) {
     gpu::KernelDefines d = weight_defines(m.type);
     d["ROWS"] = u32(ch.rows);

@@ -25,6 +25,7 @@ GpuMatrix upload_matrix(gpu::Device& device, const gguf::GgufFile& file, const g
   m.type = t.type;
   m.cols = static_cast<uint32_t>(t.dims[0]);
   m.rows = static_cast<uint32_t>(t.rows());
+  m.bytes = t.n_bytes;
   const uint64_t row_bytes = t.n_bytes / m.rows;
   // Chunks hold whole rows, a multiple of the GEMV's 8 rows per workgroup, within one binding.
   const uint64_t limit = std::min(device.limits().max_storage_buffer_binding_size, device.limits().max_buffer_size);

@@ -14,6 +14,7 @@ struct GpuMatrix {
   gguf::TensorType type;
   uint32_t rows = 0;  // outputs
   uint32_t cols = 0;  // inputs (GGUF's ne[0])
+  uint64_t bytes = 0;  // the tensor's size in the file
   struct Chunk {
     gpu::Buffer quants;
     gpu::Buffer scales;  // empty for F32/F16

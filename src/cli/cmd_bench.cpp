@@ -1,0 +1,203 @@
+// `wgllm bench`: llama-bench's tests (pp = prompt processing, tg = generation) on a GGUF file or on a
+// synthetic model of a published shape, with achieved GB/s beside tok/s and the copy-kernel ceiling measured
+// in the same run. Flags as llama-bench's (CONTRACTS.md).
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "gguf/gguf_file.hpp"
+#include "model/synthetic.hpp"
+#include "runtime/bandwidth.hpp"
+#include "runtime/forward.hpp"
+#include "runtime/session.hpp"
+
+namespace wgllm::cli {
+
+namespace {
+
+struct BenchFlags {
+  std::string model;
+  std::string synthetic;
+  std::string write_gguf;
+  int n_prompt = 512;
+  int n_gen = 128;
+  int depth = 0;
+  int reps = 5;
+  std::string output = "md";
+  bool no_subgroups = false;
+  gpu::DeviceOptions device;
+};
+
+struct Result {
+  std::string test;
+  std::vector<double> tok_s;
+  double bytes_per_token = 0;  // tg only
+  double mean() const { return std::accumulate(tok_s.begin(), tok_s.end(), 0.0) / tok_s.size(); }
+  double stddev() const {
+    double m = mean(), s = 0;
+    for (double v : tok_s) s += (v - m) * (v - m);
+    return tok_s.size() > 1 ? std::sqrt(s / (tok_s.size() - 1)) : 0.0;
+  }
+};
+
+using clock_type = std::chrono::steady_clock;
+double since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
+
+std::vector<int32_t> random_tokens(size_t n, uint32_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> ids(n);
+  for (auto& id : ids) id = static_cast<int32_t>(rng() % vocab);
+  return ids;
+}
+
+// Greedy sampling: the benchmark measures the engine, and llama-bench samples nothing either.
+runtime::SamplingParams bench_sampling() {
+  runtime::SamplingParams s;
+  s.temperature = 0;
+  return s;
+}
+
+double run_pp(runtime::Forward& fwd, int depth, int n_prompt, uint64_t seed) {
+  runtime::Session session(fwd, bench_sampling());
+  if (depth > 0) session.id_of(session.prefill(random_tokens(depth, fwd.config().n_vocab, seed)));
+  auto prompt = random_tokens(n_prompt, fwd.config().n_vocab, seed + 1);
+  auto t0 = clock_type::now();
+  session.id_of(session.prefill(prompt));
+  return n_prompt / since(t0);
+}
+
+double run_tg(runtime::Forward& fwd, int depth, int n_gen, uint64_t seed) {
+  runtime::Session session(fwd, bench_sampling());
+  session.id_of(session.prefill(random_tokens(std::max(1, depth), fwd.config().n_vocab, seed)));
+  auto t0 = clock_type::now();
+  gpu::ReadTicket pending = session.step();
+  for (int i = 1; i < n_gen; ++i) {
+    gpu::ReadTicket next = session.step();  // run ahead: step i is queued before step i-1 is read
+    session.id_of(pending);
+    pending = next;
+  }
+  session.id_of(pending);
+  return n_gen / since(t0);
+}
+
+int bench(const BenchFlags& f) {
+  std::string path = f.model;
+  std::string model_name;
+  std::filesystem::path temp;
+  if (!f.synthetic.empty()) {
+    auto [shape, type] = model::parse_synthetic(f.synthetic);
+    model_name = shape.name + " " + std::string(gguf::type_name(type)) + " (synthetic)";
+    auto t0 = clock_type::now();
+    gguf::GgufWriter w = model::synthetic_model(shape, type, 1234);
+    if (!f.write_gguf.empty()) {
+      path = f.write_gguf;
+    } else {
+      temp = std::filesystem::temp_directory_path() / ("wgllm-bench-" + std::to_string(getpid()) + ".gguf");
+      path = temp.string();
+    }
+    w.write(path);
+    std::fprintf(stderr, "generated %s in %.1f s -> %s\n", model_name.c_str(), since(t0), path.c_str());
+  } else if (path.empty()) {
+    path = default_model_path();
+  }
+  struct Cleanup {
+    std::filesystem::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!p.empty()) std::filesystem::remove(p, ec);
+    }
+  } cleanup{temp};
+
+  auto file = gguf::GgufFile::open(path);
+  if (model_name.empty()) model_name = std::filesystem::path(path).filename().string();
+  auto device = gpu::open_device(f.device);
+  runtime::ForwardOptions fo;
+  fo.n_ctx = static_cast<uint32_t>(f.depth + std::max(f.n_prompt, f.n_gen) + 2);
+  fo.use_subgroups = !f.no_subgroups;
+  auto t_load = clock_type::now();
+  runtime::Forward fwd(*device, *file, fo);
+  double load_s = since(t_load);
+  double copy_gbps = runtime::copy_bandwidth_gbps(*device, 1ull << 30, 5);
+
+  std::vector<Result> results;
+  if (f.n_prompt > 0) {
+    Result r{"pp" + std::to_string(f.n_prompt) + (f.depth ? " @ d" + std::to_string(f.depth) : ""), {}, 0};
+    run_pp(fwd, f.depth, f.n_prompt, 1);  // warm-up
+    for (int i = 0; i < f.reps; ++i) r.tok_s.push_back(run_pp(fwd, f.depth, f.n_prompt, 10 + i));
+    results.push_back(r);
+  }
+  if (f.n_gen > 0) {
+    Result r{"tg" + std::to_string(f.n_gen) + (f.depth ? " @ d" + std::to_string(f.depth) : ""), {}, 0};
+    // Mean bytes per token over the generated positions.
+    uint32_t mid = static_cast<uint32_t>(std::max(1, f.depth) + f.n_gen / 2);
+    r.bytes_per_token = static_cast<double>(fwd.bytes_per_token(mid));
+    run_tg(fwd, f.depth, std::min(f.n_gen, 16), 2);  // warm-up
+    for (int i = 0; i < f.reps; ++i) r.tok_s.push_back(run_tg(fwd, f.depth, f.n_gen, 20 + i));
+    results.push_back(r);
+  }
+
+  const auto& info = device->info();
+  std::string backend = info.backend + " (" + info.device + ")";
+  if (f.output == "json") {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : results) {
+      double gbps = r.bytes_per_token * r.mean() / 1e9;
+      out.push_back({{"model", model_name},
+                     {"model_bytes", fwd.weight_bytes()},
+                     {"backend", backend},
+                     {"test", r.test},
+                     {"n_prompt", f.n_prompt},
+                     {"n_gen", f.n_gen},
+                     {"depth", f.depth},
+                     {"avg_ts", r.mean()},
+                     {"stddev_ts", r.stddev()},
+                     {"samples_ts", r.tok_s},
+                     {"achieved_gbps", r.bytes_per_token > 0 ? gbps : 0.0},
+                     {"copy_gbps", copy_gbps},
+                     {"pct_of_copy", r.bytes_per_token > 0 ? 100 * gbps / copy_gbps : 0.0},
+                     {"load_s", load_s}});
+    }
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf("| model | size | backend | test | t/s | GB/s | %% of copy (%.0f GB/s) |\n", copy_gbps);
+    std::printf("| --- | ---: | --- | --- | ---: | ---: | ---: |\n");
+    for (const auto& r : results) {
+      double gbps = r.bytes_per_token * r.mean() / 1e9;
+      double mib = fwd.weight_bytes() / 1048576.0;
+      std::string size = mib >= 1024 ? std::to_string(mib / 1024).substr(0, 5) + " GiB" : std::to_string(mib).substr(0, 6) + " MiB";
+      std::printf("| %s | %s | %s | %s | %.2f ± %.2f | %s | %s |\n", model_name.c_str(), size.c_str(), backend.c_str(), r.test.c_str(), r.mean(), r.stddev(),
+                  r.bytes_per_token > 0 ? std::to_string(static_cast<int>(gbps)).c_str() : "",
+                  r.bytes_per_token > 0 ? (std::to_string(static_cast<int>(100 * gbps / copy_gbps)) + "%").c_str() : "");
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+Action add_bench(CLI::App& app) {
+  auto f = std::make_shared<BenchFlags>();
+  auto* m = app.add_option("-m,--model", f->model, "GGUF model file")->check(CLI::ExistingFile);
+  app.add_option("--synthetic", f->synthetic,
+                 "random weights of a published shape, SHAPE:TYPE (llama-3.2-1b, llama-3.2-3b, llama-3-8b, "
+                 "llama-2-7b, tiny; f32, f16, q8_0, q4_0)")
+      ->excludes(m);
+  app.add_option("--write-gguf", f->write_gguf, "with --synthetic: also keep the generated model in this file");
+  app.add_option("-p,--n-prompt", f->n_prompt, "prompt tokens (pp test; 0 = skip)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("-n,--n-gen", f->n_gen, "generated tokens (tg test; 0 = skip)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("-d,--n-depth", f->depth, "tokens already in the context")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("-r,--repetitions", f->reps, "repetitions of each test")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("-o,--output", f->output, "md or json")->capture_default_str()->check(CLI::IsMember({"md", "json"}));
+  add_device_flags(app, f->device, f->no_subgroups);
+  return [f] { return bench(*f); };
+}
+
+}  // namespace wgllm::cli
