@@ -1,0 +1,199 @@
+// The GPU forward pass against the float64 CPU reference (cpu::ReferenceModel) on the same synthetic GGUF
+// file: every position's logits, for each weight type, both kernel variants (subgroup reductions and
+// workgroup-memory reductions), and the llama variants stories260K does not exercise (tied LM head, partial
+// RoPE, linear RoPE scaling, Llama 3 frequency factors, a context longer than the attention workgroup).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <tuple>
+
+#include "core/error.hpp"
+#include "cpu/reference_model.hpp"
+#include "quant/codec.hpp"
+#include "unit/runtime/runtime_fixtures.hpp"
+
+namespace wgllm::runtime {
+namespace {
+
+using gguf::TensorType;
+using ::testing::HasSubstr;
+
+std::vector<float> to_float(const std::vector<double>& v) {
+  return {v.begin(), v.end()};
+}
+
+// Evaluates `tokens` on the GPU and checks each position's logits against the reference within `tol`.
+void expect_matches_reference(const gguf::GgufFile& file, std::span<const int32_t> tokens, bool subgroups,
+                              double tol) {
+  const std::vector<std::vector<double>> want = cpu::ReferenceModel(file).forward(tokens);
+  const std::vector<std::vector<float>> got =
+      test::gpu_logits(file, tokens, ForwardOptions{.use_subgroups = subgroups});
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t p = 0; p < tokens.size(); ++p) {
+    ASSERT_EQ(got[p].size(), want[p].size()) << "position " << p;
+    EXPECT_LE(test::relative_error(got[p], want[p]), tol)
+        << "position " << p << " (token " << tokens[p] << ")";
+  }
+}
+
+// A model variant is only covered when it changes the reference's logits: checks that `variant` and
+// `plain` differ by far more than the tolerance at the last position.
+void expect_variant_matters(const gguf::GgufFile& variant, const gguf::GgufFile& plain,
+                            std::span<const int32_t> tokens, double tol) {
+  const auto a = cpu::ReferenceModel(variant).forward(tokens).back();
+  const auto b = cpu::ReferenceModel(plain).forward(tokens).back();
+  EXPECT_GT(test::relative_error(to_float(a), b), 100 * tol);
+}
+
+// 12 positions; token 1 comes back at position 7 so that a repeated token at a later position, whose
+// logits differ only through attention and RoPE, is among them.
+std::vector<int32_t> sequence(uint32_t n_vocab, uint64_t salt) {
+  std::vector<int32_t> tokens = test::random_tokens(12, n_vocab, salt);
+  tokens[7] = tokens[1];
+  return tokens;
+}
+
+std::string variant_name(bool subgroups) {
+  return subgroups ? "Subgroups" : "WorkgroupMemory";
+}
+
+class ForwardByType : public ::testing::TestWithParam<std::tuple<TensorType, bool>> {};
+
+TEST_P(ForwardByType, EveryPositionMatchesTheReference) {
+  SCOPED_TRACE(test::seed_note());
+  const auto [type, subgroups] = GetParam();
+  // The same salt for both variants: they run on the same weights.
+  const test::TinyLlama m(test::model_shape(type), 100 + static_cast<uint64_t>(type));
+  auto file = m.open(std::string("by-type-") + std::string(gguf::type_name(type)) + ".gguf");
+  expect_matches_reference(*file, sequence(m.shape().n_vocab, 1), subgroups, test::tolerance(type));
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, ForwardByType,
+                         ::testing::Combine(::testing::Values(TensorType::F32, TensorType::F16,
+                                                              TensorType::Q8_0, TensorType::Q4_0),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(gguf::type_name(std::get<0>(info.param))) +
+                                  variant_name(std::get<1>(info.param));
+                         });
+
+class ForwardVariants : public ::testing::TestWithParam<bool> {};
+
+// No output.weight: the LM head reads the (quantized) embedding table.
+TEST_P(ForwardVariants, TiedOutput) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlama m(test::model_shape(TensorType::Q8_0), 200);
+  auto plain = m.open("untied.gguf");
+  m.erase_tensor("output.weight");
+  auto tied = m.open("tied.gguf");
+  const auto tokens = sequence(m.shape().n_vocab, 2);
+  expect_variant_matters(*tied, *plain, tokens, test::tolerance(TensorType::Q8_0));
+  expect_matches_reference(*tied, tokens, GetParam(), test::tolerance(TensorType::Q8_0));
+}
+
+// Head dim 64 of which RoPE rotates the leading 32, GQA 4 over 2, and a non-default frequency base.
+TEST_P(ForwardVariants, PartialRope) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlamaShape shape = test::model_shape(TensorType::F32);
+  shape.n_heads = 4;
+  shape.n_kv_heads = 2;
+  test::TinyLlama m(shape, 300);
+  m.set_f32("llama.rope.freq_base", 500000.0f);
+  auto full = m.open("full-rope.gguf");
+  m.set_u32("llama.rope.dimension_count", 32);
+  auto partial = m.open("partial-rope.gguf");
+  ASSERT_EQ(cpu::ReferenceModel(*partial).config().head_dim, 64u);
+  ASSERT_EQ(cpu::ReferenceModel(*partial).config().rope_dim, 32u);
+  const auto tokens = sequence(m.shape().n_vocab, 3);
+  expect_variant_matters(*partial, *full, tokens, test::tolerance(TensorType::F32));
+  expect_matches_reference(*partial, tokens, GetParam(), test::tolerance(TensorType::F32));
+}
+
+TEST_P(ForwardVariants, LinearRopeScaling) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlama m(test::model_shape(TensorType::F16), 400);
+  auto plain = m.open("unscaled.gguf");
+  m.set_string("llama.rope.scaling.type", "linear");
+  m.set_f32("llama.rope.scaling.factor", 4.0f);
+  auto scaled = m.open("linear-scaled.gguf");
+  const auto tokens = sequence(m.shape().n_vocab, 4);
+  expect_variant_matters(*scaled, *plain, tokens, test::tolerance(TensorType::F16));
+  expect_matches_reference(*scaled, tokens, GetParam(), test::tolerance(TensorType::F16));
+}
+
+// Llama 3's rope_freqs.weight: one divisor per rotated pair, here random in [1, 32).
+TEST_P(ForwardVariants, RopeFreqFactors) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlama m(test::model_shape(TensorType::Q4_0), 500);
+  auto plain = m.open("no-factors.gguf");
+  std::mt19937_64 gen = test::rng(501);
+  std::uniform_real_distribution<float> factor(1.0f, 32.0f);
+  std::vector<float> factors(16);  // [rope_dim / 2]
+  for (float& f : factors) f = factor(gen);
+  m.add_values("rope_freqs.weight", TensorType::F32, {16}, factors);
+  auto with_factors = m.open("rope-factors.gguf");
+  const auto tokens = sequence(m.shape().n_vocab, 5);
+  expect_variant_matters(*with_factors, *plain, tokens, test::tolerance(TensorType::Q4_0));
+  expect_matches_reference(*with_factors, tokens, GetParam(), test::tolerance(TensorType::Q4_0));
+}
+
+// 280 positions: attention runs 256 threads per head, so later positions take more than one pass over the
+// cache (two layers are enough for that and keep the test fast). The weight matrices are scaled to N(0,
+// 0.1^2): a model drawn at 0.3 amplifies the f32 rounding of RoPE angles (pos * inv_freq, which grows with
+// the position) past the F32 tolerance after ~200 positions, which is a precision question of its own, not
+// what this test is about.
+TEST_P(ForwardVariants, ContextLongerThanTheAttentionWorkgroup) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlamaShape shape = test::model_shape(TensorType::F32);
+  shape.context = 320;
+  shape.n_layers = 2;
+  test::TinyLlama m(shape, 600);
+  auto drawn = m.open("long-context-0.3.gguf");
+  for (const gguf::TensorInfo& t : drawn->tensors()) {
+    if (t.name.find("norm") != std::string::npos) continue;
+    std::vector<float> v(t.n_elements);
+    quant::dequantize_row(TensorType::F32, drawn->tensor_bytes(t).data(), v.data(),
+                          static_cast<int64_t>(v.size()));
+    for (float& x : v) x /= 3;
+    m.add_values(t.name, TensorType::F32, t.dims, v);
+  }
+  auto file = m.open("long-context.gguf");
+  expect_matches_reference(*file, test::random_tokens(280, shape.n_vocab, 6), GetParam(),
+                           test::tolerance(TensorType::F32));
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, ForwardVariants, ::testing::Bool(),
+                         [](const auto& info) { return variant_name(info.param); });
+
+// A context smaller than the model's (`wgllm logits` sizes it to the tokens) gives the same logits.
+TEST(Forward, SmallerContextThanTheModel) {
+  SCOPED_TRACE(test::seed_note());
+  const test::TinyLlama m(test::model_shape(TensorType::F32), 700);
+  auto file = m.open("small-context.gguf");
+  const auto tokens = sequence(m.shape().n_vocab, 7);
+  const auto want = cpu::ReferenceModel(*file).forward(tokens);
+  const auto got =
+      test::gpu_logits(*file, tokens, ForwardOptions{.n_ctx = static_cast<uint32_t>(tokens.size()) + 1});
+  for (size_t p = 0; p < tokens.size(); ++p)
+    EXPECT_LE(test::relative_error(got[p], want[p]), test::tolerance(TensorType::F32)) << "position " << p;
+}
+
+// A weight type the model layer accepts but no GPU kernel reads is bad input with a clear message, not a
+// crash (until matvec.wgsl reads bf16).
+TEST(Forward, WeightTypeWithoutAGpuKernelIsBadInput) {
+  const test::TinyLlama m({.weight_type = TensorType::BF16}, 800);
+  auto file = m.open("bf16.gguf");
+  try {
+    Forward forward(test::device(), *file);
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+    EXPECT_THAT(e.what(), HasSubstr("bf16.gguf"));
+    EXPECT_THAT(e.what(), HasSubstr("bf16"));
+  }
+}
+
+}  // namespace
+}  // namespace wgllm::runtime
