@@ -1,0 +1,332 @@
+// sample.wgsl against the sampling rules it implements (llama.cpp's order: repetition penalty -> top-k ->
+// top-p -> min-p -> temperature -> draw), evaluated here on the CPU in float64: greedy picks the lowest id
+// among equal maxima; the penalty rewrites each distinct recent token's logit once; random draws stay in the
+// kept set and follow softmax(logits / T) over it; the sampled id lands in token[0] and the history ring.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <set>
+
+#include "kernel_harness.hpp"
+
+namespace wgllm::kernels_test {
+namespace {
+
+constexpr uint32_t kCandidateCap = 256;  // sample.wgsl's K_CAP: with top-k off, the nucleus's upper bound
+
+// The ring as runtime/forward.cpp writes it: tokens[i] at slot i % len, then the count of all tokens.
+std::vector<uint32_t> history_ring(const std::vector<uint32_t>& tokens, uint32_t len) {
+  std::vector<uint32_t> ring(len + 1, 0xDEADBEEFu);  // [len] ring, [len] = count
+  for (size_t i = tokens.size() > len ? tokens.size() - len : 0; i < tokens.size(); ++i)
+    ring[i % len] = tokens[i];
+  ring[len] = static_cast<uint32_t>(tokens.size());
+  return ring;
+}
+
+// llama.cpp's penalty: each distinct token among the last min(penalty_last_n, ring length) tokens has its
+// logit divided by the penalty when positive, multiplied otherwise, once.
+std::vector<float> penalised(std::vector<float> logits, const std::vector<uint32_t>& tokens,
+                             uint32_t ring_len, const runtime::StepParams& p) {
+  if (p.repeat_penalty == 1.0f) return logits;
+  const size_t n = std::min<size_t>({tokens.size(), ring_len, p.penalty_last_n});
+  std::set<uint32_t> recent(tokens.end() - n, tokens.end());
+  for (uint32_t id : recent)
+    logits[id] = logits[id] > 0 ? logits[id] / p.repeat_penalty : logits[id] * p.repeat_penalty;
+  return logits;
+}
+
+// Ids by logit descending, id ascending (the order in which ties are broken).
+std::vector<uint32_t> ranked(const std::vector<float>& logits) {
+  std::vector<uint32_t> ids(logits.size());
+  std::iota(ids.begin(), ids.end(), 0u);
+  std::stable_sort(ids.begin(), ids.end(), [&](uint32_t a, uint32_t b) { return logits[a] > logits[b]; });
+  return ids;
+}
+
+struct Distribution {
+  std::vector<uint32_t> ids;  // the kept candidates, most likely first
+  std::vector<double> p;      // their probabilities after temperature
+};
+
+// The distribution a draw follows, in float64: top-k, then top-p (the smallest prefix whose untempered
+// probability reaches top_p), then min-p (p >= min_p * p_max), then softmax(logit / T) over what is left.
+Distribution expected_distribution(const std::vector<float>& logits, const runtime::StepParams& s) {
+  std::vector<uint32_t> order = ranked(logits);
+  size_t k = s.top_k > 0 ? std::min(s.top_k, kCandidateCap) : kCandidateCap;
+  k = std::min(k, order.size());
+  order.resize(k);
+  const double top = logits[order[0]];
+  auto weight = [&](uint32_t id, double t) { return std::exp((logits[id] - top) / t); };
+  size_t keep = k;
+  if (s.top_p < 1.0f) {
+    double z = 0, cum = 0;
+    for (uint32_t id : order) z += weight(id, 1.0);
+    for (size_t i = 0; i < k; ++i) {
+      cum += weight(order[i], 1.0) / z;
+      if (cum >= s.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  if (s.min_p > 0.0f) {
+    size_t n = 1;
+    while (n < keep && weight(order[n], 1.0) >= s.min_p) ++n;
+    keep = n;
+  }
+  Distribution d;
+  d.ids.assign(order.begin(), order.begin() + keep);
+  double z = 0;
+  for (uint32_t id : d.ids) z += weight(id, s.temperature);
+  for (uint32_t id : d.ids) d.p.push_back(weight(id, s.temperature) / z);
+  return d;
+}
+
+class Sample : public KernelVariantTest {
+ protected:
+  static constexpr uint32_t kRing = 16;  // HISTORY: small, so that the tests wrap it
+
+  gpu::Kernel kernel(uint32_t vocab) {
+    return device().kernel("sample", variant({{"N_VOCAB", u32(vocab)}, {"HISTORY", u32(kRing)}}));
+  }
+
+  struct Result {
+    uint32_t token;
+    std::vector<float> logits;      // after the kernel (the penalty rewrites them in place)
+    std::vector<uint32_t> history;  // the ring after the kernel
+  };
+
+  // One sampling step over `logits`, with `tokens` as the generated history.
+  Result run(const std::vector<float>& logits, const std::vector<uint32_t>& tokens,
+             const runtime::StepParams& step) {
+    gpu::Buffer logits_buf = upload(logits, "logits");
+    gpu::Buffer history = upload(history_ring(tokens, kRing), "history");
+    gpu::Buffer token = upload(std::vector<uint32_t>{0xFFFFFFFFu}, "token");
+    gpu::Kernel k = kernel(static_cast<uint32_t>(logits.size()));
+    gpu::BufferSlice slices[] = {{upload_step(step)}, {logits_buf}, {history}, {token}};
+    device().dispatch(k, device().bind(k, slices), 1);
+    Result r;
+    r.token = download<uint32_t>(token, 1)[0];
+    r.logits = download<float>(logits_buf, logits.size());
+    r.history = download<uint32_t>(history, kRing + 1);
+    return r;
+  }
+
+  // One draw per entry of `steps` over the same logits (penalty off: it would compound), all recorded into
+  // one submit: each dispatch reads its own slice of one uniform buffer and its id is copied out after it.
+  std::vector<uint32_t> draws(const std::vector<float>& logits,
+                              const std::vector<runtime::StepParams>& steps) {
+    gpu::Device& d = device();
+    const uint64_t stride =
+        std::max<uint64_t>(sizeof(runtime::StepParams), d.limits().min_uniform_buffer_offset_alignment);
+    gpu::Buffer params = d.buffer(stride * steps.size(), gpu::kUniform, "step params");
+    for (size_t i = 0; i < steps.size(); ++i)
+      d.write(params, i * stride, {reinterpret_cast<const uint8_t*>(&steps[i]), sizeof steps[i]});
+    gpu::Buffer logits_buf = upload(logits, "logits");
+    gpu::Buffer history = upload(history_ring({}, kRing), "history");
+    gpu::Buffer token = d.buffer(4, gpu::kStorage, "token");
+    gpu::Buffer ids = d.buffer(4 * steps.size(), gpu::kStorage, "sampled ids");
+    gpu::Kernel k = kernel(static_cast<uint32_t>(logits.size()));
+    for (size_t i = 0; i < steps.size(); ++i) {
+      gpu::BufferSlice slices[] = {
+          {params, i * stride, sizeof(runtime::StepParams)}, {logits_buf}, {history}, {token}};
+      d.dispatch(k, d.bind(k, slices), 1);
+      d.copy(token, 0, ids, 4 * i, 4);
+    }
+    return download<uint32_t>(ids, steps.size());
+  }
+
+  // The ring after a step that sampled `id`: written at slot count % len, count incremented, nothing else.
+  void expect_history_updated(const std::vector<uint32_t>& tokens, const Result& r) {
+    std::vector<uint32_t> want = history_ring(tokens, kRing);
+    want[tokens.size() % kRing] = r.token;
+    want[kRing] = static_cast<uint32_t>(tokens.size() + 1);
+    EXPECT_EQ(r.history, want);
+  }
+};
+
+// Random logits with the maximum repeated at three random places (ties resolve to the lowest id).
+std::vector<float> logits_with_tied_max(uint32_t vocab, float shift, std::mt19937_64& rng) {
+  std::normal_distribution<float> dist(shift, 2.f);
+  std::vector<float> l(vocab);
+  for (float& x : l) x = dist(rng);
+  const float max = *std::max_element(l.begin(), l.end()) + 0.5f;
+  std::uniform_int_distribution<uint32_t> any(0, vocab - 1);
+  for (int i = 0; i < 3; ++i) l[any(rng)] = max;
+  return l;
+}
+
+std::vector<uint32_t> random_tokens(size_t n, uint32_t vocab, std::mt19937_64& rng) {
+  std::uniform_int_distribution<uint32_t> any(0, vocab - 1);
+  std::vector<uint32_t> t(n);
+  for (uint32_t& x : t) x = any(rng);
+  return t;
+}
+
+TEST_P(Sample, GreedyIsArgmaxWithLowestIdOnTies) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(700);
+  for (uint32_t vocab : {1u, 50u, 300u, 32000u}) {
+    for (float shift : {0.f, -100.f}) {  // all-negative logits too: their order keys are flipped
+      SCOPED_TRACE("vocab " + std::to_string(vocab) + " shift " + f32(shift));
+      std::vector<float> logits = logits_with_tied_max(vocab, shift, rng);
+      std::vector<uint32_t> tokens = random_tokens(kRing + 5, vocab, rng);
+      runtime::StepParams step;
+      step.temperature = 0;
+      step.seed = static_cast<uint32_t>(rng());
+      Result r = run(logits, tokens, step);
+      EXPECT_EQ(r.token, ranked(logits)[0]);
+      EXPECT_EQ(bits_of(r.logits), bits_of(logits)) << "logits changed with the penalty off";
+      expect_history_updated(tokens, r);
+    }
+  }
+}
+
+TEST_P(Sample, TopKOneIsGreedyAtAnyTemperature) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(701);
+  for (float temperature : {0.5f, 1.f, 5.f}) {
+    for (uint32_t vocab : {50u, 300u}) {
+      SCOPED_TRACE("vocab " + std::to_string(vocab) + " temperature " + f32(temperature));
+      std::vector<float> logits = logits_with_tied_max(vocab, 0.f, rng);
+      runtime::StepParams step;
+      step.temperature = temperature;
+      step.top_k = 1;
+      step.seed = static_cast<uint32_t>(rng());
+      step.sample_index = static_cast<uint32_t>(rng());
+      std::vector<uint32_t> tokens = random_tokens(3, vocab, rng);
+      Result r = run(logits, tokens, step);
+      EXPECT_EQ(r.token, ranked(logits)[0]);
+      expect_history_updated(tokens, r);
+    }
+  }
+}
+
+// The recent tokens are the likeliest ones, so the penalty usually moves the argmax; the window, the ring
+// wrap-around, repeated tokens (penalised once) and negative logits (multiplied) all occur.
+TEST_P(Sample, RepetitionPenaltyFollowsLlamaCppRule) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(702);
+  const uint32_t vocab = 50, recent_ids = 12;
+  std::normal_distribution<float> dist(0.f, 1.f);
+  std::uniform_real_distribution<float> penalty(1.1f, 3.f);
+  int argmax_moved = 0;
+  for (int trial = 0; trial < 24; ++trial) {
+    std::vector<float> logits(vocab);
+    for (uint32_t i = 0; i < vocab; ++i) logits[i] = dist(rng) + (i < recent_ids ? 1.5f : 0.f);
+    std::vector<uint32_t> tokens =
+        random_tokens(std::uniform_int_distribution<size_t>(0, 3 * kRing)(rng), recent_ids, rng);
+    runtime::StepParams step;
+    step.temperature = 0;
+    step.repeat_penalty = trial % 6 == 5 ? 0.7f : penalty(rng);  // < 1 raises them (allowed by llama.cpp)
+    step.penalty_last_n = std::uniform_int_distribution<uint32_t>(0, 2 * kRing)(rng);
+    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + std::to_string(tokens.size()) +
+                 " tokens, last_n " + std::to_string(step.penalty_last_n) + ", penalty " +
+                 f32(step.repeat_penalty));
+    Result r = run(logits, tokens, step);
+    std::vector<float> want = penalised(logits, tokens, kRing, step);
+    // Division may be off by a few ulps in WGSL; a token penalised twice would be off by a factor.
+    for (uint32_t i = 0; i < vocab; ++i)
+      EXPECT_NEAR(r.logits[i], want[i], 1e-6 * std::fabs(want[i])) << "logit " << i;
+    EXPECT_EQ(r.token, ranked(want)[0]);
+    expect_history_updated(tokens, r);
+    argmax_moved += ranked(want)[0] != ranked(logits)[0];
+  }
+  EXPECT_GT(argmax_moved, 3) << "the trials do not exercise the penalty";
+}
+
+// Upper tail of chi-square with `df` degrees of freedom at probability ~1e-6 (Wilson-Hilferty).
+double chi_square_limit(int df) {
+  const double z = 4.75, a = 2.0 / (9.0 * df);
+  return df * std::pow(1 - a + z * std::sqrt(a), 3);
+}
+
+// Draws with many seeds stay in the kept set and follow its tempered softmax: chi-square over bins of
+// expected count >= 5 (the rest pooled).
+TEST_P(Sample, DrawsFollowTruncatedTemperedSoftmax) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(703);
+  const uint32_t vocab = 50, n_draws = 600;
+  struct Config {
+    float temperature;
+    uint32_t top_k;
+    float top_p, min_p;
+  };
+  const Config configs[] = {{0.8f, 5, 1.f, 0.f},
+                            {1.3f, 0, 0.9f, 0.f},
+                            {1.f, 0, 1.f, 0.1f},
+                            {0.7f, 12, 0.95f, 0.05f},
+                            {2.f, 0, 1.f, 0.f}};
+  std::normal_distribution<float> dist(0.f, 1.5f);
+  for (const Config& c : configs) {
+    SCOPED_TRACE("T " + f32(c.temperature) + " top_k " + std::to_string(c.top_k) + " top_p " + f32(c.top_p) +
+                 " min_p " + f32(c.min_p));
+    std::vector<float> logits(vocab);
+    for (float& x : logits) x = dist(rng);
+    std::vector<runtime::StepParams> steps(n_draws);
+    for (uint32_t i = 0; i < n_draws; ++i) {
+      steps[i].temperature = c.temperature;
+      steps[i].top_k = c.top_k;
+      steps[i].top_p = c.top_p;
+      steps[i].min_p = c.min_p;
+      steps[i].seed = static_cast<uint32_t>(rng());
+      steps[i].sample_index = i;
+    }
+    const Distribution want = expected_distribution(logits, steps[0]);
+    std::vector<uint32_t> got = draws(logits, steps);
+
+    std::vector<double> observed(want.ids.size(), 0);
+    for (uint32_t id : got) {
+      auto it = std::find(want.ids.begin(), want.ids.end(), id);
+      if (it == want.ids.end()) {
+        ADD_FAILURE() << "sampled id " << id << " is outside the " << want.ids.size() << " kept candidates";
+        continue;
+      }
+      observed[it - want.ids.begin()] += 1;
+    }
+    double chi2 = 0, pooled_o = 0, pooled_e = 0;
+    int bins = 0;
+    for (size_t i = 0; i < want.ids.size(); ++i) {
+      const double e = want.p[i] * n_draws;
+      if (e < 5) {
+        pooled_o += observed[i];
+        pooled_e += e;
+        continue;
+      }
+      chi2 += (observed[i] - e) * (observed[i] - e) / e;
+      ++bins;
+    }
+    if (pooled_e > 0) {
+      chi2 += (pooled_o - pooled_e) * (pooled_o - pooled_e) / std::max(pooled_e, 1.0);
+      ++bins;
+    }
+    ASSERT_GT(bins, 1);
+    EXPECT_LT(chi2, chi_square_limit(bins - 1)) << bins << " bins, " << want.ids.size() << " kept";
+  }
+}
+
+// Ties at the k-th largest logit are kept by increasing id, up to k: with a flat temperature every kept
+// candidate appears and nothing else does.
+TEST_P(Sample, TopKBreaksTiesAtTheCutByLowestId) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(704);
+  std::vector<float> logits(50);
+  for (uint32_t i = 0; i < logits.size(); ++i) logits[i] = -1.f - 0.01f * i;
+  logits[30] = 3.f;
+  logits[5] = 2.f;
+  for (uint32_t i : {33u, 8u, 21u, 12u}) logits[i] = 1.f;  // four tied for third place: 8 is kept
+  std::vector<runtime::StepParams> steps(60);
+  for (uint32_t i = 0; i < steps.size(); ++i) {
+    steps[i].temperature = 100.f;
+    steps[i].top_k = 3;
+    steps[i].seed = static_cast<uint32_t>(rng());
+    steps[i].sample_index = i;
+  }
+  std::vector<uint32_t> got = draws(logits, steps);
+  EXPECT_EQ(std::set<uint32_t>(got.begin(), got.end()), (std::set<uint32_t>{30, 5, 8}));
+}
+
+WGLLM_KERNEL_VARIANTS(Sample);
+
+}  // namespace
+}  // namespace wgllm::kernels_test
