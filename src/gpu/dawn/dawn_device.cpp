@@ -267,15 +267,21 @@ class DawnDevice final : public Device {
 };
 
 DawnDevice::DawnDevice(const DeviceOptions& options) {
-  if (options.backend == Backend::OpenGL && !std::getenv("EGL_PLATFORM")) setenv("EGL_PLATFORM", "surfaceless", 0);
   instance_ = create_instance();
-  WGPUBackendType backend = options.backend == Backend::OpenGL ? WGPUBackendType_OpenGLES
-                            : options.backend == Backend::Vulkan ? WGPUBackendType_Vulkan
-                                                                   : WGPUBackendType_Undefined;
+  // Dawn also offers a Null backend that computes nothing: only real backends are asked for, Vulkan first.
+  std::vector<WGPUBackendType> backends;
+  if (options.backend != Backend::OpenGL) backends.push_back(WGPUBackendType_Vulkan);
+  if (options.backend != Backend::Vulkan) backends.push_back(WGPUBackendType_OpenGLES);
   std::string message;
-  adapter_ = request_adapter(instance_, backend, WGPUPowerPreference_HighPerformance, false, &message);
-  if (!adapter_ && options.allow_software)
-    adapter_ = request_adapter(instance_, backend, WGPUPowerPreference_HighPerformance, true, &message);
+  for (WGPUBackendType backend : backends) {
+    for (bool fallback : {false, true}) {
+      if (fallback && !options.allow_software) continue;
+      if (backend == WGPUBackendType_OpenGLES && !std::getenv("EGL_PLATFORM")) setenv("EGL_PLATFORM", "surfaceless", 0);
+      adapter_ = request_adapter(instance_, backend, WGPUPowerPreference_HighPerformance, fallback, &message);
+      if (adapter_) break;
+    }
+    if (adapter_) break;
+  }
   if (!adapter_) {
     wgpuInstanceRelease(instance_);
     fail_runtime("WebGPU: no adapter found" + (message.empty() ? std::string() : ": " + message) +
