@@ -13,12 +13,13 @@ enable subgroups;
 #endif
 
 #if QUANT
-@group(0) @binding(0) var<storage, read> w: array<u32>;
+// Quantized weights are read 16 bytes at a time: a Q4_0 block is one vec4, a Q8_0 block two.
+@group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> scales: array<u32>;
 #if EMBED
 @group(0) @binding(2) var<storage, read> token: array<u32>;
 #else
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 #else
@@ -42,6 +43,11 @@ fn block_scale(b: u32) -> f32 {
   return select(pair.x, pair.y, (b & 1u) == 1u);
 }
 
+// Word i of the quant array.
+fn word(i: u32) -> u32 {
+  return w[i / 4u][i % 4u];
+}
+
 // Byte k (0..3) of word v as a signed 8-bit integer.
 fn i8_at(v: u32, k: u32) -> f32 {
   return f32(bitcast<i32>(v << (24u - 8u * k)) >> 24u);
@@ -61,13 +67,13 @@ fn weight_at(r: u32, c: u32) -> f32 {
 #if WTYPE_Q8_0
   let b = r * BLOCKS + c / 32u;
   let e = c % 32u;
-  return i8_at(w[b * 8u + e / 4u], e % 4u) * block_scale(b);
+  return i8_at(word(b * 8u + e / 4u), e % 4u) * block_scale(b);
 #endif
 #if WTYPE_Q4_0
   let b = r * BLOCKS + c / 32u;
   let e = c % 32u;
   let byte_index = e % 16u;
-  let v = (w[b * 4u + byte_index / 4u] >> (8u * (byte_index % 4u) + 4u * (e / 16u))) & 0xFu;
+  let v = (word(b * 4u + byte_index / 4u) >> (8u * (byte_index % 4u) + 4u * (e / 16u))) & 0xFu;
   return (f32(v) - 8.0) * block_scale(b);
 #endif
 }
@@ -97,26 +103,28 @@ fn row_dot(r: u32, lane: u32) -> f32 {
 #if WTYPE_Q8_0
   for (var b = lane; b < BLOCKS; b += TPR) {
     let blk = r * BLOCKS + b;
-    var s = 0.0;
-    for (var j = 0u; j < 8u; j++) {
-      let v = w[blk * 8u + j];
-      let xi = b * 32u + j * 4u;
-      s += i8_at(v, 0u) * x[xi] + i8_at(v, 1u) * x[xi + 1u] + i8_at(v, 2u) * x[xi + 2u] + i8_at(v, 3u) * x[xi + 3u];
-    }
+    let lo = w[2u * blk];
+    let hi = w[2u * blk + 1u];
+    let xb = b * 8u;  // the block's 32 inputs are 8 vec4s
+    var s = dot(vec4<f32>(unpack4xI8(lo.x)), x[xb]) + dot(vec4<f32>(unpack4xI8(lo.y)), x[xb + 1u]);
+    s += dot(vec4<f32>(unpack4xI8(lo.z)), x[xb + 2u]) + dot(vec4<f32>(unpack4xI8(lo.w)), x[xb + 3u]);
+    s += dot(vec4<f32>(unpack4xI8(hi.x)), x[xb + 4u]) + dot(vec4<f32>(unpack4xI8(hi.y)), x[xb + 5u]);
+    s += dot(vec4<f32>(unpack4xI8(hi.z)), x[xb + 6u]) + dot(vec4<f32>(unpack4xI8(hi.w)), x[xb + 7u]);
     acc += s * block_scale(blk);
   }
 #endif
 #if WTYPE_Q4_0
+  let eight = vec4<f32>(8.0);
   for (var b = lane; b < BLOCKS; b += TPR) {
     let blk = r * BLOCKS + b;
+    let q = w[blk];
+    let xb = b * 8u;
+    // Word j holds bytes 4j..4j+3: low nibbles are elements 4j.., high nibbles elements 16+4j..
     var s = 0.0;
     for (var j = 0u; j < 4u; j++) {
-      let v = w[blk * 4u + j];
-      let lo = b * 32u + j * 4u;
-      for (var k = 0u; k < 4u; k++) {
-        let byte = v >> (8u * k);
-        s += (f32(byte & 0xFu) - 8.0) * x[lo + k] + (f32((byte >> 4u) & 0xFu) - 8.0) * x[lo + 16u + k];
-      }
+      let v = q[j];
+      s += dot(vec4<f32>(unpack4xU8(v & 0x0F0F0F0Fu)) - eight, x[xb + j]);
+      s += dot(vec4<f32>(unpack4xU8((v >> 4u) & 0x0F0F0F0Fu)) - eight, x[xb + 4u + j]);
     }
     acc += s * block_scale(blk);
   }

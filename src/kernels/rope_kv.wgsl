@@ -1,10 +1,11 @@
 // RoPE in GGUF's llama convention (adjacent pairs (2j, 2j+1) of each head's first ROPE_DIM dims rotate by
 // pos * inv_freq[j]; the converter already permuted Q/K for it), applied to q in place and to k on its way
-// into the KV cache; v is copied into the cache unchanged. q [N_HEADS*HEAD_DIM], k/v [N_KV*HEAD_DIM],
+// into the KV cache; v is copied into the cache unchanged. cos/sin come from a table computed in double at
+// load: GPU sin/cos are only accurate near [-pi, pi], and angles reach thousands of radians. q [N_HEADS*HEAD_DIM], k/v [N_KV*HEAD_DIM],
 // caches [ctx, N_KV*HEAD_DIM] row per position.
 #use step_params
 @group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read> inv_freq: array<f32>;  // [ROPE_DIM / 2]
+@group(0) @binding(1) var<storage, read> rope: array<vec2<f32>>;  // [ctx, ROPE_DIM / 2] (cos, sin)
 @group(0) @binding(2) var<storage, read_write> q: array<f32>;
 @group(0) @binding(3) var<storage, read> k: array<f32>;
 @group(0) @binding(4) var<storage, read> v: array<f32>;
@@ -20,10 +21,8 @@ fn rotate(a: f32, b: f32, j: u32) -> vec2<f32> {
   if (2u * j >= ROPE_DIM) {
     return vec2<f32>(a, b);
   }
-  let theta = f32(step.pos) * inv_freq[j];
-  let c = cos(theta);
-  let s = sin(theta);
-  return vec2<f32>(a * c - b * s, a * s + b * c);
+  let cs = rope[step.pos * (ROPE_DIM / 2u) + j];
+  return vec2<f32>(a * cs.x - b * cs.y, a * cs.y + b * cs.x);
 }
 
 @compute @workgroup_size(64)

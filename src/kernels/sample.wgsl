@@ -2,9 +2,11 @@
 // over the last penalty_last_n tokens -> top-k -> top-p -> min-p -> temperature -> draw. temperature <= 0 is
 // greedy (lowest id among equal maxima). The id goes to token[0] (read by the next step's embedding, so
 // generation never waits for the CPU) and into the penalty history ring.
-// Candidates: the K = min(top_k or K_CAP, K_CAP) largest logits, found exactly by bisecting on the
-// logits' order-preserving bit keys, gathered in index order and sorted by (logit desc, id asc), so the
-// result is deterministic. With top-k off, the nucleus is cut at the K_CAP most likely tokens.
+// Greedy is one argmax pass. Otherwise the candidates are the K = min(top_k or K_CAP, K_CAP) largest logits:
+// a radix select over the logits' order-preserving bit keys (4 passes, 8 bits each, histograms in
+// workgroup memory) finds the K-th largest key exactly; one pass gathers the candidates in index order and
+// a bitonic sort orders them by (logit desc, id asc), so the result is deterministic. With top-k off, the
+// nucleus is cut at the K_CAP most likely tokens.
 #use step_params
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -17,6 +19,10 @@ const K_CAP = 256u;
 const CHUNK = (N_VOCAB + WG - 1u) / WG;  // each thread owns a contiguous slice: deterministic gathers
 
 var<workgroup> red_u: array<u32, WG>;
+var<workgroup> red_f: array<f32, WG>;
+var<workgroup> hist: array<atomic<u32>, 256>;
+var<workgroup> digit: u32;
+var<workgroup> still_needed: u32;
 var<workgroup> cand_logit: array<f32, K_CAP>;
 var<workgroup> cand_id: array<u32, K_CAP>;
 var<workgroup> chosen: u32;
@@ -77,26 +83,80 @@ fn main(@builtin(local_invocation_index) tid: u32) {
   storageBarrier();
   workgroupBarrier();
 
-  var k = K_CAP;
   if (step.temperature <= 0.0) {
-    k = 1u;
-  } else if (step.top_k > 0u) {
+    // Greedy: the largest logit, the lowest id among equals.
+    var best = -3.4e38;
+    var best_id = 0xFFFFFFFFu;
+    for (var i = tid; i < N_VOCAB; i += WG) {
+      let l = logits[i];
+      if (l > best || best_id == 0xFFFFFFFFu) {
+        best = l;
+        best_id = i;
+      }
+    }
+    red_f[tid] = best;
+    red_u[tid] = best_id;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+      if (tid < s) {
+        let l = red_f[tid + s];
+        let id = red_u[tid + s];
+        if (id != 0xFFFFFFFFu && (l > red_f[tid] || (l == red_f[tid] && id < red_u[tid]) || red_u[tid] == 0xFFFFFFFFu)) {
+          red_f[tid] = l;
+          red_u[tid] = id;
+        }
+      }
+      workgroupBarrier();
+    }
+    if (tid == 0u) {
+      token[0] = red_u[0];
+      history[count % HISTORY] = red_u[0];
+      history[HISTORY] = count + 1u;
+    }
+    return;
+  }
+
+  var k = K_CAP;
+  if (step.top_k > 0u) {
     k = min(step.top_k, K_CAP);
   }
   k = min(k, N_VOCAB);
 
-  // The k-th largest key: the largest threshold t with count(key >= t) >= k.
-  var threshold = 0u;
-  for (var bit = 31i; bit >= 0i; bit--) {
-    let trial = threshold | (1u << u32(bit));
-    var c = 0u;
-    for (var i = begin; i < end; i++) {
-      c += select(0u, 1u, key_of(logits[i]) >= trial);
-    }
-    if (scan(tid, c).x >= k) {
-      threshold = trial;
-    }
+  // Radix select of the k-th largest key, most significant byte first.
+  var prefix = 0u;
+  var prefix_mask = 0u;
+  if (tid == 0u) {
+    still_needed = k;
   }
+  for (var shift = 24i; shift >= 0i; shift -= 8i) {
+    atomicStore(&hist[tid], 0u);
+    workgroupBarrier();
+    for (var i = tid; i < N_VOCAB; i += WG) {
+      let key = key_of(logits[i]);
+      if ((key & prefix_mask) == prefix) {
+        atomicAdd(&hist[(key >> u32(shift)) & 0xFFu], 1u);
+      }
+    }
+    workgroupBarrier();
+    if (tid == 0u) {
+      var cum = 0u;
+      var d = 255i;
+      loop {
+        let c = atomicLoad(&hist[d]);
+        if (cum + c >= still_needed || d == 0i) {
+          still_needed -= cum;
+          digit = u32(d);
+          break;
+        }
+        cum += c;
+        d--;
+      }
+    }
+    let chosen_digit = workgroupUniformLoad(&digit);
+    prefix |= chosen_digit << u32(shift);
+    prefix_mask |= 0xFFu << u32(shift);
+  }
+  let threshold = prefix;
   // Gather: every key above the threshold, then ties at it by increasing id, up to k.
   var above = 0u;
   var equal = 0u;

@@ -49,9 +49,17 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
   gate_ = storage(c.ffn_dim, "ffn gate");
   up_ = storage(c.ffn_dim, "ffn up");
   logits_ = storage(c.n_vocab, "logits");
+  // cos/sin of every (position, pair) angle, in double like the CPU reference: [n_ctx, rope_dim / 2, 2].
   std::vector<float> inv_freq = model::rope_inv_freq(c, weights.rope_freq_factors);
-  inv_freq_ = storage(inv_freq.size(), "rope inv_freq");
-  device.write(inv_freq_, 0, {reinterpret_cast<const uint8_t*>(inv_freq.data()), inv_freq.size() * 4});
+  std::vector<float> table(uint64_t(n_ctx_) * inv_freq.size() * 2);
+  for (uint64_t p = 0; p < n_ctx_; ++p)
+    for (size_t j = 0; j < inv_freq.size(); ++j) {
+      double theta = double(p) * double(inv_freq[j]);
+      table[(p * inv_freq.size() + j) * 2] = static_cast<float>(std::cos(theta));
+      table[(p * inv_freq.size() + j) * 2 + 1] = static_cast<float>(std::sin(theta));
+    }
+  rope_table_ = storage(table.size(), "rope cos/sin");
+  device.write(rope_table_, 0, {reinterpret_cast<const uint8_t*>(table.data()), table.size() * 4});
 
   auto matrix = [&](const gguf::TensorInfo* t) {
     GpuMatrix m = upload_matrix(device, file, *t);
@@ -97,7 +105,7 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     add_matvec(forward_ops_, wv, xb_, v_, false);
     gpu::KernelDefines rope = heads;
     rope["ROPE_DIM"] = u32(c.rope_dim);
-    add(forward_ops_, "rope_kv", rope, {{step_}, {inv_freq_}, {q_}, {k_}, {v_}, {k_cache_[l]}, {v_cache_[l]}},
+    add(forward_ops_, "rope_kv", rope, {{step_}, {rope_table_}, {q_}, {k_}, {v_}, {k_cache_[l]}, {v_cache_[l]}},
         (c.n_heads + c.n_kv_heads) * c.head_dim / 2 + c.kv_dim() / 2, 64);
     gpu::KernelDefines att = heads;
     att["CTX"] = u32(n_ctx_);

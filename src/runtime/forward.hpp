@@ -71,7 +71,7 @@ class Forward {
   gpu::Buffer scores_;  // [n_heads, n_ctx] attention probabilities
   gpu::Buffer gate_, up_;  // [ffn_dim]
   gpu::Buffer logits_;     // [n_vocab]
-  gpu::Buffer inv_freq_;   // [rope_dim / 2]
+  gpu::Buffer rope_table_;  // [n_ctx, rope_dim / 2] (cos, sin)
   std::vector<gpu::Buffer> k_cache_, v_cache_;  // per layer [n_ctx, n_kv_heads * head_dim]
 
   std::vector<Op> forward_ops_;

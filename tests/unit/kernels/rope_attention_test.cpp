@@ -77,10 +77,16 @@ class RopeKv : public KernelVariantTest {
     std::vector<float> k_cache = random_vector(size_t(ctx) * h.kv_dim(), rng);  // [ctx, kv_dim]
     std::vector<float> v_cache = random_vector(size_t(ctx) * h.kv_dim(), rng);  // [ctx, kv_dim]
     gpu::Buffer k_cache_buf = upload(k_cache, "k cache"), v_cache_buf = upload(v_cache, "v cache");
-    // NaN after the rope_dim / 2 frequencies: the pairs left alone must not read a frequency.
-    std::vector<float> inv_freq_padded = inv_freq;
-    inv_freq_padded.resize(inv_freq.size() + 4, kNaN);
-    gpu::Buffer inv_freq_buf = upload(inv_freq_padded, "inv_freq");
+    // The (cos, sin) table the runtime builds: [ctx, rope_dim / 2, 2], computed in double. NaN past the
+    // end: the pairs left alone must not read it.
+    std::vector<float> table(size_t(ctx) * inv_freq.size() * 2);
+    for (size_t p = 0; p < ctx; ++p)
+      for (size_t j = 0; j < inv_freq.size(); ++j) {
+        table[(p * inv_freq.size() + j) * 2] = static_cast<float>(std::cos(double(p) * inv_freq[j]));
+        table[(p * inv_freq.size() + j) * 2 + 1] = static_cast<float>(std::sin(double(p) * inv_freq[j]));
+      }
+    table.resize(table.size() + 8, kNaN);
+    gpu::Buffer inv_freq_buf = upload(table, "rope table");
     gpu::KernelDefines d = h.defines();
     d["ROPE_DIM"] = u32(rope_dim);
     d = variant(d);
@@ -107,10 +113,8 @@ class RopeKv : public KernelVariantTest {
       std::vector<float> k_got = download<float>(k_cache_buf, k_cache.size());
       std::vector<float> v_got = download<float>(v_cache_buf, v_cache.size());
 
-      // f32 forms the angle pos * inv_freq with a rounding of up to half an ulp (2^-24 relative); the
-      // rotated vector inherits that angle error, so the bound (twice it) grows with the position
-      // (inv_freq[0] = 1).
-      const double tolerance = 2e-6 + pos * std::ldexp(1.0, -23);
+      // The table's cos/sin are the double values rounded to f32: the error no longer grows with pos.
+      const double tolerance = 2e-6;
       const size_t row = size_t(pos) * h.kv_dim();
       const std::vector<float> k_row = slice(k_got, row, h.kv_dim());
       EXPECT_LT(test::relative_error(q_got, rope_reference(q, h.head_dim, rope_dim, inv_freq, pos)),
