@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <numeric>
 #include <random>
 
@@ -144,6 +145,23 @@ int bench(const BenchFlags& f) {
     results.push_back(r);
   }
 
+  // One decode step with every dispatch timed: where the GPU time of a token goes, by kernel class.
+  std::vector<std::pair<std::string, double>> breakdown;
+  double profiled_total = 0;
+  if (f.n_gen > 0 && device->set_profiling(true)) {
+    runtime::Session session(fwd, bench_sampling());
+    session.id_of(session.prefill(random_tokens(std::max(1, f.depth), fwd.config().n_vocab, 3)));
+    session.id_of(session.step());
+    std::map<std::string, double> by_label;
+    for (const auto& kt : device->profile()) {
+      by_label[kt.label] += kt.seconds;
+      profiled_total += kt.seconds;
+    }
+    device->set_profiling(false);
+    breakdown.assign(by_label.begin(), by_label.end());
+    std::sort(breakdown.begin(), breakdown.end(), [](auto& a, auto& b) { return a.second > b.second; });
+  }
+
   const auto& info = device->info();
   std::string backend = info.backend + " (" + info.device + ")";
   if (f.output == "json") {
@@ -165,7 +183,9 @@ int bench(const BenchFlags& f) {
                      {"pct_of_copy", r.bytes_per_token > 0 ? 100 * gbps / copy_gbps : 0.0},
                      {"load_s", load_s}});
     }
-    std::printf("%s\n", out.dump(2).c_str());
+    nlohmann::json b = nlohmann::json::object();
+    for (const auto& [label, sec] : breakdown) b[label] = sec * 1e6;
+    std::printf("%s\n", nlohmann::json{{"results", out}, {"gpu_us_per_token_by_kernel", b}}.dump(2).c_str());
   } else {
     std::printf("| model | size | backend | test | t/s | GB/s | %% of copy (%.0f GB/s) |\n", copy_gbps);
     std::printf("| --- | ---: | --- | --- | ---: | ---: | ---: |\n");
@@ -176,6 +196,13 @@ int bench(const BenchFlags& f) {
       std::printf("| %s | %s | %s | %s | %.2f ± %.2f | %s | %s |\n", model_name.c_str(), size.c_str(), backend.c_str(), r.test.c_str(), r.mean(), r.stddev(),
                   r.bytes_per_token > 0 ? std::to_string(static_cast<int>(gbps)).c_str() : "",
                   r.bytes_per_token > 0 ? (std::to_string(static_cast<int>(100 * gbps / copy_gbps)) + "%").c_str() : "");
+    }
+    if (!breakdown.empty()) {
+      std::printf("\nGPU time of one decode step by kernel (each dispatch timed in its own pass): %.1f us\n\n",
+                  profiled_total * 1e6);
+      std::printf("| kernel | us | share |\n| --- | ---: | ---: |\n");
+      for (const auto& [label, sec] : breakdown)
+        std::printf("| %s | %.1f | %.0f%% |\n", label.c_str(), sec * 1e6, 100 * sec / profiled_total);
     }
   }
   return 0;

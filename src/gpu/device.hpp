@@ -119,6 +119,16 @@ class Device {
   // Blocks until the ticket lands (native hosts only), then returns its bytes and frees the ticket.
   virtual std::vector<uint8_t> wait(ReadTicket ticket) = 0;
 
+  // Profiling for breakdowns (`wgllm bench`): while on, every dispatch runs in a compute pass of its own
+  // with GPU timestamps at its boundaries (slower, so not for tok/s). Returns false when the adapter has no
+  // timestamp queries. profile() waits for the last submit and returns its dispatches' GPU times.
+  virtual bool set_profiling(bool on) = 0;
+  struct KernelTime {
+    std::string label;  // kernel name, and the weight type for matvec
+    double seconds;
+  };
+  virtual std::vector<KernelTime> profile() = 0;
+
   // Destroys the underlying device as a driver reset or GPU removal would. Every later call throws
   // Error(Runtime) saying the device was lost. For fault tests and for the server's recovery path.
   virtual void simulate_loss() = 0;

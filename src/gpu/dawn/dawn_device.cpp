@@ -211,6 +211,8 @@ class DawnDevice final : public Device {
   bool poll(ReadTicket ticket) override;
   std::vector<uint8_t> wait(ReadTicket ticket) override;
   void simulate_loss() override;
+  bool set_profiling(bool on) override;
+  std::vector<KernelTime> profile() override;
   const DeviceStats& stats() const override { return stats_; }
   uint64_t allocated_bytes() const override { return allocated_; }
 
@@ -224,6 +226,7 @@ class DawnDevice final : public Device {
     WGPUComputePipeline pipeline = nullptr;
     WGPUBindGroupLayout layout = nullptr;
     std::string name;
+    std::string label;  // for profiles
   };
   enum class TicketState { Free, Recorded, Mapping, Mapped, Failed };
   struct Ticket {
@@ -258,6 +261,15 @@ class DawnDevice final : public Device {
   WGPUCommandEncoder encoder_ = nullptr;
   WGPUComputePassEncoder pass_ = nullptr;
   std::vector<uint32_t> recorded_tickets_;
+
+  // Profiling: one timestamp pair per dispatch, resolved and read back at submit.
+  static constexpr uint32_t kMaxProfiled = 2048;  // WebGPU allows 4096 queries per set
+  bool profiling_ = false;
+  WGPUQuerySet queries_ = nullptr;
+  Buffer resolve_;
+  std::vector<uint32_t> profiled_kernels_;        // dispatches recorded since the last submit
+  std::vector<uint32_t> submitted_profile_;        // the last submit's
+  ReadTicket profile_ticket_{};
 
   DeviceStats stats_;
   uint64_t allocated_ = 0;
@@ -297,7 +309,15 @@ DawnDevice::DawnDevice(const DeviceOptions& options) {
   wgpuAdapterGetLimits(adapter_, &limits);  // ask for everything the adapter has, not WebGPU's defaults
   limits.nextInChain = nullptr;
 
+  // Dawn rounds timestamps to 100 us by default (a browser's defence against timing attacks); a native
+  // engine's own profiling needs them exact.
+  static const char* const kDisabledToggles[] = {"timestamp_quantization"};
+  WGPUDawnTogglesDescriptor toggles{};
+  toggles.chain.sType = WGPUSType_DawnTogglesDescriptor;
+  toggles.disabledToggleCount = 1;
+  toggles.disabledToggles = kDisabledToggles;
   WGPUDeviceDescriptor desc{};
+  desc.nextInChain = &toggles.chain;
   desc.label = sv("wgllm");
   desc.requiredFeatureCount = required.size();
   desc.requiredFeatures = required.data();
@@ -349,6 +369,10 @@ DawnDevice::~DawnDevice() {
   if (encoder_) wgpuCommandEncoderRelease(encoder_);
   for (auto& t : tickets_)
     if (t->staging) wgpuBufferRelease(t->staging);
+  if (queries_) {
+    wgpuQuerySetDestroy(queries_);
+    wgpuQuerySetRelease(queries_);
+  }
   for (auto g : groups_)
     if (g) wgpuBindGroupRelease(g);
   for (auto& k : kernels_) {
@@ -487,7 +511,10 @@ Kernel DawnDevice::kernel(std::string_view name, const KernelDefines& defines) {
     fail_runtime(msg);
   }
   if (!pipeline) fail_runtime(what + ": pipeline creation failed");
-  KernelRec rec{pipeline, wgpuComputePipelineGetBindGroupLayout(pipeline, 0), std::string(name)};
+  std::string label(name);
+  for (const auto& [k, v] : defines)
+    if (k.starts_with("WTYPE_")) label += " " + k.substr(6);
+  KernelRec rec{pipeline, wgpuComputePipelineGetBindGroupLayout(pipeline, 0), std::string(name), label};
   kernels_.push_back(rec);
   uint32_t id = static_cast<uint32_t>(kernels_.size() - 1);
   kernel_cache_.emplace(std::move(key), id);
@@ -534,13 +561,24 @@ void DawnDevice::end_pass() {
 
 void DawnDevice::dispatch(Kernel kernel, BindGroup group, uint32_t x, uint32_t y, uint32_t z) {
   check_alive();
+  const bool timed = profiling_ && profiled_kernels_.size() < kMaxProfiled;
+  if (timed) end_pass();
   if (!pass_) {
     WGPUComputePassDescriptor d{};
+    WGPUPassTimestampWrites tw{};
+    if (timed) {
+      tw.querySet = queries_;
+      tw.beginningOfPassWriteIndex = 2 * static_cast<uint32_t>(profiled_kernels_.size());
+      tw.endOfPassWriteIndex = tw.beginningOfPassWriteIndex + 1;
+      d.timestampWrites = &tw;
+      profiled_kernels_.push_back(kernel.id);
+    }
     pass_ = wgpuCommandEncoderBeginComputePass(encoder(), &d);
   }
   wgpuComputePassEncoderSetPipeline(pass_, kernels_.at(kernel.id).pipeline);
   wgpuComputePassEncoderSetBindGroup(pass_, 0, groups_.at(group.id), 0, nullptr);
   wgpuComputePassEncoderDispatchWorkgroups(pass_, x, y, z);
+  if (timed) end_pass();
   ++stats_.dispatches;
 }
 
@@ -586,6 +624,13 @@ ReadTicket DawnDevice::read(Buffer src, uint64_t offset, uint64_t size) {
 void DawnDevice::submit() {
   check_alive();
   end_pass();
+  if (!profiled_kernels_.empty()) {
+    uint32_t n = 2 * static_cast<uint32_t>(profiled_kernels_.size());
+    wgpuCommandEncoderResolveQuerySet(encoder(), queries_, 0, n, buffers_.at(resolve_.id).handle, 0);
+    profile_ticket_ = read(resolve_, 0, uint64_t(n) * 8);
+    submitted_profile_ = std::move(profiled_kernels_);
+    profiled_kernels_.clear();
+  }
   if (encoder_) {
     WGPUCommandBufferDescriptor d{};
     WGPUCommandBuffer cmd = wgpuCommandEncoderFinish(encoder_, &d);
@@ -614,6 +659,40 @@ void DawnDevice::submit() {
   }
   recorded_tickets_.clear();
   throw_pending_error();
+}
+
+bool DawnDevice::set_profiling(bool on) {
+  if (on && !report_.features.timestamp_query) return false;
+  if (on && !queries_) {
+    WGPUQuerySetDescriptor d{};
+    d.label = sv("profile");
+    d.type = WGPUQueryType_Timestamp;
+    d.count = 2 * kMaxProfiled;
+    queries_ = scoped("timestamp query set", [&] { return wgpuDeviceCreateQuerySet(device_, &d); });
+    WGPUBufferDescriptor b{};
+    b.label = sv("profile resolve");
+    b.size = uint64_t(2) * kMaxProfiled * 8;
+    b.usage = WGPUBufferUsage_QueryResolve | WGPUBufferUsage_CopySrc;
+    buffers_.push_back({scoped("profile resolve buffer", [&] { return wgpuDeviceCreateBuffer(device_, &b); }), b.size,
+                        "profile resolve"});
+    resolve_ = Buffer{static_cast<uint32_t>(buffers_.size() - 1), b.size};
+  }
+  profiling_ = on;
+  return true;
+}
+
+std::vector<Device::KernelTime> DawnDevice::profile() {
+  std::vector<KernelTime> out;
+  if (submitted_profile_.empty()) return out;
+  std::vector<uint8_t> bytes = wait(profile_ticket_);
+  std::vector<uint64_t> ticks(bytes.size() / 8);
+  std::memcpy(ticks.data(), bytes.data(), ticks.size() * 8);
+  for (size_t i = 0; i < submitted_profile_.size(); ++i) {
+    uint64_t t0 = ticks[2 * i], t1 = ticks[2 * i + 1];
+    out.push_back({kernels_.at(submitted_profile_[i]).label, t1 > t0 ? (t1 - t0) * 1e-9 : 0.0});
+  }
+  submitted_profile_.clear();
+  return out;
 }
 
 bool DawnDevice::poll(ReadTicket ticket) {

@@ -78,7 +78,9 @@ enum WGPUWGSLLanguageFeatureName : uint32_t { WGPUWGSLLanguageFeatureName_Packed
 // Bitmasks are 64-bit.
 constexpr WGPUFlags WGPUBufferUsage_MapRead = 0x1, WGPUBufferUsage_CopySrc = 0x4, WGPUBufferUsage_CopyDst = 0x8,
                     WGPUBufferUsage_Uniform = 0x40, WGPUBufferUsage_Storage = 0x80;
+constexpr WGPUFlags WGPUBufferUsage_QueryResolve = 0x200;
 constexpr WGPUFlags WGPUMapMode_Read = 0x1;
+enum WGPUQueryType : uint32_t { WGPUQueryType_Timestamp = 2 };
 constexpr uint64_t WGPU_WHOLE_SIZE = UINT64_MAX;
 constexpr size_t WGPU_STRLEN = SIZE_MAX;
 
@@ -292,6 +294,13 @@ struct WGPUComputePassDescriptor {
   const WGPUPassTimestampWrites* timestampWrites;
 };
 
+struct WGPUQuerySetDescriptor {
+  const WGPUChainedStruct* nextInChain;
+  WGPUStringView label;
+  WGPUQueryType type;
+  uint32_t count;
+};
+
 struct WGPUCommandBufferDescriptor {
   const WGPUChainedStruct* nextInChain;
   WGPUStringView label;
@@ -353,6 +362,11 @@ void wgpuComputePassEncoderDispatchWorkgroups(WGPUComputePassEncoder, uint32_t x
 void wgpuComputePassEncoderEnd(WGPUComputePassEncoder);
 void wgpuComputePassEncoderRelease(WGPUComputePassEncoder);
 void wgpuCommandBufferRelease(WGPUCommandBuffer);
+WGPUQuerySet wgpuDeviceCreateQuerySet(WGPUDevice, const WGPUQuerySetDescriptor*);
+void wgpuCommandEncoderResolveQuerySet(WGPUCommandEncoder, WGPUQuerySet, uint32_t firstQuery, uint32_t queryCount,
+                                       WGPUBuffer destination, uint64_t destinationOffset);
+void wgpuQuerySetDestroy(WGPUQuerySet);
+void wgpuQuerySetRelease(WGPUQuerySet);
 
 }  // extern "C"
 
@@ -454,6 +468,9 @@ WGLLM_ABI(WGPUPassTimestampWrites, 24);
 WGLLM_ABI(WGPUComputePassDescriptor, 32);
 WGLLM_AT(WGPUComputePassDescriptor, timestampWrites, 24);
 WGLLM_ABI(WGPUCommandBufferDescriptor, 24);
+WGLLM_ABI(WGPUQuerySetDescriptor, 32);
+WGLLM_AT(WGPUQuerySetDescriptor, type, 24);
+WGLLM_AT(WGPUQuerySetDescriptor, count, 28);
 // Chained structs absent from the DWARF, laid out by the C rules from dawn.json's member order.
 WGLLM_ABI(WGPUShaderSourceWGSL, 32);
 WGLLM_AT(WGPUShaderSourceWGSL, code, 16);

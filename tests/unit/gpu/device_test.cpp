@@ -84,6 +84,26 @@ TEST(Device, SiluMulMatchesDoubleReference) {
   EXPECT_LT(test::relative_error(out, ref), 1e-6);
 }
 
+TEST(Device, ProfilingTimesEachDispatch) {
+  auto d = open_device();
+  if (!d->set_profiling(true)) GTEST_SKIP() << "adapter has no timestamp queries";
+  const uint32_t n = 4096;
+  Buffer g = d->buffer(n * 4, kStorage, "gate"), u = d->buffer(n * 4, kStorage, "up");
+  Kernel k = d->kernel("silu_mul", {{"N", std::to_string(n) + "u"}});
+  BufferSlice slices[] = {{g}, {u}};
+  BindGroup grp = d->bind(k, slices);
+  for (int i = 0; i < 3; ++i) d->dispatch(k, grp, n / 256);
+  d->submit();
+  auto times = d->profile();
+  ASSERT_EQ(times.size(), 3u);
+  for (const auto& t : times) {
+    EXPECT_EQ(t.label, "silu_mul");
+    EXPECT_GE(t.seconds, 0.0);
+    EXPECT_LT(t.seconds, 1.0);
+  }
+  EXPECT_TRUE(d->profile().empty()) << "a profile is returned once";
+}
+
 TEST(Device, BufferLargerThanTheAdapterAllowsIsAClearError) {
   Device& d = device();
   try {
