@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   add(wgllm::cli::add_devices, "devices", "list the WebGPU adapters");
   add(wgllm::cli::add_logits, "logits", "print every position's logits for given tokens");
   add(wgllm::cli::add_bench, "bench", "measure prompt and generation speed (llama-bench's tests)");
+  add(wgllm::cli::add_quantize, "quantize", "rewrite a GGUF model in a quantization mix (q8_0, q4_k_m, ...)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,11 +1,13 @@
 // CPU reference (de)quantization of ggml's tensor types, bit-compatible with ggml-quants.c: the reference
-// decoding every GPU kernel must reproduce, and the quantizer that builds test models and `wgllm quantize`
-// output. Each type is one block codec (a block of 32 elements for Q8_0/Q4_0, of 1 for F32/F16/BF16); rows
-// are sequences of whole blocks.
+// decoding every GPU kernel must reproduce, and the quantizer behind test models and `wgllm quantize`.
+// Each type is one block codec (32 elements for Q4_0..Q8_0, 256 for the K-quants, 1 for F32/F16/BF16);
+// rows are sequences of whole blocks. Quantizing follows ggml's quantize_row_*_ref, which is what
+// llama.cpp writes without an importance matrix. docs/quantization.md describes every format.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gguf/tensor_type.hpp"
@@ -13,20 +15,29 @@
 
 namespace wgllm::quant {
 
-// Whether dequantize_row / quantize_rows handle `type`.
+// Whether dequantize_row / quantize_rows handle `type`: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K. Not the IQ*, TQ*, MXFP4 or integer types.
 bool is_supported(gguf::TensorType type);
-// "f32, f16, bf16, q8_0, q4_0": for error messages.
+// "f32, f16, ...": for error messages.
 std::string supported_type_names();
 
 // Bytes of `n` elements of `type` (n a multiple of its block size). Throws Error(BadInput) otherwise.
 uint64_t row_bytes(gguf::TensorType type, int64_t n);
 
-// Decodes `n` elements (whole blocks) starting at `src` into dst[n]. Throws Error(BadInput) naming the
-// type when it is unsupported or n is not a whole number of blocks.
-void dequantize_row(gguf::TensorType type, const uint8_t* src, float* dst, int64_t n);
+// In the functions below, `what` names the data for error messages (e.g. "tensor 'blk.0.attn_q.weight'");
+// errors are Error(BadInput) naming it and the type.
 
-// Encodes src[rows][row_len] row by row, as ggml's quantize_row_*_ref does; row_len must be a whole number
-// of blocks. Returns rows * row_bytes(type, row_len) bytes.
-std::vector<uint8_t> quantize_rows(gguf::TensorType type, const float* src, int64_t rows, int64_t row_len);
+// Decodes `n` elements (whole blocks) starting at `src` into dst[n]. Throws when the type is unsupported or
+// n is not a whole number of blocks.
+void dequantize_row(gguf::TensorType type, const uint8_t* src, float* dst, int64_t n,
+                    std::string_view what = {});
+
+// Encodes src[rows][row_len] as ggml's quantize_row_*_ref does; row_len must be a whole number of blocks,
+// and quantized types need finite values. Returns rows * row_bytes(type, row_len) bytes.
+std::vector<uint8_t> quantize_rows(gguf::TensorType type, const float* src, int64_t rows, int64_t row_len,
+                                   std::string_view what = {});
+// The same into dst[rows * row_bytes(type, row_len)], for callers that split a tensor's rows over threads.
+void quantize_rows_into(gguf::TensorType type, const float* src, int64_t rows, int64_t row_len, uint8_t* dst,
+                        std::string_view what = {});
 
 }  // namespace wgllm::quant

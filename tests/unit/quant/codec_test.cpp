@@ -188,22 +188,38 @@ TEST(Codec, RowBytesFollowsBlockGeometry) {
   EXPECT_EQ(row_bytes(TensorType::BF16, 7), 14u);
   EXPECT_EQ(row_bytes(TensorType::Q8_0, 96), 3u * 34);
   EXPECT_EQ(row_bytes(TensorType::Q4_0, 96), 3u * 18);
-  EXPECT_TRUE(is_supported(TensorType::Q4_0));
-  EXPECT_FALSE(is_supported(TensorType::Q4_K));
+  EXPECT_EQ(row_bytes(TensorType::Q4_K, 512), 2u * 144);
+  for (TensorType t :
+       {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q2_K,
+        TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::Q8_K}) {
+    EXPECT_TRUE(is_supported(t)) << gguf::type_name(t);
+  }
+  for (TensorType t : {TensorType::IQ2_XXS, TensorType::IQ4_NL, TensorType::IQ4_XS, TensorType::TQ1_0,
+                       TensorType::TQ2_0, TensorType::MXFP4, TensorType::Q8_1, TensorType::I8}) {
+    EXPECT_FALSE(is_supported(t)) << gguf::type_name(t);
+  }
 }
 
 TEST(Codec, RejectsUnsupportedTypesAndPartialBlocks) {
   std::vector<uint8_t> bytes(1024);
   std::vector<float> out(256);
   try {
-    dequantize_row(TensorType::Q4_K, bytes.data(), out.data(), 256);
+    dequantize_row(TensorType::IQ4_XS, bytes.data(), out.data(), 256);
     FAIL() << "expected an Error";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::BadInput);
-    EXPECT_THAT(e.what(), HasSubstr("q4_K"));
-    EXPECT_THAT(e.what(), HasSubstr("q8_0"));  // lists what is supported
+    EXPECT_THAT(e.what(), HasSubstr("iq4_xs"));
+    EXPECT_THAT(e.what(), HasSubstr("q6_K"));  // lists what is supported
   }
-  EXPECT_THROW(quantize_rows(TensorType::IQ2_XXS, out.data(), 1, 256), Error);
+  for (TensorType t : {TensorType::IQ2_XXS, TensorType::TQ2_0, TensorType::MXFP4}) {
+    try {
+      quantize_rows(t, out.data(), 1, 256, "tensor 'blk.3.ffn_up.weight'");
+      FAIL() << "expected an Error";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr(std::string(gguf::type_name(t))));
+      EXPECT_THAT(e.what(), HasSubstr("blk.3.ffn_up.weight"));
+    }
+  }
   try {
     dequantize_row(TensorType::Q8_0, bytes.data(), out.data(), 48);
     FAIL() << "expected an Error";
