@@ -8,6 +8,9 @@
 //              nibble), value = (q - 8) * scale — GGUF's own nibble order, only realigned to 4 bytes.
 // GEMV: TPR threads share a row, RPW rows per workgroup; partial sums reduce through subgroups when the
 // adapter has them (SUBGROUPS) and through workgroup memory otherwise.
+// STAGE_X (quantized types): each workgroup first copies the input into workgroup memory, and with NORM
+// RMS-normalises it on the way (x / rms(x) * norm_w, EPS inside the root): the RMSNorm that precedes a
+// projection costs no dispatch of its own.
 #if SUBGROUPS
 enable subgroups;
 #endif
@@ -19,7 +22,15 @@ enable subgroups;
 #if EMBED
 @group(0) @binding(2) var<storage, read> token: array<u32>;
 #else
+#if STAGE_X
+@group(0) @binding(2) var<storage, read> x_in: array<vec4<f32>>;
+var<workgroup> x: array<vec4<f32>, COLS / 4u>;
+#if NORM
+@group(0) @binding(4) var<storage, read> norm_w: array<vec4<f32>>;
+#endif
+#else
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#endif
 #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 #else
@@ -143,6 +154,33 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
 ) {
   let lane = tid % TPR;
   let r = (wid.x + wid.y * nwg.x) * RPW + tid / TPR;
+#if STAGE_X
+#if NORM
+  var ss = 0.0;
+  for (var i = tid; i < COLS / 4u; i += WG) {
+    let v = x_in[i];
+    ss += dot(v, v);
+  }
+  partial[tid] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (tid < s) {
+      partial[tid] += partial[tid + s];
+    }
+    workgroupBarrier();
+  }
+  let inv_rms = inverseSqrt(partial[0] / f32(COLS) + EPS);
+  workgroupBarrier();
+  for (var i = tid; i < COLS / 4u; i += WG) {
+    x[i] = x_in[i] * inv_rms * norm_w[i];
+  }
+#else
+  for (var i = tid; i < COLS / 4u; i += WG) {
+    x[i] = x_in[i];
+  }
+#endif
+  workgroupBarrier();
+#endif
   var acc = 0.0;
   if (r < ROWS) {
     acc = row_dot(r, lane);

@@ -1,21 +1,22 @@
 // RoPE in GGUF's llama convention (adjacent pairs (2j, 2j+1) of each head's first ROPE_DIM dims rotate by
 // pos * inv_freq[j]; the converter already permuted Q/K for it), applied to q in place and to k on its way
-// into the KV cache; v is copied into the cache unchanged. cos/sin come from a table computed in double at
+// into the KV cache; v is copied into the cache unchanged. The projections' output is one buffer
+// qkv = [q (N_HEADS*HEAD_DIM) | k (N_KV*HEAD_DIM) | v (N_KV*HEAD_DIM)]. cos/sin come from a table computed in double at
 // load: GPU sin/cos are only accurate near [-pi, pi], and angles reach thousands of radians. q [N_HEADS*HEAD_DIM], k/v [N_KV*HEAD_DIM],
 // caches [ctx, N_KV*HEAD_DIM] row per position.
 #use step_params
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> rope: array<vec2<f32>>;  // [ctx, ROPE_DIM / 2] (cos, sin)
-@group(0) @binding(2) var<storage, read_write> q: array<f32>;
-@group(0) @binding(3) var<storage, read> k: array<f32>;
-@group(0) @binding(4) var<storage, read> v: array<f32>;
-@group(0) @binding(5) var<storage, read_write> k_cache: array<f32>;
-@group(0) @binding(6) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
+@group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;
 
 const HALF = HEAD_DIM / 2u;
 const Q_PAIRS = N_HEADS * HALF;
 const K_PAIRS = N_KV * HALF;
 const KV_DIM = N_KV * HEAD_DIM;
+const K_OFF = N_HEADS * HEAD_DIM;
+const V_OFF = K_OFF + KV_DIM;
 
 fn rotate(a: f32, b: f32, j: u32) -> vec2<f32> {
   if (2u * j >= ROPE_DIM) {
@@ -31,18 +32,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let row = step.pos * KV_DIM;
   if (i < Q_PAIRS) {
     let e = 2u * i;
-    let r = rotate(q[e], q[e + 1u], i % HALF);
-    q[e] = r.x;
-    q[e + 1u] = r.y;
+    let r = rotate(qkv[e], qkv[e + 1u], i % HALF);
+    qkv[e] = r.x;
+    qkv[e + 1u] = r.y;
   } else if (i < Q_PAIRS + K_PAIRS) {
     let p = i - Q_PAIRS;
     let e = 2u * p;
-    let r = rotate(k[e], k[e + 1u], p % HALF);
+    let r = rotate(qkv[K_OFF + e], qkv[K_OFF + e + 1u], p % HALF);
     k_cache[row + e] = r.x;
     k_cache[row + e + 1u] = r.y;
   } else if (i < Q_PAIRS + K_PAIRS + KV_DIM / 2u) {
     let e = 2u * (i - Q_PAIRS - K_PAIRS);
-    v_cache[row + e] = v[e];
-    v_cache[row + e + 1u] = v[e + 1u];
+    v_cache[row + e] = qkv[V_OFF + e];
+    v_cache[row + e + 1u] = qkv[V_OFF + e + 1u];
   }
 }

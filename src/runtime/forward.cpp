@@ -41,13 +41,10 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
   history_ = storage(kPenaltyHistory + 1, "penalty history");
   x_ = storage(c.dim, "x");
   xb_ = storage(c.dim, "xb");
-  q_ = storage(c.q_dim(), "q");
-  k_ = storage(c.kv_dim(), "k");
-  v_ = storage(c.kv_dim(), "v");
+  qkv_ = storage(c.q_dim() + 2ull * c.kv_dim(), "qkv");
   attn_ = storage(c.q_dim(), "attention out");
   scores_ = storage(uint64_t(c.n_heads) * n_ctx_, "attention scores");
-  gate_ = storage(c.ffn_dim, "ffn gate");
-  up_ = storage(c.ffn_dim, "ffn up");
+  gate_up_ = storage(2ull * c.ffn_dim, "ffn gate|up");
   logits_ = storage(c.n_vocab, "logits");
   // cos/sin of every (position, pair) angle, in double like the CPU reference: [n_ctx, rope_dim / 2, 2].
   std::vector<float> inv_freq = model::rope_inv_freq(c, weights.rope_freq_factors);
@@ -99,34 +96,28 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     GpuMatrix w_gate = matrix(lw.ffn_gate), w_up = matrix(lw.ffn_up), w_down = matrix(lw.ffn_down);
 
     // attention block: x += Wo · attention(rope(Wq·norm(x)), cache(rope(Wk·norm(x)), Wv·norm(x)))
-    add(forward_ops_, "rms_norm", {{"N", u32(c.dim)}, {"EPS", f32(c.rms_eps)}}, {{x_}, {attn_norm}, {xb_}}, 1);
-    add_matvec(forward_ops_, wq, xb_, q_, false);
-    add_matvec(forward_ops_, wk, xb_, k_, false);
-    add_matvec(forward_ops_, wv, xb_, v_, false);
+    add_normed(forward_ops_, {&wq, &wk, &wv}, qkv_, attn_norm);
     gpu::KernelDefines rope = heads;
     rope["ROPE_DIM"] = u32(c.rope_dim);
-    add(forward_ops_, "rope_kv", rope, {{step_}, {rope_table_}, {q_}, {k_}, {v_}, {k_cache_[l]}, {v_cache_[l]}},
+    add(forward_ops_, "rope_kv", rope, {{step_}, {rope_table_}, {qkv_}, {k_cache_[l]}, {v_cache_[l]}},
         (c.n_heads + c.n_kv_heads) * c.head_dim / 2 + c.kv_dim() / 2, 64);
     gpu::KernelDefines att = heads;
     att["CTX"] = u32(n_ctx_);
     att["SCALE"] = f32(1.0 / std::sqrt(double(c.head_dim)));
-    add(forward_ops_, "attention", att, {{step_}, {q_}, {k_cache_[l]}, {v_cache_[l]}, {scores_}, {attn_}},
+    add(forward_ops_, "attention", att, {{step_}, {qkv_}, {k_cache_[l]}, {v_cache_[l]}, {scores_}, {attn_}},
         c.n_heads * 256, 256);
     add_matvec(forward_ops_, wo, attn_, x_, true);
 
     // feed-forward block: x += W_down · (silu(W_gate·norm(x)) * W_up·norm(x))
-    add(forward_ops_, "rms_norm", {{"N", u32(c.dim)}, {"EPS", f32(c.rms_eps)}}, {{x_}, {ffn_norm}, {xb_}}, 1);
-    add_matvec(forward_ops_, w_gate, xb_, gate_, false);
-    add_matvec(forward_ops_, w_up, xb_, up_, false);
-    add(forward_ops_, "silu_mul", {{"N", u32(c.ffn_dim)}}, {{gate_}, {up_}}, c.ffn_dim, 256);
-    add_matvec(forward_ops_, w_down, gate_, x_, true);
+    add_normed(forward_ops_, {&w_gate, &w_up}, gate_up_, ffn_norm);
+    add(forward_ops_, "silu_mul", {{"N", u32(c.ffn_dim)}}, {{gate_up_}}, c.ffn_dim, 256);
+    add_matvec(forward_ops_, w_down, gate_up_, x_, true);
   }
 
   // final norm -> LM head
   gpu::Buffer out_norm = vec(weights.output_norm);
-  add(forward_ops_, "rms_norm", {{"N", u32(c.dim)}, {"EPS", f32(c.rms_eps)}}, {{x_}, {out_norm}, {xb_}}, 1);
   GpuMatrix head = weights.output == weights.token_embd ? embd : matrix(weights.output);
-  add_matvec(forward_ops_, head, xb_, logits_, false);
+  add_normed(forward_ops_, {&head}, logits_, out_norm);
 
   // sampler -> the next token id, left on the GPU
   add(sample_ops_, "sample", {{"N_VOCAB", u32(c.n_vocab)}, {"HISTORY", u32(kPenaltyHistory)}},
@@ -149,22 +140,47 @@ void Forward::add(std::vector<Op>& ops, std::string_view kernel, const gpu::Kern
   ops.push_back({k, g, x, (groups + x - 1) / x});
 }
 
+bool Forward::can_stage(const GpuMatrix& m) const {
+  constexpr uint64_t kReductionBytes = 256 * 4;  // matvec.wgsl's `partial`
+  return m.type != gguf::TensorType::F32 && m.type != gguf::TensorType::F16 && m.cols % 4 == 0 &&
+         uint64_t(m.cols) * 4 + kReductionBytes <= device_.limits().max_compute_workgroup_storage_size;
+}
+
+void Forward::add_normed(std::vector<Op>& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer y, gpu::Buffer norm) {
+  bool fused = std::all_of(ms.begin(), ms.end(), [&](const GpuMatrix* m) { return can_stage(*m); });
+  if (!fused)
+    add(ops, "rms_norm", {{"N", u32(config_.dim)}, {"EPS", f32(config_.rms_eps)}}, {{x_}, {norm}, {xb_}}, 1);
+  uint32_t offset = 0;
+  for (const GpuMatrix* m : ms) {
+    if (fused) add_matvec(ops, *m, x_, y, false, norm, offset);
+    else add_matvec(ops, *m, xb_, y, false, {}, offset);
+    offset += m->rows;
+  }
+}
+
 uint64_t Forward::bytes_per_token(uint32_t pos) const {
   return gemv_bytes_ + 2ull * config_.n_layers * (pos + 1ull) * config_.kv_dim() * 4;
 }
 
-void Forward::add_matvec(std::vector<Op>& ops, const GpuMatrix& m, gpu::Buffer x, gpu::Buffer y, bool accumulate) {
+void Forward::add_matvec(std::vector<Op>& ops, const GpuMatrix& m, gpu::Buffer x, gpu::Buffer y, bool accumulate,
+                         gpu::Buffer norm, uint32_t y_offset) {
   gemv_bytes_ += m.bytes;
   for (const auto& ch : m.chunks) {
     gpu::KernelDefines d = weight_defines(m.type);
     d["ROWS"] = u32(ch.rows);
     d["COLS"] = u32(m.cols);
-    d["Y_OFFSET"] = u32(ch.first_row);
+    d["Y_OFFSET"] = u32(y_offset + ch.first_row);
     if (accumulate) d["ACCUMULATE"] = "1";
+    if (can_stage(m)) d["STAGE_X"] = "1";
+    if (norm) {
+      d["NORM"] = "1";
+      d["EPS"] = f32(config_.rms_eps);
+    }
     std::vector<gpu::BufferSlice> b = {{ch.quants}};
     if (ch.scales) b.push_back({ch.scales});
     b.push_back({x});
     b.push_back({y});
+    if (norm) b.push_back({norm});
     constexpr uint32_t kRowsPerWorkgroup = 8;  // matvec.wgsl: WG / TPR
     add(ops, "matvec", d, b, (ch.rows + kRowsPerWorkgroup - 1) / kRowsPerWorkgroup, 1);
   }

@@ -52,7 +52,14 @@ class Forward {
   };
   void add(std::vector<Op>& ops, std::string_view kernel, const gpu::KernelDefines& defines,
            std::vector<gpu::BufferSlice> bindings, uint32_t threads_x, uint32_t workgroup = 1);
-  void add_matvec(std::vector<Op>& ops, const GpuMatrix& m, gpu::Buffer x, gpu::Buffer y, bool accumulate);
+  // y (+)= W · x, or with `norm` W · rmsnorm(x) * norm (fused into the GEMV where it can stage x in
+  // workgroup memory, else a separate rms_norm into xb_ first).
+  void add_matvec(std::vector<Op>& ops, const GpuMatrix& m, gpu::Buffer x, gpu::Buffer y, bool accumulate,
+                  gpu::Buffer norm = {}, uint32_t y_offset = 0);
+  bool can_stage(const GpuMatrix& m) const;
+  // The projections that read norm(x): one fused GEMV each, or rms_norm once and plain GEMVs.
+  // Each matrix writes its rows into `y` after the previous one's.
+  void add_normed(std::vector<Op>& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer y, gpu::Buffer norm);
   gpu::KernelDefines variant(gpu::KernelDefines defines) const;
 
   gpu::Device& device_;
@@ -65,11 +72,10 @@ class Forward {
   gpu::Buffer step_, token_, history_;
   gpu::Buffer x_;       // [dim] residual stream
   gpu::Buffer xb_;      // [dim] normed input of a sub-block
-  gpu::Buffer q_;       // [n_heads * head_dim]
-  gpu::Buffer k_, v_;   // [n_kv_heads * head_dim] this position's key and value
+  gpu::Buffer qkv_;     // [q (n_heads * head_dim) | k | v (n_kv_heads * head_dim each)] this position's
   gpu::Buffer attn_;    // [n_heads * head_dim] attention output
   gpu::Buffer scores_;  // [n_heads, n_ctx] attention probabilities
-  gpu::Buffer gate_, up_;  // [ffn_dim]
+  gpu::Buffer gate_up_;    // [gate (ffn_dim) | up (ffn_dim)]
   gpu::Buffer logits_;     // [n_vocab]
   gpu::Buffer rope_table_;  // [n_ctx, rope_dim / 2] (cos, sin)
   std::vector<gpu::Buffer> k_cache_, v_cache_;  // per layer [n_ctx, n_kv_heads * head_dim]

@@ -99,17 +99,18 @@ class RopeKv : public KernelVariantTest {
       runtime::StepParams step;
       step.pos = pos;
       step.n_ctx = ctx;
-      gpu::Buffer q_buf = upload(q, "q");
-      dispatch("rope_kv", d,
-               {{upload_step(step)},
-                {inv_freq_buf},
-                {q_buf},
-                {upload(k, "k")},
-                {upload(v, "v")},
-                {k_cache_buf},
-                {v_cache_buf}},
+      // One buffer [q | k | v], as the runtime's projections write it.
+      std::vector<float> qkv = q;
+      qkv.insert(qkv.end(), k.begin(), k.end());
+      qkv.insert(qkv.end(), v.begin(), v.end());
+      gpu::Buffer qkv_buf = upload(qkv, "qkv");
+      dispatch("rope_kv", d, {{upload_step(step)}, {inv_freq_buf}, {qkv_buf}, {k_cache_buf}, {v_cache_buf}},
                (threads + 63) / 64);
-      std::vector<float> q_got = download<float>(q_buf, q.size());
+      std::vector<float> qkv_got = download<float>(qkv_buf, qkv.size());
+      std::vector<float> q_got(qkv_got.begin(), qkv_got.begin() + q.size());
+      EXPECT_EQ(bits_of(std::vector<float>(qkv_got.begin() + q.size(), qkv_got.end())),
+                bits_of(std::vector<float>(qkv.begin() + q.size(), qkv.end())))
+          << "k and v inputs must stay as they were";
       std::vector<float> k_got = download<float>(k_cache_buf, k_cache.size());
       std::vector<float> v_got = download<float>(v_cache_buf, v_cache.size());
 
