@@ -17,7 +17,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_packages=(
   cmake g++ make ninja-build ccache pkg-config
-  libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
+  libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev python3-jinja2
   libvulkan1 libegl1 libegl-mesa0 libegl-dev openssl ca-certificates
 )
 # lavapipe 25's shared-library needs, all from Debian 12 main.
