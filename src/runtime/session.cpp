@@ -27,7 +27,7 @@ StepParams Session::params(uint32_t pos) {
 
 gpu::ReadTicket Session::prefill(std::span<const int32_t> prompt) {
   if (prompt.empty()) fail_input("the prompt has no tokens");
-  if (pos_ + prompt.size() >= forward_.n_ctx())
+  if (pos_ + prompt.size() > forward_.n_ctx())
     fail_input("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
                std::to_string(forward_.n_ctx()) + " tokens (" + std::to_string(pos_) + " already used)");
   for (int32_t id : prompt)

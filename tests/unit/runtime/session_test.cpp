@@ -105,9 +105,11 @@ TEST_F(SessionLimits, PromptLongerThanTheContextIsBadInput) {
   expect_bad_input([&] { session.prefill(std::vector<int32_t>(17, 3)); }, "context");
   expect_bad_input([&] { session.prefill({}); }, "no tokens");
   EXPECT_EQ(session.position(), 0u);
-  // The longest prompt that leaves room for the sampled token fits.
-  session.id_of(session.prefill(std::vector<int32_t>(15, 3)));
-  EXPECT_EQ(session.position(), 15u);
+  // A prompt that fills the context exactly fits: its last token's logits still sample one more token.
+  session.id_of(session.prefill(std::vector<int32_t>(16, 3)));
+  EXPECT_EQ(session.position(), 16u);
+  EXPECT_TRUE(session.context_full());
+  expect_bad_input([&] { session.step(); }, "full");
 }
 
 TEST_F(SessionLimits, TokenOutsideTheVocabularyIsBadInput) {
