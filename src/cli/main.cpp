@@ -8,7 +8,9 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"wgllm: Llama-family language models on WebGPU"};
-  app.require_subcommand(1);
+  // At most one subcommand; its absence is reported after parsing, so that an unknown flag before it is
+  // named as such instead of as a missing subcommand.
+  app.require_subcommand(0, 1);
   app.set_version_flag("--version", "wgllm 0.1.0");
   std::vector<std::pair<CLI::App*, wgllm::cli::Action>> commands;
   auto add = [&](auto adder, const char* name, const char* help) {
@@ -31,6 +33,10 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "wgllm: %s (see wgllm --help)\n", e.what());
+    return 2;
+  }
+  if (app.get_subcommands().empty()) {
+    std::fprintf(stderr, "wgllm: a command is required: run, info, devices, logits, bench, ... (see wgllm --help)\n");
     return 2;
   }
   try {
