@@ -65,6 +65,21 @@ TEST_P(GreedyLlama2c, BuiltInModelMatchesLlama2cByteForByte) {
 
 INSTANTIATE_TEST_SUITE_P(Steps, GreedyLlama2c, ::testing::Values(200, 256));
 
+// The other backends give the same text: OpenGL ES (no subgroups there) and Vulkan without subgroups.
+TEST(Run, OpenGlBackendAndNoSubgroupsMatchLlama2c) {
+  const std::string expected =
+      without_final_newline(test::read_file(test::testdata_path("karpathy-llama2.c/expected_stories260K_t0_n200.txt")));
+  for (const std::vector<std::string>& flags : {std::vector<std::string>{"--backend", "gl"},
+                                               std::vector<std::string>{"--backend", "vulkan", "--no-subgroups"}}) {
+    std::vector<std::string> args = {"run", "--temp", "0", "-n", "200"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const test::Process p = run_wgllm(args);
+    ASSERT_EQ(p.exit_code, 0) << p.command << "\n" << p.err;
+    EXPECT_EQ(without_final_newline(p.out), expected) << p.command;
+    EXPECT_NE(p.err.find(flags[1] == "gl" ? "(opengles)" : "(vulkan)"), std::string::npos) << p.err;
+  }
+}
+
 TEST(Run, PromptIsEchoedThenTheReferenceContinuation) {
   const std::string prompt = "Once upon a time";
   const std::string continuation = reference_continuation(prompt, 60);
