@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <queue>
 
 #include "core/error.hpp"
 #include "core/utf8.hpp"
+#include "tokenizer/byte_level.hpp"
 
 namespace wgllm::tokenizer {
 
@@ -37,27 +39,71 @@ void replace_all(std::string& s, std::string_view from, std::string_view to) {
 Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   check_vocab(vocab_);
   const int32_t n = n_vocab();
+  const bool spm = vocab_.model == Model::Spm;
 
   std::array<int32_t, 256> hex_byte, single_byte;
   hex_byte.fill(-1);
   single_byte.fill(-1);
+  if (!spm) bpe_bytes_.resize(static_cast<size_t>(n));
   text_to_id_.reserve(static_cast<size_t>(n));
   for (int32_t id = 0; id < n; ++id) {
     const std::string& t = vocab_.tokens[id];
     const TokenType type = vocab_.types[id];
-    if (type != TokenType::Control && type != TokenType::Unknown && type != TokenType::Byte) {
-      text_to_id_.emplace(t, id);
-    }
     if (type == TokenType::Control || type == TokenType::Unknown || type == TokenType::UserDefined) {
       special_by_length_.push_back(id);
     }
-    // llama.cpp's byte fallback: the token spelled "<0xAB>" (upper case), else the one-byte token.
-    if (auto b = byte_token_value(t); b && t == byte_token_text(*b)) hex_byte[*b] = id;
-    if (t.size() == 1) single_byte[static_cast<uint8_t>(t[0])] = id;
+    if (spm) {
+      if (type != TokenType::Control && type != TokenType::Unknown && type != TokenType::Byte) {
+        text_to_id_.emplace(t, id);
+      }
+      // llama.cpp's byte fallback: the token spelled "<0xAB>" (upper case), else the one-byte token.
+      if (auto b = byte_token_value(t); b && t == byte_token_text(*b)) hex_byte[*b] = id;
+      if (t.size() == 1) single_byte[static_cast<uint8_t>(t[0])] = id;
+    } else if (type == TokenType::Normal) {
+      // A text outside the byte-level alphabet cannot come out of merging; it decodes as it is written.
+      std::optional<std::string> bytes = byte_level::decode(t);
+      if (bytes) {
+        if (bytes->size() == 1) single_byte[static_cast<uint8_t>((*bytes)[0])] = id;
+        text_to_id_.emplace(*bytes, id);
+      }
+      bpe_bytes_[id] = bytes ? std::move(*bytes) : t;
+    }
   }
   for (int b = 0; b < 256; ++b) byte_to_id_[b] = hex_byte[b] >= 0 ? hex_byte[b] : single_byte[b];
   std::stable_sort(special_by_length_.begin(), special_by_length_.end(),
                    [&](int32_t a, int32_t b) { return vocab_.tokens[a].size() > vocab_.tokens[b].size(); });
+
+  if (!spm) {
+    pre_tokenizer_ = std::make_unique<PreTokenizer>(vocab_.pre_regexes);
+    merges_ = MergeTable(vocab_.merges);
+  }
+}
+
+Tokenizer::MergeTable::MergeTable(std::span<const Merge> merges) {
+  size_t size = 2;
+  while (size < 2 * merges.size()) size *= 2, --shift_;
+  slots_.resize(size);
+  for (size_t rank = 0; rank < merges.size(); ++rank) {
+    const Merge& m = merges[rank];
+    const uint64_t k = key(m.left, m.right);
+    size_t i = slot(k);
+    while (slots_[i].key != kEmpty && slots_[i].key != k) i = (i + 1) & (size - 1);
+    // A repeated pair keeps its first (highest-priority) rank.
+    if (slots_[i].key == kEmpty) slots_[i] = {k, static_cast<int32_t>(rank), m.result};
+  }
+}
+
+const Tokenizer::MergeTable::Entry* Tokenizer::MergeTable::find(int32_t left, int32_t right) const {
+  const uint64_t k = key(left, right);
+  for (size_t i = slot(k);; i = (i + 1) & (slots_.size() - 1)) {
+    if (slots_[i].key == k) return &slots_[i];
+    if (slots_[i].key == kEmpty) return nullptr;
+  }
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::from_file(const std::string& path) {
+  if (path.ends_with(".json") || std::filesystem::is_directory(path)) return from_hf_json(path);
+  return from_gguf(*gguf::GgufFile::open(path));
 }
 
 bool Tokenizer::is_eog(int32_t id) const {
@@ -101,10 +147,17 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
   std::vector<int32_t> out;
   if (add_bos && vocab_.add_bos) out.push_back(vocab_.bos);
   bool after_special = true;  // the start of the text counts as following a special token
+  std::vector<std::string_view> pieces;
   for (const Fragment& f : split_special(text, parse_special)) {
     if (f.token >= 0) {
       out.push_back(f.token);
       after_special = true;
+      continue;
+    }
+    if (vocab_.model == Model::Bpe) {
+      pieces.clear();
+      pre_tokenizer_->split(f.text, pieces);
+      for (std::string_view p : pieces) encode_bpe(p, out);
       continue;
     }
     std::string escaped;
@@ -173,6 +226,79 @@ void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) con
   }
 }
 
+void Tokenizer::encode_bpe(std::string_view piece, std::vector<int32_t>& out) const {
+  if (vocab_.ignore_merges || piece.size() == 1) {
+    if (const int32_t id = find(piece); id >= 0) {
+      out.push_back(id);
+      return;
+    }
+  }
+  struct Symbol {
+    int32_t id;      // the token it is so far; -1 for a byte without a token (never merges)
+    int prev, next;  // neighbours in the list of live symbols, -1 at the ends
+  };
+  struct Pair {
+    int32_t rank;
+    int left;                   // symbol index; the right one is its `next`
+    int32_t left_id, right_id;  // what the two symbols were, to tell a stale entry from a live one
+    int32_t result;
+  };
+  // Reused between calls: a piece is mostly a word, and allocating for each was a tenth of the time.
+  thread_local std::vector<Symbol> symbols;  // [bytes of the piece], one per byte to start with
+  thread_local std::vector<Pair> heap;
+  symbols.resize(piece.size());
+  heap.clear();
+  for (size_t i = 0; i < piece.size(); ++i) {
+    const int index = static_cast<int>(i);
+    symbols[i] = {byte_to_id_[static_cast<uint8_t>(piece[i])], index - 1,
+                  i + 1 == piece.size() ? -1 : index + 1};
+  }
+
+  // Lowest rank first; among equal ranks (the same merge at several places) the leftmost.
+  const auto later = [](const Pair& a, const Pair& b) {
+    return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
+  };
+  const auto try_add = [&](int left) {
+    if (left < 0) return;
+    const int right = symbols[left].next;
+    if (right < 0 || symbols[left].id < 0 || symbols[right].id < 0) return;
+    if (const MergeTable::Entry* m = merges_.find(symbols[left].id, symbols[right].id)) {
+      heap.push_back({m->rank, left, symbols[left].id, symbols[right].id, m->result});
+      std::push_heap(heap.begin(), heap.end(), later);
+    }
+  };
+  for (int i = 0; i + 1 < static_cast<int>(symbols.size()); ++i) try_add(i);
+
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), later);
+    const Pair p = heap.back();
+    heap.pop_back();
+    Symbol& left = symbols[p.left];
+    if (left.id != p.left_id || left.next < 0) continue;
+    Symbol& right = symbols[left.next];
+    if (right.id != p.right_id) continue;
+    // A symbol's span only grows and each token spells one byte string, so equal ids mean the same
+    // symbols as when the pair was queued.
+    left.id = p.result;
+    right.id = -2;  // dead
+    left.next = right.next;
+    if (right.next >= 0) symbols[right.next].prev = p.left;
+    try_add(left.prev);
+    try_add(p.left);
+  }
+
+  for (int i = 0; i >= 0; i = symbols[i].next) {
+    if (symbols[i].id >= 0) {
+      out.push_back(symbols[i].id);
+    } else if (vocab_.unk >= 0) {
+      // A byte without a token (some vocabularies lack bytes that never occur in UTF-8, or even control
+      // characters) never merged: the unknown token stands for it, or, as Hugging Face and llama.cpp do
+      // without one, it is left out.
+      out.push_back(vocab_.unk);
+    }
+  }
+}
+
 void Tokenizer::encode_byte(uint8_t byte, std::vector<int32_t>& out) const {
   int32_t id = byte_to_id_[byte];
   if (id < 0) id = vocab_.unk;
@@ -191,6 +317,7 @@ std::string Tokenizer::piece(int32_t id, bool special) const {
   const std::string& text = vocab_.tokens[id];
   switch (vocab_.types[id]) {
     case TokenType::Normal: {
+      if (vocab_.model == Model::Bpe) return bpe_bytes_[id];
       std::string s = text;
       replace_all(s, kSpaceMark, " ");
       return s;
@@ -224,7 +351,7 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool special) const 
 }
 
 StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool strip_leading_space)
-    : tokenizer_(tokenizer), strip_pending_(strip_leading_space) {}
+    : tokenizer_(tokenizer), strip_pending_(strip_leading_space && tokenizer.vocab().add_space_prefix) {}
 
 std::string StreamDecoder::push(int32_t id) {
   std::string p = tokenizer_.piece(id);

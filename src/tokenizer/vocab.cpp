@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/utf8.hpp"
+#include "tokenizer/pre_tokenizer.hpp"
 
 namespace wgllm::tokenizer {
 
@@ -15,6 +16,8 @@ namespace {
 const std::string kTokensKey = "tokenizer.ggml.tokens";
 const std::string kScoresKey = "tokenizer.ggml.scores";
 const std::string kTypesKey = "tokenizer.ggml.token_type";
+const std::string kMergesKey = "tokenizer.ggml.merges";
+const std::string kPreKey = "tokenizer.ggml.pre";
 
 // End-of-turn tokens found by text, as llama.cpp finds them for files whose metadata doesn't name them.
 // The first one present becomes EOT. All of kEogNames end generation.
@@ -28,8 +31,9 @@ constexpr std::array<std::string_view, 7> kEotNames = {
     "<\xEF\xBD\x9C"
     "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",  // DeepSeek's <｜end▁of▁sentence｜>
 };
-constexpr std::array<std::string_view, 7> kEogNames = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>",
+constexpr std::array<std::string_view, 8> kEogNames = {
+    "<|eot_id|>",    "<|im_end|>", "<|end|>",         "<end_of_turn>",
+    "<|endoftext|>", "<|eom_id|>", "<|end_of_text|>", "<EOT>",
 };
 
 // Token texts are arbitrary bytes; keep error messages printable.
@@ -79,15 +83,16 @@ void check_vocab(const Vocab& v) {
   seen.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     const std::string& t = v.tokens[i];
-    const std::string at = kTokensKey + "[" + std::to_string(i) + "]";
-    if (t.empty()) fail_input(at + " is empty");
+    const auto at = [&] { return kTokensKey + "[" + std::to_string(i) + "]"; };
+    if (t.empty()) fail_input(at() + " is empty");
     if (auto [it, fresh] = seen.emplace(t, i); !fresh) {
-      fail_input(at + " = " + quoted(t) + " repeats " + kTokensKey + "[" + std::to_string(it->second) + "]");
+      fail_input(at() + " = " + quoted(t) + " repeats " + kTokensKey + "[" + std::to_string(it->second) +
+                 "]");
     }
     const auto type = static_cast<int32_t>(v.types[i]);
     if (type < 0 || type > static_cast<int32_t>(TokenType::Byte)) fail_input(bad_type(i, type));
     if (v.types[i] == TokenType::Byte && !byte_token_value(t)) {
-      fail_input(at + " = " + quoted(t) + " has token type 6 (byte) but is not of the form <0xAB>");
+      fail_input(at() + " = " + quoted(t) + " has token type 6 (byte) but is not of the form <0xAB>");
     }
   }
 
@@ -106,18 +111,70 @@ void check_vocab(const Vocab& v) {
     fail_input("end-of-generation ids are not ascending");
   if (v.add_bos && v.bos < 0) fail_input("tokenizer.ggml.add_bos_token is true but there is no BOS token id");
   if (v.add_eos && v.eos < 0) fail_input("tokenizer.ggml.add_eos_token is true but there is no EOS token id");
+
+  for (size_t i = 0; i < v.merges.size(); ++i) {
+    const Merge& m = v.merges[i];
+    const auto at = [&] { return kMergesKey + "[" + std::to_string(i) + "]"; };
+    for (int32_t id : {m.left, m.right, m.result}) {
+      if (id < 0 || id >= static_cast<int64_t>(n)) fail_input(out_of_range(at() + " token id", id, n));
+    }
+    const std::string_view result = v.tokens[m.result], left = v.tokens[m.left], right = v.tokens[m.right];
+    if (result.size() != left.size() + right.size() || !result.starts_with(left) ||
+        !result.ends_with(right)) {
+      fail_input(at() + ": " + quoted(v.tokens[m.left]) + " + " + quoted(v.tokens[m.right]) + " is not " +
+                 quoted(v.tokens[m.result]));
+    }
+  }
+}
+
+void find_end_of_generation(Vocab& v, int32_t eom) {
+  std::unordered_map<std::string_view, int32_t> named;
+  for (size_t i = 0; i < v.tokens.size(); ++i) {
+    const std::string_view t = v.tokens[i];
+    if (std::find(kEotNames.begin(), kEotNames.end(), t) != kEotNames.end() ||
+        std::find(kEogNames.begin(), kEogNames.end(), t) != kEogNames.end()) {
+      named.emplace(t, static_cast<int32_t>(i));
+    }
+  }
+  // A token that ends a turn must never come out of plain text, whatever type the converter gave it.
+  if (v.eot < 0) {
+    for (std::string_view name : kEotNames) {
+      if (auto it = named.find(name); it != named.end()) {
+        v.eot = it->second;
+        v.types[v.eot] = TokenType::Control;
+        break;
+      }
+    }
+  }
+  v.eog_ids.clear();
+  for (std::string_view name : kEogNames) {
+    if (auto it = named.find(name); it != named.end()) {
+      v.eog_ids.push_back(it->second);
+      v.types[it->second] = TokenType::Control;
+    }
+  }
+  for (int32_t id : {v.eos, v.eot, eom}) {
+    if (id >= 0) v.eog_ids.push_back(id);
+  }
+  std::sort(v.eog_ids.begin(), v.eog_ids.end());
+  v.eog_ids.erase(std::unique(v.eog_ids.begin(), v.eog_ids.end()), v.eog_ids.end());
 }
 
 Vocab vocab_from_gguf(const gguf::GgufFile& file) {
   const auto bad = [&](const std::string& message) { fail_input(file.path() + ": " + message); };
 
   const std::string& model = file.require_string("tokenizer.ggml.model");
-  if (model != "llama") {
-    bad("tokenizer.ggml.model = " + quoted(model) +
-        " is not supported (supported: \"llama\", SentencePiece BPE)");
-  }
-
   Vocab v;
+  if (model == "llama") {
+    v.model = Model::Spm;
+  } else if (model == "gpt2") {
+    v.model = Model::Bpe;
+  } else {
+    bad("tokenizer.ggml.model = " + quoted(model) +
+        " is not supported (supported: \"llama\", SentencePiece BPE; \"gpt2\", byte-level BPE)");
+  }
+  const bool spm = v.model == Model::Spm;
+
   v.tokens = file.require_array(kTokensKey, gguf::ValueType::STRING).strings;
   const size_t n = v.tokens.size();
   for (size_t i = 0; i < n; ++i) {
@@ -144,6 +201,42 @@ Vocab vocab_from_gguf(const gguf::GgufFile& file) {
     v.types.assign(n, TokenType::Normal);
   }
 
+  if (!spm) {
+    const std::string pre = file.get_string(kPreKey, "default");
+    const std::optional<PreTokenizerConfig> config = pre_tokenizer_config(pre);
+    if (!config) {
+      bad(kPreKey + " = " + quoted(pre) +
+          " is not a supported pre-tokenizer (supported: " + supported_pre_tokenizers() + ")");
+    }
+    v.pre = pre;
+    v.pre_regexes = config->regexes;
+    v.ignore_merges = config->ignore_merges;
+    v.add_bos = config->add_bos;
+
+    std::unordered_map<std::string_view, int32_t> ids;
+    ids.reserve(n);
+    for (size_t i = 0; i < n; ++i) ids.emplace(v.tokens[i], static_cast<int32_t>(i));
+    const auto& merges = file.require_array(kMergesKey, gguf::ValueType::STRING).strings;
+    v.merges.reserve(merges.size());
+    std::string joined;
+    for (size_t i = 0; i < merges.size(); ++i) {
+      // "left right"; like llama.cpp, the separating space is the first one after the first byte.
+      const std::string& m = merges[i];
+      const auto at = [&] { return kMergesKey + "[" + std::to_string(i) + "] = " + quoted(m); };
+      const size_t space = m.find(' ', 1);
+      if (space == std::string::npos) bad(at() + " is not two tokens separated by a space");
+      const std::string_view left = std::string_view(m).substr(0, space),
+                             right = std::string_view(m).substr(space + 1);
+      const auto id = [&](std::string_view text) {
+        auto it = ids.find(text);
+        if (it == ids.end()) bad(at() + ": " + quoted(text) + " is not a token");
+        return it->second;
+      };
+      joined.assign(left).append(right);
+      v.merges.push_back({id(left), id(right), id(joined)});
+    }
+  }
+
   const auto read_id = [&](const std::string& key, int64_t def) -> int32_t {
     if (!file.find(key)) return def < static_cast<int64_t>(n) ? static_cast<int32_t>(def) : -1;
     const int64_t id = file.get_int(key, -1);
@@ -151,45 +244,17 @@ Vocab vocab_from_gguf(const gguf::GgufFile& file) {
     if (id < 0 || id >= static_cast<int64_t>(n)) bad(out_of_range(key, id, n));
     return static_cast<int32_t>(id);
   };
-  v.bos = read_id("tokenizer.ggml.bos_token_id", 1);
-  v.eos = read_id("tokenizer.ggml.eos_token_id", 2);
-  v.unk = read_id("tokenizer.ggml.unknown_token_id", 0);
+  v.bos = read_id("tokenizer.ggml.bos_token_id", spm ? 1 : -1);
+  v.eos = read_id("tokenizer.ggml.eos_token_id", spm ? 2 : -1);
+  v.unk = read_id("tokenizer.ggml.unknown_token_id", spm ? 0 : -1);
   v.pad = read_id("tokenizer.ggml.padding_token_id", -1);
   v.eot = read_id("tokenizer.ggml.eot_token_id", -1);
   const int32_t eom = read_id("tokenizer.ggml.eom_token_id", -1);
-  v.add_bos = file.get_bool("tokenizer.ggml.add_bos_token", true);
+  v.add_bos = file.get_bool("tokenizer.ggml.add_bos_token", spm || v.add_bos);
   v.add_eos = file.get_bool("tokenizer.ggml.add_eos_token", false);
-  v.add_space_prefix = file.get_bool("tokenizer.ggml.add_space_prefix", true);
+  v.add_space_prefix = file.get_bool("tokenizer.ggml.add_space_prefix", spm);
 
-  std::unordered_map<std::string_view, int32_t> named;
-  for (size_t i = 0; i < n; ++i) {
-    const std::string_view t = v.tokens[i];
-    if (std::find(kEotNames.begin(), kEotNames.end(), t) != kEotNames.end() ||
-        std::find(kEogNames.begin(), kEogNames.end(), t) != kEogNames.end()) {
-      named.emplace(t, static_cast<int32_t>(i));
-    }
-  }
-  // A token that ends a turn must never come out of plain text, whatever type the converter gave it.
-  if (v.eot < 0) {
-    for (std::string_view name : kEotNames) {
-      if (auto it = named.find(name); it != named.end()) {
-        v.eot = it->second;
-        v.types[v.eot] = TokenType::Control;
-        break;
-      }
-    }
-  }
-  for (std::string_view name : kEogNames) {
-    if (auto it = named.find(name); it != named.end()) {
-      v.eog_ids.push_back(it->second);
-      v.types[it->second] = TokenType::Control;
-    }
-  }
-  for (int32_t id : {v.eos, v.eot, eom}) {
-    if (id >= 0) v.eog_ids.push_back(id);
-  }
-  std::sort(v.eog_ids.begin(), v.eog_ids.end());
-  v.eog_ids.erase(std::unique(v.eog_ids.begin(), v.eog_ids.end()), v.eog_ids.end());
+  find_end_of_generation(v, eom);
 
   try {
     check_vocab(v);

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,6 +17,7 @@
 #include "gguf/gguf_writer.hpp"
 #include "support/test_support.hpp"
 #include "tokenizer/tokenizer.hpp"
+#include "unit/tokenizer/fixtures.hpp"
 
 namespace wgllm::tokenizer {
 namespace {
@@ -31,34 +31,6 @@ std::unique_ptr<Tokenizer> load(const std::string& path) {
 const Tokenizer& llama_spm() {
   static const auto tok = load(test::testdata_path("llama.cpp-vocab/ggml-vocab-llama-spm.gguf"));
   return *tok;
-}
-
-struct VocabCase {
-  std::string text;
-  Ids ids;
-};
-
-// llama.cpp's tests/test-tokenizer-0.cpp format: inputs separated by "\n__ggml_vocab_test__\n" (the file
-// ends with one), one line of space-separated ids per input.
-std::vector<VocabCase> read_vocab_cases(const std::string& gguf_path) {
-  const std::string inp = test::read_file(gguf_path + ".inp");
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<VocabCase> cases;
-  for (size_t pos = 0; pos < inp.size();) {
-    size_t next = inp.find(sep, pos);
-    if (next == std::string::npos) next = inp.size();
-    cases.push_back({inp.substr(pos, next - pos), {}});
-    pos = next + sep.size();
-  }
-  std::istringstream out(test::read_file(gguf_path + ".out"));
-  size_t i = 0;
-  for (std::string line; std::getline(out, line); ++i) {
-    if (i >= cases.size()) throw std::runtime_error(gguf_path + ".out has more lines than .inp has cases");
-    std::istringstream ids(line);
-    for (int32_t id; ids >> id;) cases[i].ids.push_back(id);
-  }
-  if (i != cases.size()) throw std::runtime_error(gguf_path + ".out has fewer lines than .inp has cases");
-  return cases;
 }
 
 class LlamaCppVocab : public testing::TestWithParam<const char*> {};
@@ -224,8 +196,8 @@ TEST_F(BadVocabFile, ValidBaseLoads) {
 
 TEST_F(BadVocabFile, Rejected) {
   gguf::GgufWriter w = base();
-  w.set_string("tokenizer.ggml.model", "gpt2");
-  expect_rejected(w, "model", "supported: \"llama\"");
+  w.set_string("tokenizer.ggml.model", "bert");
+  expect_rejected(w, "model", "supported: \"llama\", SentencePiece BPE; \"gpt2\", byte-level BPE");
 
   w = base();
   w.set_float32s("tokenizer.ggml.scores", {0, 0, 0, 0});
