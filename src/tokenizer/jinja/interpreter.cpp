@@ -496,11 +496,18 @@ Value Interpreter::eval_binary(const BinaryExpr& e) {
       if (unit && static_cast<uint64_t>(n) > limits_.max_output_bytes / unit)
         fail("repetition result exceeds the limit of " + std::to_string(limits_.max_output_bytes) + " bytes");
       if (seq.is_string()) {
+        const std::string& unit_text = seq.as_string();
+        const size_t total = unit_text.size() * static_cast<size_t>(n);
         std::string out;
-        for (int64_t i = 0; i < n; ++i) out += seq.as_string();
+        if (total == 0) return string(std::move(out));
+        out.reserve(total);
+        out = unit_text;
+        while (out.size() * 2 <= total) out += out;  // doubling: log(n) appends
+        out.append(out, 0, total - out.size());
         return string(std::move(out));
       }
       ValueList out;
+      out.reserve(seq.as_list().size() * static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) out.insert(out.end(), seq.as_list().begin(), seq.as_list().end());
       charge_bytes(out.size() * sizeof(Value));
       return Value::list(std::move(out), seq.is_tuple());

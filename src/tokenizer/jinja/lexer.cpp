@@ -155,23 +155,19 @@ class Lexer {
     fail("syntax error: missing end of raw directive", start_line);
   }
 
+  // The comment ends at the first "#}"; a "-" or "+" right before it is its whitespace sign.
   void comment(size_t after) {
-    int start_line = line_;
-    for (size_t i = src_.find("#}", after); i != std::string::npos; i = src_.find("#}", i + 1)) {
-      size_t end;
-      if (i > after && src_[i - 1] == '+') {
-        end = i + 2;
-      } else if (i > after && src_[i - 1] == '-') {
-        end = skip_space(i + 2);
-      } else {
-        end = i + 2;
-        if (end < src_.size() && src_[end] == '\n') ++end;
-      }
-      line_starting_ = src_[end - 1] == '\n';
-      advance(end);
-      return;
+    size_t i = src_.find("#}", after);
+    if (i == std::string::npos) fail("syntax error: missing end of comment tag", line_);
+    char sign = i > after ? src_[i - 1] : 0;
+    size_t end = i + 2;
+    if (sign == '-') {
+      end = skip_space(end);
+    } else if (sign != '+' && end < src_.size() && src_[end] == '\n') {
+      ++end;  // trim_blocks
     }
-    fail("syntax error: missing end of comment tag", start_line);
+    line_starting_ = src_[end - 1] == '\n';
+    advance(end);
   }
 
   void tag(bool block, size_t after) {

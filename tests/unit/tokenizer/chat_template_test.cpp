@@ -121,6 +121,43 @@ INSTANTIATE_TEST_SUITE_P(Models, PublishedTemplate, ::testing::ValuesIn(kTemplat
                            return name;
                          });
 
+// The tool-calling paths of the templates that have them (tools in the system or user turn as JSON,
+// assistant tool calls, tool results), through the general renderer with transformers' arguments.
+TEST(ChatTemplate, ToolUseRendersLikeJinja2) {
+  Json tools = Json::parse(R"([{"type": "function", "function": {"name": "get_weather",
+    "description": "Current weather in a city, \"quoted\" and 🌦", "parameters": {"type": "object",
+    "properties": {"city": {"type": "string", "description": "City name"}, "days": {"type": "integer"}},
+    "required": ["city"]}}}, {"type": "function", "function": {"name": "now", "description": "Time",
+    "parameters": {"type": "object", "properties": {}}}}])");
+  Json call = Json::parse(R"({"id": "call12345", "type": "function",
+    "function": {"name": "get_weather", "arguments": {"city": "Zürich", "days": 2}}})");
+  std::vector<Json> conversations = {
+      Json::parse(
+          R"([{"role": "system", "content": "Use tools."}, {"role": "user", "content": "Weather?"}])"),
+      Json::array({Json{{"role", "user"}, {"content", "Weather in Zürich?"}},
+                   Json{{"role", "assistant"}, {"content", ""}, {"tool_calls", Json::array({call})}},
+                   Json{{"role", "tool"}, {"content", "{\"temp\": 21}"}, {"tool_call_id", "call12345"}},
+                   Json{{"role", "assistant"}, {"content", "It is 21 °C."}},
+                   Json{{"role", "user"}, {"content", "And tomorrow?"}}}),
+  };
+  std::vector<JinjaCase> cases;
+  for (const char* file : {"llama3_2.jinja", "llama4.jinja", "mistral_nemo.jinja", "qwen3.jinja"}) {
+    std::string source = read_file(testdata_path(std::string("chat-templates/") + file));
+    for (const Json& messages : conversations) {
+      cases.push_back({source,
+                       {{"messages", messages},
+                        {"tools", tools},
+                        {"documents", nullptr},
+                        {"add_generation_prompt", true},
+                        {"bos_token", "<s>"},
+                        {"eos_token", "</s>"}}});
+    }
+  }
+  std::vector<JinjaResult> expected = jinja2_render(cases);
+  for (const JinjaResult& r : expected) EXPECT_TRUE(r.ok) << "every case should render: " << r.error;
+  expect_same_as_jinja2(cases);
+}
+
 TEST(ChatTemplate, ChatmlFallbackRendersLikeJinja2) {
   ChatTemplate chatml = ChatTemplate::chatml();
   ModelTemplate t{"chatml", "", ""};
