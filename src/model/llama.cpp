@@ -18,8 +18,11 @@ using gguf::TensorType;
 
 constexpr const char* kSupportedArchs[] = {"llama"};
 
-constexpr TensorType kWeightTypes[] = {TensorType::F32, TensorType::F16, TensorType::BF16, TensorType::Q8_0,
-                                       TensorType::Q4_0};
+// The types with both a CPU reference decoding and GPU kernels (quant/gpu_layout.hpp).
+constexpr TensorType kWeightTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,
+                                       TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
+                                       TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
+                                       TensorType::Q6_K};
 
 [[noreturn]] void fail(const GgufFile& file, const std::string& message) {
   fail_input(file.path() + ": " + message);

@@ -61,11 +61,14 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
   auto matrix = [&](const gguf::TensorInfo* t) {
     GpuMatrix m = upload_matrix(device, file, *t);
     weight_bytes_ += t->n_bytes;
+    weight_gpu_bytes_ += m.gpu_bytes();
     return m;
   };
   auto vec = [&](const gguf::TensorInfo* t) {
+    gpu::Buffer b = upload_f32(device, file, *t);
     weight_bytes_ += t->n_bytes;
-    return upload_f32(device, file, *t);
+    weight_gpu_bytes_ += b.size;
+    return b;
   };
 
   gpu::KernelDefines heads = {{"N_HEADS", u32(c.n_heads)}, {"N_KV", u32(c.n_kv_heads)}, {"HEAD_DIM", u32(c.head_dim)}};
@@ -142,7 +145,7 @@ void Forward::add(std::vector<Op>& ops, std::string_view kernel, const gpu::Kern
 
 bool Forward::can_stage(const GpuMatrix& m) const {
   constexpr uint64_t kReductionBytes = 256 * 4;  // matvec.wgsl's `partial`
-  return m.type != gguf::TensorType::F32 && m.type != gguf::TensorType::F16 && m.cols % 4 == 0 &&
+  return weight_defines(m.type).contains("QUANT") && m.cols % 4 == 0 &&
          uint64_t(m.cols) * 4 + kReductionBytes <= device_.limits().max_compute_workgroup_storage_size;
 }
 

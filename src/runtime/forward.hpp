@@ -38,7 +38,8 @@ class Forward {
 
   gpu::Buffer logits() const { return logits_; }   // [n_vocab] f32
   gpu::Buffer token() const { return token_; }     // [1] u32: the last sampled id
-  uint64_t weight_bytes() const { return weight_bytes_; }
+  uint64_t weight_bytes() const { return weight_bytes_; }          // the weights' size in the file
+  uint64_t weight_gpu_bytes() const { return weight_gpu_bytes_; }  // the GPU buffers that hold them
   // Bytes one decode step must read at position `pos`: every GEMV's matrix once (the LM head included, the
   // embedding table only one row) plus the K and V cache rows 0..pos of every layer.
   uint64_t bytes_per_token(uint32_t pos) const;
@@ -67,6 +68,7 @@ class Forward {
   uint32_t n_ctx_ = 0;
   bool subgroups_ = false;
   uint64_t weight_bytes_ = 0;
+  uint64_t weight_gpu_bytes_ = 0;
   uint64_t gemv_bytes_ = 0;
 
   gpu::Buffer step_, token_, history_;

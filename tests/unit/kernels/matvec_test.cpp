@@ -1,18 +1,31 @@
 // matvec.wgsl against a float64 CPU reference: the GEMV over every weight type (weights quantized by
-// quant::quantize_rows, repacked by quant::repack, reference weights from quant::dequantize_row), with and
-// without ACCUMULATE and Y_OFFSET, the 2D-folded grid, and the EMBED row gather, which must reproduce the
-// CPU dequantization bit for bit.
+// quant::quantize_rows, or random blocks with extreme scales; repacked by quant::repack; reference weights
+// from quant::dequantize_row), with and without ACCUMULATE and Y_OFFSET, the 2D-folded grid, and the EMBED
+// row gather, which must reproduce the CPU dequantization bit for bit (and ggml's own, on the blocks of
+// testdata/ggml-quants).
+#include <cctype>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
+#include "core/error.hpp"
 #include "kernel_harness.hpp"
 #include "quant/codec.hpp"
 #include "quant/gpu_layout.hpp"
+#include "quant/half.hpp"
 
 namespace wgllm::kernels_test {
 namespace {
 
 using gguf::TensorType;
+
+const TensorType kQuantTypes[] = {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
+                                  TensorType::Q5_1, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,
+                                  TensorType::Q5_K, TensorType::Q6_K};
+
+std::string name_of(TensorType type) {
+  return std::string(gguf::type_name(type));
+}
 
 // The weight-type defines of matvec.wgsl (its header comment).
 gpu::KernelDefines type_defines(TensorType type) {
@@ -20,15 +33,19 @@ gpu::KernelDefines type_defines(TensorType type) {
     case TensorType::F32:
       return {{"WTYPE_F32", "1"}};
     case TensorType::F16:
-      return {{"WTYPE_F16", "1"}};
-    case TensorType::Q8_0:
-      return {{"WTYPE_Q8_0", "1"}, {"QUANT", "1"}};
-    case TensorType::Q4_0:
-      return {{"WTYPE_Q4_0", "1"}, {"QUANT", "1"}};
-    default:
-      ADD_FAILURE() << "no matvec variant for this type";
-      return {};
+      return {{"WTYPE_F16", "1"}, {"HALVES", "1"}};
+    case TensorType::BF16:
+      return {{"WTYPE_BF16", "1"}, {"HALVES", "1"}};
+    default: {
+      std::string name = name_of(type);
+      for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      return {{"WTYPE_" + name, "1"}, {"QUANT", "1"}};
+    }
   }
+}
+
+uint32_t block_elements(TensorType type) {
+  return gguf::type_traits(static_cast<uint32_t>(type))->block_elements;
 }
 
 struct Matrix {
@@ -38,16 +55,8 @@ struct Matrix {
   gpu::Buffer quants, scales;
 };
 
-// Random N(0, 1) weights; rows 1, 4, 7, ... are tiny, so that F16 values and Q8_0/Q4_0 block scales are f16
-// subnormals (and F32 values f32 subnormals): dequantization must keep them, not flush them.
-Matrix make_matrix(TensorType type, uint32_t rows, uint32_t cols, std::mt19937_64& rng) {
-  std::normal_distribution<float> dist(0.f, 1.f);
-  const float tiny = type == TensorType::F32 ? 1e-39f : 1e-4f;
-  std::vector<float> src(size_t(rows) * cols);  // [rows, cols]
-  for (uint32_t r = 0; r < rows; ++r)
-    for (uint32_t c = 0; c < cols; ++c) src[size_t(r) * cols + c] = dist(rng) * (r % 3 == 1 ? tiny : 1.f);
-  std::vector<uint8_t> gguf_bytes = quant::quantize_rows(type, src.data(), rows, cols);
-  Matrix m{type, rows, cols, std::vector<float>(src.size()), {}, {}};
+Matrix upload_matrix(TensorType type, uint32_t rows, uint32_t cols, const std::vector<uint8_t>& gguf_bytes) {
+  Matrix m{type, rows, cols, std::vector<float>(size_t(rows) * cols), {}, {}};
   const uint64_t row_bytes = quant::row_bytes(type, cols);
   for (uint32_t r = 0; r < rows; ++r)
     quant::dequantize_row(type, gguf_bytes.data() + r * row_bytes, m.w.data() + size_t(r) * cols, cols);
@@ -55,6 +64,66 @@ Matrix make_matrix(TensorType type, uint32_t rows, uint32_t cols, std::mt19937_6
   m.quants = upload(packed.quants, "weights");
   if (!packed.scales.empty()) m.scales = upload(packed.scales, "scales");
   return m;
+}
+
+// Random N(0, 1) weights, quantized; rows 1, 4, 7, ... are tiny, so that F16 values and the f16 block scales
+// are f16 subnormals (and F32/BF16 values f32 subnormals): dequantization must keep them, not flush them.
+Matrix make_matrix(TensorType type, uint32_t rows, uint32_t cols, std::mt19937_64& rng) {
+  std::normal_distribution<float> dist(0.f, 1.f);
+  const float tiny = type == TensorType::F32 || type == TensorType::BF16 ? 1e-39f : 1e-4f;
+  std::vector<float> src(size_t(rows) * cols);  // [rows, cols]
+  for (uint32_t r = 0; r < rows; ++r)
+    for (uint32_t c = 0; c < cols; ++c) src[size_t(r) * cols + c] = dist(rng) * (r % 3 == 1 ? tiny : 1.f);
+  return upload_matrix(type, rows, cols, quant::quantize_rows(type, src.data(), rows, cols));
+}
+
+// Byte offsets of the f16 fields (scales, mins) in a block (ggml-common.h).
+std::vector<uint32_t> half_fields(TensorType type) {
+  switch (type) {
+    case TensorType::Q4_1:
+    case TensorType::Q5_1:
+    case TensorType::Q4_K:
+    case TensorType::Q5_K:
+      return {0, 2};
+    case TensorType::Q2_K:
+      return {80, 82};
+    case TensorType::Q3_K:
+      return {108};
+    case TensorType::Q6_K:
+      return {208};
+    default:
+      return {0};
+  }
+}
+
+// Random quantized blocks: random codes and packed sub-block scales, and random finite f16 scales and mins
+// of either sign from subnormal to 65504; every fourth block has the extremes of ggml's reference blocks
+// (+-65504, the smallest subnormal, -0).
+Matrix make_random_blocks(TensorType type, uint32_t rows, uint32_t cols, std::mt19937_64& rng) {
+  const auto traits = *gguf::type_traits(static_cast<uint32_t>(type));
+  std::vector<uint8_t> bytes(quant::row_bytes(type, cols) * rows);
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(rng());
+  const uint16_t extremes[] = {0x7BFF, 0xFBFF, 0x0001, 0x8000};
+  for (size_t b = 0; b < bytes.size() / traits.block_bytes; ++b) {
+    for (uint32_t off : half_fields(type)) {
+      uint16_t h = static_cast<uint16_t>(rng());
+      if ((h & 0x7C00) == 0x7C00) h ^= 0x4000;  // inf/NaN exponent -> a finite one
+      if (b % 4 == 3) h = extremes[(b / 4 + off) % 4];
+      std::memcpy(bytes.data() + b * traits.block_bytes + off, &h, 2);
+    }
+  }
+  return upload_matrix(type, rows, cols, bytes);
+}
+
+enum class Weights { Quantized, RandomBlocks };
+
+Matrix make_weights(Weights weights, TensorType type, uint32_t rows, uint32_t cols, std::mt19937_64& rng) {
+  return weights == Weights::Quantized ? make_matrix(type, rows, cols, rng)
+                                       : make_random_blocks(type, rows, cols, rng);
+}
+
+std::string name_of(Weights weights) {
+  return weights == Weights::Quantized ? "quantized N(0, 1) weights" : "random blocks";
 }
 
 std::vector<gpu::BufferSlice> weight_slices(const Matrix& m) {
@@ -92,15 +161,16 @@ class Matvec : public KernelVariantTest {
     return download<float>(y, y_init.size());
   }
 
-  void check_gemv(TensorType type, const std::vector<Gemv>& cases) {
+  void check_gemv(TensorType type, const std::vector<Gemv>& cases, Weights weights = Weights::Quantized) {
     SCOPED_TRACE(test::seed_note());
-    auto rng = test::rng(100 + static_cast<uint64_t>(type));
+    SCOPED_TRACE(name_of(weights));
+    auto rng = test::rng(100 + static_cast<uint64_t>(type) + 50 * static_cast<uint64_t>(weights));
     std::normal_distribution<float> dist(0.f, 1.f);
     const float nan = std::numeric_limits<float>::quiet_NaN();
     for (const Gemv& g : cases) {
       SCOPED_TRACE("rows " + std::to_string(g.rows) + " cols " + std::to_string(g.cols) + " y_offset " +
                    std::to_string(g.y_offset) + (g.accumulate ? " accumulate" : ""));
-      Matrix m = make_matrix(type, g.rows, g.cols, rng);
+      Matrix m = make_weights(weights, type, g.rows, g.cols, rng);
       std::vector<float> x(g.cols);  // [cols]
       for (float& v : x) v = dist(rng);
       // [y_offset + rows + 3]: NaN outside the rows written; inside, NaN unless accumulated into.
@@ -127,33 +197,56 @@ class Matvec : public KernelVariantTest {
     }
   }
 
-  // Embedding gather of several rows, compared bit for bit with the CPU decoding.
-  void check_embed(TensorType type, uint32_t rows, uint32_t cols) {
-    SCOPED_TRACE(test::seed_note());
-    auto rng = test::rng(200 + static_cast<uint64_t>(type));
-    Matrix m = make_matrix(type, rows, cols, rng);
-    gpu::KernelDefines d = type_defines(type);
+  // GEMV of a quantized type on both kinds of weights: legacy types over rows of an odd number of blocks
+  // (rows start in the middle of a scales word), K-quants over 1, 3 and 5 super-blocks, and fewer rows than
+  // a workgroup holds. (Few shapes: each is a pipeline to compile, which dominates the test's time on a
+  // software adapter. Not a single row: the relative error of one dot product is ill-conditioned, as it
+  // can cancel to near zero by chance.)
+  void check_quant_gemv(TensorType type) {
+    const std::vector<Gemv> cases =
+        block_elements(type) == 32
+            ? std::vector<Gemv>{{7, 32, 0, false}, {37, 96, 9, true}, {1000, 352, 0, false}}
+            : std::vector<Gemv>{{7, 256, 0, true}, {37, 768, 9, false}, {300, 1280, 0, true}};
+    check_gemv(type, cases, Weights::Quantized);
+    check_gemv(type, cases, Weights::RandomBlocks);
+  }
+
+  // Row `token` of m through EMBED: [cols] values followed by 2 sentinels, which must stay untouched.
+  std::vector<uint32_t> embed_row(const Matrix& m, uint32_t token) {
+    gpu::KernelDefines d = type_defines(m.type);
     d["EMBED"] = "1";
-    d["ROWS"] = u32(rows);
-    d["COLS"] = u32(cols);
+    d["ROWS"] = u32(m.rows);
+    d["COLS"] = u32(m.cols);
     d["Y_OFFSET"] = "0u";
-    d = variant(d);
-    for (uint32_t token : {0u, 1u, rows / 2, rows - 1}) {
+    std::vector<gpu::BufferSlice> s = weight_slices(m);
+    s.push_back({upload(std::vector<uint32_t>{token}, "token")});
+    std::vector<float> y_init(m.cols + 2, kSentinel);  // [cols + 2 sentinels]
+    gpu::Buffer y = upload(y_init, "embedding");
+    s.push_back({y});
+    dispatch("matvec", variant(d), s, (m.cols + 255) / 256);
+    return bits_of(download<float>(y, y_init.size()));
+  }
+
+  static std::vector<uint32_t> with_sentinels(std::vector<float> row) {
+    row.push_back(kSentinel);
+    row.push_back(kSentinel);
+    return bits_of(row);
+  }
+
+  // Embedding gather of several rows, compared bit for bit with the CPU decoding.
+  void check_embed(TensorType type, uint32_t rows, uint32_t cols, Weights weights = Weights::Quantized) {
+    SCOPED_TRACE(test::seed_note());
+    SCOPED_TRACE(name_of(weights));
+    auto rng = test::rng(200 + static_cast<uint64_t>(type) + 50 * static_cast<uint64_t>(weights));
+    Matrix m = make_weights(weights, type, rows, cols, rng);
+    for (uint32_t token : {0u, 1u, 3u, rows / 2, rows - 1}) {
       SCOPED_TRACE("token " + std::to_string(token) + (token % 3 == 1 ? " (tiny row)" : ""));
-      std::vector<gpu::BufferSlice> s = weight_slices(m);
-      s.push_back({upload(std::vector<uint32_t>{token}, "token")});
-      std::vector<float> y_init(cols + 2, std::numeric_limits<float>::quiet_NaN());  // [cols + 2 sentinels]
-      gpu::Buffer y = upload(y_init, "embedding");
-      s.push_back({y});
-      dispatch("matvec", d, s, (cols + 255) / 256);
-      std::vector<uint32_t> got = bits_of(download<float>(y, y_init.size()));
-      std::vector<float> want_row(m.w.begin() + size_t(token) * cols, m.w.begin() + size_t(token + 1) * cols);
-      std::vector<uint32_t> want = bits_of(want_row);
-      want.push_back(bits_of(y_init)[cols]);
-      want.push_back(bits_of(y_init)[cols + 1]);
-      EXPECT_EQ(got, want);
+      EXPECT_EQ(embed_row(m, token),
+                with_sentinels({m.w.begin() + size_t(token) * cols, m.w.begin() + size_t(token + 1) * cols}));
     }
   }
+
+  static constexpr float kSentinel = std::numeric_limits<float>::quiet_NaN();
 };
 
 TEST_P(Matvec, GemvF32) {
@@ -168,17 +261,40 @@ TEST_P(Matvec, GemvF16) {
              {{1, 173, 0, false}, {7, 172, 3, true}, {37, 1, 0, false}, {1000, 173, 11, false}});
 }
 
-TEST_P(Matvec, GemvQ8_0) {
-  check_gemv(
-      TensorType::Q8_0,
-      {{1, 32, 0, false}, {7, 96, 1, true}, {9, 352, 0, false}, {37, 64, 9, true}, {1000, 160, 0, false}});
+TEST_P(Matvec, GemvBF16) {
+  check_gemv(TensorType::BF16,
+             {{1, 173, 0, false}, {7, 172, 3, true}, {37, 1, 0, false}, {1000, 173, 11, false}});
 }
 
+TEST_P(Matvec, GemvQ8_0) {
+  check_quant_gemv(TensorType::Q8_0);
+}
 TEST_P(Matvec, GemvQ4_0) {
-  // An odd number of blocks per row makes rows start in the middle of a scales word.
-  check_gemv(
-      TensorType::Q4_0,
-      {{1, 32, 0, true}, {7, 96, 4, false}, {9, 352, 0, true}, {37, 64, 1, false}, {1000, 160, 0, true}});
+  check_quant_gemv(TensorType::Q4_0);
+}
+TEST_P(Matvec, GemvQ4_1) {
+  check_quant_gemv(TensorType::Q4_1);
+}
+TEST_P(Matvec, GemvQ5_0) {
+  check_quant_gemv(TensorType::Q5_0);
+}
+TEST_P(Matvec, GemvQ5_1) {
+  check_quant_gemv(TensorType::Q5_1);
+}
+TEST_P(Matvec, GemvQ2_K) {
+  check_quant_gemv(TensorType::Q2_K);
+}
+TEST_P(Matvec, GemvQ3_K) {
+  check_quant_gemv(TensorType::Q3_K);
+}
+TEST_P(Matvec, GemvQ4_K) {
+  check_quant_gemv(TensorType::Q4_K);
+}
+TEST_P(Matvec, GemvQ5_K) {
+  check_quant_gemv(TensorType::Q5_K);
+}
+TEST_P(Matvec, GemvQ6_K) {
+  check_quant_gemv(TensorType::Q6_K);
 }
 
 // Past maxComputeWorkgroupsPerDimension the runtime folds the grid into y; the kernel must recover the
@@ -204,14 +320,80 @@ TEST_P(Matvec, EmbedF32IsCpuDecodingBitForBit) {
 TEST_P(Matvec, EmbedF16IsCpuDecodingBitForBit) {
   check_embed(TensorType::F16, 37, 301);
 }
-TEST_P(Matvec, EmbedQ8_0IsCpuDecodingBitForBit) {
-  check_embed(TensorType::Q8_0, 37, 288);
+TEST_P(Matvec, EmbedBF16IsCpuDecodingBitForBit) {
+  check_embed(TensorType::BF16, 37, 301);
 }
-TEST_P(Matvec, EmbedQ4_0IsCpuDecodingBitForBit) {
-  check_embed(TensorType::Q4_0, 37, 288);
+
+// Every quantized type, on quantized weights (tiny rows: subnormal f16 scales) and on random blocks with
+// extreme scales.
+TEST_P(Matvec, EmbedQuantizedIsCpuDecodingBitForBit) {
+  for (TensorType type : kQuantTypes) {
+    SCOPED_TRACE(name_of(type));
+    const uint32_t cols = block_elements(type) == 32 ? 288 : 768;
+    check_embed(type, 37, cols, Weights::Quantized);
+    check_embed(type, 37, cols, Weights::RandomBlocks);
+  }
+}
+
+// ggml's own dequantize_row_* of random blocks with extreme scales (testdata/ggml-quants/PROVENANCE.txt),
+// gathered as rows of 256 elements.
+TEST_P(Matvec, EmbedIsGgmlDequantizationBitForBit) {
+  for (TensorType type : kQuantTypes) {
+    SCOPED_TRACE(name_of(type));
+    const std::string base = test::testdata_path("ggml-quants/" + name_of(type) + ".blocks");
+    const std::string blocks = test::read_file(base), decoded = test::read_file(base + ".f32");
+    constexpr uint32_t kCols = 256;
+    const uint32_t rows = static_cast<uint32_t>(decoded.size() / 4 / kCols);
+    ASSERT_EQ(blocks.size(), quant::row_bytes(type, kCols) * rows);
+    Matrix m = upload_matrix(type, rows, kCols, std::vector<uint8_t>(blocks.begin(), blocks.end()));
+    std::vector<float> want(decoded.size() / 4);  // [rows * kCols]
+    std::memcpy(want.data(), decoded.data(), decoded.size());
+    for (uint32_t r = 0; r < rows; ++r) {
+      SCOPED_TRACE("row " + std::to_string(r));
+      EXPECT_EQ(embed_row(m, r), with_sentinels({want.begin() + r * kCols, want.begin() + (r + 1) * kCols}));
+    }
+  }
 }
 
 WGLLM_KERNEL_VARIANTS(Matvec);
+
+// The repacked planes hold the file's bytes and at most 12 bytes of padding per array: never a widened copy.
+TEST(GpuLayout, SizeIsTheFileSizePlusPadding) {
+  std::vector<TensorType> types = {TensorType::F32, TensorType::F16, TensorType::BF16};
+  types.insert(types.end(), std::begin(kQuantTypes), std::end(kQuantTypes));
+  for (TensorType type : types) {
+    SCOPED_TRACE(name_of(type));
+    ASSERT_TRUE(quant::has_gpu_layout(type));
+    for (uint32_t rows : {1u, 3u, 37u}) {
+      const uint32_t cols = 768;
+      const uint64_t file_bytes = quant::row_bytes(type, cols) * rows;
+      const quant::GpuLayout packed =
+          quant::repack(type, std::vector<uint8_t>(file_bytes).data(), rows, cols);
+      EXPECT_GE(packed.bytes(), file_bytes);
+      EXPECT_LE(packed.bytes(), file_bytes + 24);
+      if (block_elements(type) > 1) {  // read as vec4<u32>
+        EXPECT_EQ(packed.quants.size() % 4, 0u);
+        EXPECT_EQ(packed.scales.size() % 4, 0u);
+      }
+    }
+  }
+}
+
+TEST(GpuLayout, TypesWithoutAKernelAreBadInput) {
+  for (TensorType type : {TensorType::Q8_K, TensorType::IQ2_XXS, TensorType::IQ4_NL, TensorType::TQ2_0,
+                          TensorType::MXFP4, TensorType::Q8_1}) {
+    SCOPED_TRACE(name_of(type));
+    EXPECT_FALSE(quant::has_gpu_layout(type));
+    const std::vector<uint8_t> bytes(4096);
+    try {
+      quant::repack(type, bytes.data(), 1, 256);
+      ADD_FAILURE() << "expected Error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+      EXPECT_NE(std::string(e.what()).find(name_of(type)), std::string::npos) << e.what();
+    }
+  }
+}
 
 }  // namespace
 }  // namespace wgllm::kernels_test

@@ -278,7 +278,9 @@ TEST(LlamaWeights, RejectsWrongShapesNamingBothShapes) {
 TEST(LlamaWeights, AcceptsEverySupportedWeightType) {
   for (TensorType type : supported_weight_types()) {
     SCOPED_TRACE(std::string(gguf::type_name(type)));
-    TinyLlama m({.weight_type = type});
+    // 256-wide, so that every K-quant's super-blocks fit the rows.
+    TinyLlama m({.dim = 256, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ffn_dim = 256, .n_vocab = 8,
+                 .weight_type = type});
     auto file = m.open("typed.gguf");
     const LlamaConfig c = LlamaConfig::from_gguf(*file);
     const LlamaWeights w = LlamaWeights::map(*file, c);
@@ -288,10 +290,10 @@ TEST(LlamaWeights, AcceptsEverySupportedWeightType) {
 }
 
 TEST(LlamaWeights, RejectsUnsupportedTypesNamingTensorAndType) {
-  // q4_K blocks hold 256 elements: a 256-wide model.
+  // iq2_xxs blocks hold 256 elements (66 bytes): a 256-wide model.
   TinyLlama m({.dim = 256, .n_layers = 1, .n_heads = 4, .n_kv_heads = 4, .ffn_dim = 256, .n_vocab = 8});
-  m.add_bytes("blk.0.ffn_gate.weight", TensorType::Q4_K, {256, 256}, std::vector<uint8_t>(144 * 256, 0));
-  EXPECT_THAT(map_error(m), AllOf(HasSubstr("blk.0.ffn_gate.weight"), HasSubstr("q4_K")));
+  m.add_bytes("blk.0.ffn_gate.weight", TensorType::IQ2_XXS, {256, 256}, std::vector<uint8_t>(66 * 256, 0));
+  EXPECT_THAT(map_error(m), AllOf(HasSubstr("blk.0.ffn_gate.weight"), HasSubstr("iq2_xxs")));
 
   TinyLlama norm;
   norm.add("blk.1.ffn_norm.weight", TensorType::F16, {32});
