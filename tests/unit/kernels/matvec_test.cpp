@@ -188,7 +188,9 @@ class Matvec : public KernelVariantTest {
         want[r] = acc;
         got[r] = y[g.y_offset + r];
       }
-      EXPECT_LT(test::relative_error(got, want), 1e-5);
+      // The bound for a GEMV against the f64 reference (f32 accumulation over up to ~1000 terms;
+      // 1e-5 was exceeded by a random seed in CI: 1.2e-5 for Q5_0 with 7 rows).
+      EXPECT_LT(test::relative_error(got, want), 1e-4);
       std::vector<uint32_t> y_bits = bits_of(y), init_bits = bits_of(y_init);
       for (uint32_t i = 0; i < y.size(); ++i) {
         if (i >= g.y_offset && i < g.y_offset + g.rows) continue;
