@@ -3,6 +3,8 @@
 # Idempotent and quiet when everything is present; runs as root without prompts (uses sudo otherwise).
 #   - Debian packages (apt), pinned to Debian 12's versions by the distribution itself.
 #   - Dawn (WebGPU) from npm bun-webgpu-linux-x64@0.1.7, verified against its sha512 integrity.
+#   - The test clients of tests/node (openai, playwright-core) with `npm ci`: exact versions and sha512
+#     integrity from tests/node/package-lock.json.
 #   - Only when no GPU Vulkan driver is installed: Mesa's lavapipe (software Vulkan) >= 25 from
 #     bookworm-backports, unpacked into .deps/mesa (the system's Mesa is not touched; Debian 12's own
 #     lavapipe 22.3 is too old for Dawn).
@@ -19,6 +21,9 @@ apt_packages=(
   cmake g++ make ninja-build ccache pkg-config
   libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev python3-jinja2
   libvulkan1 libegl1 libegl-mesa0 libegl-dev openssl ca-certificates
+  libedit-dev libcpp-httplib-dev openmpi-bin libopenmpi-dev
+  clang libclang-rt-14-dev tmux
+  emscripten chromium
 )
 # lavapipe 25's shared-library needs, all from Debian 12 main.
 lavapipe_libs=(
@@ -69,6 +74,14 @@ if [ ! -f "$dawn_dir/libwebgpu_wrapper.so" ] || [ "$(cat "$dawn_dir/integrity" 2
   echo "$dawn_integrity" >"$dawn_dir/integrity"
   rm -rf "$tmp"
   trap - EXIT
+fi
+
+# --- npm test clients ------------------------------------------------------------------------------
+node_dir="$root/tests/node"
+if [ ! -f "$node_dir/node_modules/.package-lock.json" ] || ! cmp -s "$node_dir/package-lock.json" "$node_dir/.installed-lock"; then
+  say "npm ci in tests/node (openai, playwright-core)"
+  (cd "$node_dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  cp "$node_dir/package-lock.json" "$node_dir/.installed-lock"
 fi
 
 # --- software Vulkan, only where no GPU driver is installed -----------------------------------------
