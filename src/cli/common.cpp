@@ -31,6 +31,8 @@ void add_device_flags(CLI::App& cmd, gpu::DeviceOptions& options, bool& no_subgr
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, gpu::Backend>{{"vulkan", gpu::Backend::Vulkan}, {"gl", gpu::Backend::OpenGL}},
           CLI::ignore_case));
+  cmd.add_option("--adapter", options.adapter, "use adapter N of `wgllm devices` (GPUs are numbered first)")
+      ->check(CLI::NonNegativeNumber);
   cmd.add_flag("--no-subgroups", no_subgroups, "use the kernels' workgroup-memory reductions even where subgroups exist");
 }
 

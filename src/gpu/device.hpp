@@ -20,6 +20,8 @@ enum class Backend { Default, Vulkan, OpenGL };  // OpenGL means OpenGL ES throu
 struct DeviceOptions {
   Backend backend = Backend::Default;
   bool allow_software = true;  // accept a CPU (fallback) adapter when no GPU is found
+  int adapter =
+      -1;  // >= 0: that entry of list_adapters() (GPUs first), e.g. one GPU per process; -1: the best
 };
 
 struct AdapterInfo {
@@ -46,13 +48,13 @@ struct Features {
   bool subgroups = false;
   bool shader_f16 = false;
   bool timestamp_query = false;
-  bool dot4_i8_packed = false;  // WGSL language feature packed_4x8_integer_dot_product
+  bool dot4_i8_packed = false;     // WGSL language feature packed_4x8_integer_dot_product
   std::vector<std::string> names;  // every feature the adapter reports, for `wgllm devices`
 };
 
 enum BufferUsage : uint32_t {
-  kStorage = 1,   // read/write from kernels, copy source and destination
-  kUniform = 2,   // small per-step parameters
+  kStorage = 1,  // read/write from kernels, copy source and destination
+  kUniform = 2,  // small per-step parameters
 };
 
 struct Buffer {
@@ -140,7 +142,7 @@ class Device {
 // Opens the best adapter: a real GPU when one is present, else the software Vulkan driver.
 std::unique_ptr<Device> open_device(const DeviceOptions& options = {});
 
-// Every adapter the WebGPU implementation offers, for `wgllm devices`.
+// Every adapter the WebGPU implementation offers, numbered as DeviceOptions::adapter counts them.
 struct AdapterReport {
   AdapterInfo info;
   Limits limits;

@@ -21,7 +21,9 @@
 namespace wgllm::gpu {
 namespace {
 
-WGPUStringView sv(std::string_view s) { return {s.data(), s.size()}; }
+WGPUStringView sv(std::string_view s) {
+  return {s.data(), s.size()};
+}
 std::string str(WGPUStringView s) {
   if (!s.data) return {};
   return s.length == WGPU_STRLEN ? std::string(s.data) : std::string(s.data, s.length);
@@ -31,7 +33,8 @@ std::string str(WGPUStringView s) {
 // Added to the loader's search with VK_ADD_DRIVER_FILES, so a real GPU's driver is still found and preferred;
 // a user's own VK_DRIVER_FILES / VK_ICD_FILENAMES choice is left alone.
 void add_bundled_software_vulkan() {
-  if (std::getenv("VK_DRIVER_FILES") || std::getenv("VK_ICD_FILENAMES") || std::getenv("VK_ADD_DRIVER_FILES")) return;
+  if (std::getenv("VK_DRIVER_FILES") || std::getenv("VK_ICD_FILENAMES") || std::getenv("VK_ADD_DRIVER_FILES"))
+    return;
   Dl_info dl{};
   if (!dladdr(reinterpret_cast<void*>(&wgpuCreateInstance), &dl) || !dl.dli_fname) return;
   std::error_code ec;
@@ -62,7 +65,8 @@ void wait_future(WGPUInstance instance, WGPUFuture future, const char* what, dou
     if (st == WGPUWaitStatus_Error) fail_runtime(std::string("WebGPU: waiting for ") + what + " failed");
     double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (waited > timeout_s)
-      fail_runtime(std::string("WebGPU: ") + what + " did not complete within " + std::to_string(int(timeout_s)) + " s");
+      fail_runtime(std::string("WebGPU: ") + what + " did not complete within " +
+                   std::to_string(int(timeout_s)) + " s");
   }
 }
 
@@ -82,7 +86,8 @@ WGPUAdapter request_adapter(WGPUInstance instance, WGPUBackendType backend, WGPU
   AdapterRequest req;
   WGPURequestAdapterCallbackInfo cb{};
   cb.mode = WGPUCallbackMode_WaitAnyOnly;
-  cb.callback = [](WGPURequestAdapterStatus status, WGPUAdapter adapter, WGPUStringView msg, void* ud, void*) {
+  cb.callback = [](WGPURequestAdapterStatus status, WGPUAdapter adapter, WGPUStringView msg, void* ud,
+                   void*) {
     auto* r = static_cast<AdapterRequest*>(ud);
     if (status == WGPURequestAdapterStatus_Success) r->adapter = adapter;
     r->message = str(msg);
@@ -93,50 +98,98 @@ WGPUAdapter request_adapter(WGPUInstance instance, WGPUBackendType backend, WGPU
   return req.adapter;
 }
 
+// Every adapter of one backend in Dawn's order (the driver's physical-device order, stable on a machine),
+// each with a reference the caller releases.
+std::vector<WGPUAdapter> enumerate_adapters(WGPUInstance instance, WGPUBackendType backend) {
+  WGPURequestAdapterOptions opts{};
+  bool gl = backend == WGPUBackendType_OpenGLES || backend == WGPUBackendType_OpenGL;
+  opts.featureLevel = gl ? WGPUFeatureLevel_Compatibility : WGPUFeatureLevel_Core;
+  opts.backendType = backend;
+  dawn::native::Instance native(reinterpret_cast<dawn::native::InstanceBase*>(instance));
+  std::vector<WGPUAdapter> out;
+  for (const dawn::native::Adapter& a : native.EnumerateAdapters(&opts)) {
+    wgpuAdapterAddRef(a.Get());
+    out.push_back(a.Get());
+  }
+  return out;
+}
+
 std::string backend_name(WGPUBackendType t) {
   switch (t) {
-    case WGPUBackendType_Vulkan: return "vulkan";
-    case WGPUBackendType_OpenGL: return "opengl";
-    case WGPUBackendType_OpenGLES: return "opengles";
-    case WGPUBackendType_Metal: return "metal";
-    case WGPUBackendType_D3D12: return "d3d12";
-    case WGPUBackendType_D3D11: return "d3d11";
-    case WGPUBackendType_Null: return "null";
-    default: return "unknown";
+    case WGPUBackendType_Vulkan:
+      return "vulkan";
+    case WGPUBackendType_OpenGL:
+      return "opengl";
+    case WGPUBackendType_OpenGLES:
+      return "opengles";
+    case WGPUBackendType_Metal:
+      return "metal";
+    case WGPUBackendType_D3D12:
+      return "d3d12";
+    case WGPUBackendType_D3D11:
+      return "d3d11";
+    case WGPUBackendType_Null:
+      return "null";
+    default:
+      return "unknown";
   }
 }
 
 std::string adapter_type_name(WGPUAdapterType t) {
   switch (t) {
-    case WGPUAdapterType_DiscreteGPU: return "discrete GPU";
-    case WGPUAdapterType_IntegratedGPU: return "integrated GPU";
-    case WGPUAdapterType_CPU: return "CPU";
-    default: return "unknown";
+    case WGPUAdapterType_DiscreteGPU:
+      return "discrete GPU";
+    case WGPUAdapterType_IntegratedGPU:
+      return "integrated GPU";
+    case WGPUAdapterType_CPU:
+      return "CPU";
+    default:
+      return "unknown";
   }
 }
 
 std::string feature_name(uint32_t f) {
   switch (f) {
-    case 0x1: return "depth-clip-control";
-    case 0x2: return "depth32float-stencil8";
-    case 0x3: return "timestamp-query";
-    case 0x4: return "texture-compression-bc";
-    case 0x5: return "texture-compression-bc-sliced-3d";
-    case 0x6: return "texture-compression-etc2";
-    case 0x7: return "texture-compression-astc";
-    case 0x8: return "texture-compression-astc-sliced-3d";
-    case 0x9: return "indirect-first-instance";
-    case 0xA: return "shader-f16";
-    case 0xB: return "rg11b10ufloat-renderable";
-    case 0xC: return "bgra8unorm-storage";
-    case 0xD: return "float32-filterable";
-    case 0xE: return "float32-blendable";
-    case 0xF: return "clip-distances";
-    case 0x10: return "dual-source-blending";
-    case 0x11: return "subgroups";
-    case 0x12: return "core-features-and-limits";
-    case 0x50003: return "chromium-experimental-timestamp-query-inside-passes";
-    case 0x50037: return "chromium-experimental-subgroup-matrix";
+    case 0x1:
+      return "depth-clip-control";
+    case 0x2:
+      return "depth32float-stencil8";
+    case 0x3:
+      return "timestamp-query";
+    case 0x4:
+      return "texture-compression-bc";
+    case 0x5:
+      return "texture-compression-bc-sliced-3d";
+    case 0x6:
+      return "texture-compression-etc2";
+    case 0x7:
+      return "texture-compression-astc";
+    case 0x8:
+      return "texture-compression-astc-sliced-3d";
+    case 0x9:
+      return "indirect-first-instance";
+    case 0xA:
+      return "shader-f16";
+    case 0xB:
+      return "rg11b10ufloat-renderable";
+    case 0xC:
+      return "bgra8unorm-storage";
+    case 0xD:
+      return "float32-filterable";
+    case 0xE:
+      return "float32-blendable";
+    case 0xF:
+      return "clip-distances";
+    case 0x10:
+      return "dual-source-blending";
+    case 0x11:
+      return "subgroups";
+    case 0x12:
+      return "core-features-and-limits";
+    case 0x50003:
+      return "chromium-experimental-timestamp-query-inside-passes";
+    case 0x50037:
+      return "chromium-experimental-subgroup-matrix";
     default: {
       char buf[32];
       std::snprintf(buf, sizeof buf, "feature-0x%x", f);
@@ -185,10 +238,29 @@ AdapterReport describe(WGPUInstance instance, WGPUAdapter adapter) {
   WGPUSupportedWGSLLanguageFeatures lang{};
   if (wgpuInstanceGetWGSLLanguageFeatures(instance, &lang) == WGPUStatus_Success) {
     for (size_t i = 0; i < lang.featureCount; ++i)
-      if (lang.features[i] == WGPUWGSLLanguageFeatureName_Packed4x8IntegerDotProduct) r.features.dot4_i8_packed = true;
+      if (lang.features[i] == WGPUWGSLLanguageFeatureName_Packed4x8IntegerDotProduct)
+        r.features.dot4_i8_packed = true;
     wgpuSupportedWGSLLanguageFeaturesFreeMembers(lang);
   }
   return r;
+}
+
+// The adapters of `backends` in the order `--adapter N` and `wgllm devices` number them: per backend, GPUs
+// before software ones, each group in Dawn's order. Each adapter carries a reference the caller releases.
+struct OrderedAdapter {
+  WGPUAdapter adapter;
+  AdapterReport report;
+};
+std::vector<OrderedAdapter> ordered_adapters(WGPUInstance instance,
+                                             const std::vector<WGPUBackendType>& backends) {
+  std::vector<OrderedAdapter> out;
+  for (WGPUBackendType backend : backends) {
+    size_t first = out.size();
+    for (WGPUAdapter a : enumerate_adapters(instance, backend)) out.push_back({a, describe(instance, a)});
+    std::stable_partition(out.begin() + first, out.end(),
+                          [](const OrderedAdapter& a) { return a.report.info.adapter_type != "CPU"; });
+  }
+  return out;
 }
 
 class DawnDevice final : public Device {
@@ -267,8 +339,8 @@ class DawnDevice final : public Device {
   bool profiling_ = false;
   WGPUQuerySet queries_ = nullptr;
   Buffer resolve_;
-  std::vector<uint32_t> profiled_kernels_;        // dispatches recorded since the last submit
-  std::vector<uint32_t> submitted_profile_;        // the last submit's
+  std::vector<uint32_t> profiled_kernels_;   // dispatches recorded since the last submit
+  std::vector<uint32_t> submitted_profile_;  // the last submit's
   ReadTicket profile_ticket_{};
 
   DeviceStats stats_;
@@ -284,15 +356,30 @@ DawnDevice::DawnDevice(const DeviceOptions& options) {
   std::vector<WGPUBackendType> backends;
   if (options.backend != Backend::OpenGL) backends.push_back(WGPUBackendType_Vulkan);
   if (options.backend != Backend::Vulkan) backends.push_back(WGPUBackendType_OpenGLES);
+  if (options.backend != Backend::Vulkan && !std::getenv("EGL_PLATFORM"))
+    setenv("EGL_PLATFORM", "surfaceless", 0);
   std::string message;
+  if (options.adapter >= 0) {
+    std::vector<OrderedAdapter> all = ordered_adapters(instance_, backends);
+    if (static_cast<size_t>(options.adapter) < all.size()) adapter_ = all[options.adapter].adapter;
+    std::string names;
+    for (size_t i = 0; i < all.size(); ++i) {
+      names += (i ? ", [" : "[") + std::to_string(i) + "] " + all[i].report.info.device + " (" +
+               all[i].report.info.backend + ")";
+      if (all[i].adapter != adapter_) wgpuAdapterRelease(all[i].adapter);
+    }
+    if (!adapter_) {
+      wgpuInstanceRelease(instance_);
+      fail_input("WebGPU: adapter " + std::to_string(options.adapter) + " requested, but " +
+                 std::to_string(all.size()) + " found" + (names.empty() ? "" : ": " + names) +
+                 " (`wgllm devices` lists them)");
+    }
+  }
   for (WGPUBackendType backend : backends) {
     for (bool fallback : {false, true}) {
-      if (fallback && !options.allow_software) continue;
-      if (backend == WGPUBackendType_OpenGLES && !std::getenv("EGL_PLATFORM")) setenv("EGL_PLATFORM", "surfaceless", 0);
+      if (adapter_ || (fallback && !options.allow_software)) break;
       adapter_ = request_adapter(instance_, backend, WGPUPowerPreference_HighPerformance, fallback, &message);
-      if (adapter_) break;
     }
-    if (adapter_) break;
   }
   if (!adapter_) {
     wgpuInstanceRelease(instance_);
@@ -323,15 +410,15 @@ DawnDevice::DawnDevice(const DeviceOptions& options) {
   desc.requiredFeatures = required.data();
   desc.requiredLimits = &limits;
   desc.deviceLostCallbackInfo.mode = WGPUCallbackMode_AllowSpontaneous;
-  desc.deviceLostCallbackInfo.callback = [](const WGPUDevice*, WGPUDeviceLostReason reason, WGPUStringView msg,
-                                            void* ud, void*) {
+  desc.deviceLostCallbackInfo.callback = [](const WGPUDevice*, WGPUDeviceLostReason reason,
+                                            WGPUStringView msg, void* ud, void*) {
     auto* self = static_cast<DawnDevice*>(ud);
     if (self->destroying_ || reason == WGPUDeviceLostReason_CallbackCancelled) return;
     self->lost_message_ = str(msg).empty() ? "reason " + std::to_string(reason) : str(msg);
   };
   desc.deviceLostCallbackInfo.userdata1 = this;
-  desc.uncapturedErrorCallbackInfo.callback = [](const WGPUDevice*, WGPUErrorType type, WGPUStringView msg, void* ud,
-                                                 void*) {
+  desc.uncapturedErrorCallbackInfo.callback = [](const WGPUDevice*, WGPUErrorType type, WGPUStringView msg,
+                                                 void* ud, void*) {
     auto* self = static_cast<DawnDevice*>(ud);
     if (self->uncaptured_error_.empty())
       self->uncaptured_error_ = (type == WGPUErrorType_OutOfMemory ? "out of GPU memory: " : "") + str(msg);
@@ -437,7 +524,8 @@ auto DawnDevice::scoped(const std::string& what, F&& create) {
     wait_future(instance_, wgpuDevicePopErrorScope(device_, cb), "an error scope");
   }
   for (auto& p : popped) {
-    if (p.type == WGPUErrorType_OutOfMemory) fail_runtime("out of GPU memory creating " + what + ": " + p.message);
+    if (p.type == WGPUErrorType_OutOfMemory)
+      fail_runtime("out of GPU memory creating " + what + ": " + p.message);
     if (p.type != WGPUErrorType_NoError) fail_runtime(what + ": " + p.message);
   }
   return result;
@@ -585,8 +673,8 @@ void DawnDevice::dispatch(Kernel kernel, BindGroup group, uint32_t x, uint32_t y
 void DawnDevice::copy(Buffer src, uint64_t src_offset, Buffer dst, uint64_t dst_offset, uint64_t size) {
   check_alive();
   end_pass();
-  wgpuCommandEncoderCopyBufferToBuffer(encoder(), buffers_.at(src.id).handle, src_offset, buffers_.at(dst.id).handle,
-                                       dst_offset, size);
+  wgpuCommandEncoderCopyBufferToBuffer(encoder(), buffers_.at(src.id).handle, src_offset,
+                                       buffers_.at(dst.id).handle, dst_offset, size);
 }
 
 ReadTicket DawnDevice::read(Buffer src, uint64_t offset, uint64_t size) {
@@ -673,8 +761,8 @@ bool DawnDevice::set_profiling(bool on) {
     b.label = sv("profile resolve");
     b.size = uint64_t(2) * kMaxProfiled * 8;
     b.usage = WGPUBufferUsage_QueryResolve | WGPUBufferUsage_CopySrc;
-    buffers_.push_back({scoped("profile resolve buffer", [&] { return wgpuDeviceCreateBuffer(device_, &b); }), b.size,
-                        "profile resolve"});
+    buffers_.push_back({scoped("profile resolve buffer", [&] { return wgpuDeviceCreateBuffer(device_, &b); }),
+                        b.size, "profile resolve"});
     resolve_ = Buffer{static_cast<uint32_t>(buffers_.size() - 1), b.size};
   }
   profiling_ = on;
@@ -730,27 +818,18 @@ std::vector<uint8_t> DawnDevice::wait(ReadTicket ticket) {
 
 }  // namespace
 
-std::unique_ptr<Device> open_device(const DeviceOptions& options) { return std::make_unique<DawnDevice>(options); }
+std::unique_ptr<Device> open_device(const DeviceOptions& options) {
+  return std::make_unique<DawnDevice>(options);
+}
 
 std::vector<AdapterReport> list_adapters() {
-  // The C API has no adapter enumeration: ask for each backend, power preference and fallback, and keep the
-  // distinct answers.
   WGPUInstance instance = create_instance();
   if (!std::getenv("EGL_PLATFORM")) setenv("EGL_PLATFORM", "surfaceless", 0);
   std::vector<AdapterReport> out;
-  for (WGPUBackendType backend : {WGPUBackendType_Vulkan, WGPUBackendType_OpenGLES})
-    for (WGPUPowerPreference power : {WGPUPowerPreference_HighPerformance, WGPUPowerPreference_LowPower})
-      for (bool fallback : {false, true}) {
-        WGPUAdapter a = request_adapter(instance, backend, power, fallback, nullptr);
-        if (!a) continue;
-        AdapterReport r = describe(instance, a);
-        wgpuAdapterRelease(a);
-        bool seen = std::any_of(out.begin(), out.end(), [&](const AdapterReport& o) {
-          return o.info.backend == r.info.backend && o.info.vendor_id == r.info.vendor_id &&
-                 o.info.device_id == r.info.device_id && o.info.device == r.info.device;
-        });
-        if (!seen) out.push_back(std::move(r));
-      }
+  for (OrderedAdapter& a : ordered_adapters(instance, {WGPUBackendType_Vulkan, WGPUBackendType_OpenGLES})) {
+    out.push_back(std::move(a.report));
+    wgpuAdapterRelease(a.adapter);
+  }
   wgpuInstanceRelease(instance);
   return out;
 }

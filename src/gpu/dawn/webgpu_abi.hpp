@@ -1,13 +1,14 @@
 // The project's own declarations of the subset of WebGPU's C API that wgllm uses, pinned to the Dawn build
 // installed by scripts/install-deps.sh (npm bun-webgpu-linux-x64@0.1.7 = google/dawn 29b45b55a7). No package
-// ships the matching webgpu.h. Enum values and member order come from that Dawn's dawn.json; every struct size
-// and member offset we rely on is checked below against the layouts read from the library's own DWARF
+// ships the matching webgpu.h. Enum values and member order come from that Dawn's dawn.json; every struct
+// size and member offset we rely on is checked below against the layouts read from the library's own DWARF
 // (pahole; ../shared/webgpu/dawn-abi-layouts.txt), so a different Dawn fails to compile instead of corrupting
 // memory. Only used inside src/gpu/dawn/.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 extern "C" {
 
@@ -49,35 +50,72 @@ using WGPUQuerySet = WGPUQuerySetImpl*;
 // Enums (uint32 in the ABI). Values: dawn.json; +0x50000 for Dawn-only entries.
 enum WGPUSType : uint32_t { WGPUSType_ShaderSourceWGSL = 0x2, WGPUSType_DawnTogglesDescriptor = 0x5000A };
 enum WGPUFeatureLevel : uint32_t { WGPUFeatureLevel_Compatibility = 1, WGPUFeatureLevel_Core = 2 };
-enum WGPUPowerPreference : uint32_t { WGPUPowerPreference_Undefined = 0, WGPUPowerPreference_LowPower = 1,
-                                      WGPUPowerPreference_HighPerformance = 2 };
-enum WGPUBackendType : uint32_t { WGPUBackendType_Undefined = 0, WGPUBackendType_Null = 1, WGPUBackendType_WebGPU = 2,
-                                  WGPUBackendType_D3D11 = 3, WGPUBackendType_D3D12 = 4, WGPUBackendType_Metal = 5,
-                                  WGPUBackendType_Vulkan = 6, WGPUBackendType_OpenGL = 7, WGPUBackendType_OpenGLES = 8 };
-enum WGPUAdapterType : uint32_t { WGPUAdapterType_DiscreteGPU = 1, WGPUAdapterType_IntegratedGPU = 2,
-                                  WGPUAdapterType_CPU = 3, WGPUAdapterType_Unknown = 4 };
-enum WGPUCallbackMode : uint32_t { WGPUCallbackMode_WaitAnyOnly = 1, WGPUCallbackMode_AllowProcessEvents = 2,
-                                   WGPUCallbackMode_AllowSpontaneous = 3 };
+enum WGPUPowerPreference : uint32_t {
+  WGPUPowerPreference_Undefined = 0,
+  WGPUPowerPreference_LowPower = 1,
+  WGPUPowerPreference_HighPerformance = 2
+};
+enum WGPUBackendType : uint32_t {
+  WGPUBackendType_Undefined = 0,
+  WGPUBackendType_Null = 1,
+  WGPUBackendType_WebGPU = 2,
+  WGPUBackendType_D3D11 = 3,
+  WGPUBackendType_D3D12 = 4,
+  WGPUBackendType_Metal = 5,
+  WGPUBackendType_Vulkan = 6,
+  WGPUBackendType_OpenGL = 7,
+  WGPUBackendType_OpenGLES = 8
+};
+enum WGPUAdapterType : uint32_t {
+  WGPUAdapterType_DiscreteGPU = 1,
+  WGPUAdapterType_IntegratedGPU = 2,
+  WGPUAdapterType_CPU = 3,
+  WGPUAdapterType_Unknown = 4
+};
+enum WGPUCallbackMode : uint32_t {
+  WGPUCallbackMode_WaitAnyOnly = 1,
+  WGPUCallbackMode_AllowProcessEvents = 2,
+  WGPUCallbackMode_AllowSpontaneous = 3
+};
 enum WGPURequestAdapterStatus : uint32_t { WGPURequestAdapterStatus_Success = 1 };
 enum WGPURequestDeviceStatus : uint32_t { WGPURequestDeviceStatus_Success = 1 };
 enum WGPUMapAsyncStatus : uint32_t { WGPUMapAsyncStatus_Success = 1 };
 enum WGPUPopErrorScopeStatus : uint32_t { WGPUPopErrorScopeStatus_Success = 1 };
-enum WGPUErrorType : uint32_t { WGPUErrorType_NoError = 1, WGPUErrorType_Validation = 2, WGPUErrorType_OutOfMemory = 3,
-                                WGPUErrorType_Internal = 4, WGPUErrorType_Unknown = 5 };
-enum WGPUErrorFilter : uint32_t { WGPUErrorFilter_Validation = 1, WGPUErrorFilter_OutOfMemory = 2,
-                                  WGPUErrorFilter_Internal = 3 };
-enum WGPUDeviceLostReason : uint32_t { WGPUDeviceLostReason_Unknown = 1, WGPUDeviceLostReason_Destroyed = 2,
-                                       WGPUDeviceLostReason_CallbackCancelled = 3,
-                                       WGPUDeviceLostReason_FailedCreation = 4 };
-enum WGPUWaitStatus : uint32_t { WGPUWaitStatus_Success = 1, WGPUWaitStatus_TimedOut = 2, WGPUWaitStatus_Error = 3 };
+enum WGPUErrorType : uint32_t {
+  WGPUErrorType_NoError = 1,
+  WGPUErrorType_Validation = 2,
+  WGPUErrorType_OutOfMemory = 3,
+  WGPUErrorType_Internal = 4,
+  WGPUErrorType_Unknown = 5
+};
+enum WGPUErrorFilter : uint32_t {
+  WGPUErrorFilter_Validation = 1,
+  WGPUErrorFilter_OutOfMemory = 2,
+  WGPUErrorFilter_Internal = 3
+};
+enum WGPUDeviceLostReason : uint32_t {
+  WGPUDeviceLostReason_Unknown = 1,
+  WGPUDeviceLostReason_Destroyed = 2,
+  WGPUDeviceLostReason_CallbackCancelled = 3,
+  WGPUDeviceLostReason_FailedCreation = 4
+};
+enum WGPUWaitStatus : uint32_t {
+  WGPUWaitStatus_Success = 1,
+  WGPUWaitStatus_TimedOut = 2,
+  WGPUWaitStatus_Error = 3
+};
 enum WGPUStatus : uint32_t { WGPUStatus_Success = 1, WGPUStatus_Error = 2 };
-enum WGPUFeatureName : uint32_t { WGPUFeatureName_TimestampQuery = 0x3, WGPUFeatureName_ShaderF16 = 0xA,
-                                  WGPUFeatureName_Subgroups = 0x11 };
+enum WGPUFeatureName : uint32_t {
+  WGPUFeatureName_TimestampQuery = 0x3,
+  WGPUFeatureName_ShaderF16 = 0xA,
+  WGPUFeatureName_Subgroups = 0x11
+};
 enum WGPUWGSLLanguageFeatureName : uint32_t { WGPUWGSLLanguageFeatureName_Packed4x8IntegerDotProduct = 0x2 };
 
 // Bitmasks are 64-bit.
-constexpr WGPUFlags WGPUBufferUsage_MapRead = 0x1, WGPUBufferUsage_CopySrc = 0x4, WGPUBufferUsage_CopyDst = 0x8,
-                    WGPUBufferUsage_Uniform = 0x40, WGPUBufferUsage_Storage = 0x80;
+constexpr WGPUFlags WGPUBufferUsage_MapRead = 0x1, WGPUBufferUsage_CopySrc = 0x4,
+                    WGPUBufferUsage_CopyDst = 0x8, WGPUBufferUsage_Uniform = 0x40,
+                    WGPUBufferUsage_Storage = 0x80;
 constexpr WGPUFlags WGPUBufferUsage_QueryResolve = 0x200;
 constexpr WGPUFlags WGPUMapMode_Read = 0x1;
 enum WGPUQueryType : uint32_t { WGPUQueryType_Timestamp = 2 };
@@ -123,21 +161,24 @@ struct WGPURequestAdapterOptions {
   WGPUSurfaceImpl* compatibleSurface;
 };
 
-using WGPURequestAdapterCallback = void (*)(WGPURequestAdapterStatus, WGPUAdapter, WGPUStringView, void*, void*);
+using WGPURequestAdapterCallback = void (*)(WGPURequestAdapterStatus, WGPUAdapter, WGPUStringView, void*,
+                                            void*);
 using WGPURequestDeviceCallback = void (*)(WGPURequestDeviceStatus, WGPUDevice, WGPUStringView, void*, void*);
-using WGPUDeviceLostCallback = void (*)(const WGPUDevice*, WGPUDeviceLostReason, WGPUStringView, void*, void*);
+using WGPUDeviceLostCallback = void (*)(const WGPUDevice*, WGPUDeviceLostReason, WGPUStringView, void*,
+                                        void*);
 using WGPUUncapturedErrorCallback = void (*)(const WGPUDevice*, WGPUErrorType, WGPUStringView, void*, void*);
 using WGPUBufferMapCallback = void (*)(WGPUMapAsyncStatus, WGPUStringView, void*, void*);
-using WGPUPopErrorScopeCallback = void (*)(WGPUPopErrorScopeStatus, WGPUErrorType, WGPUStringView, void*, void*);
+using WGPUPopErrorScopeCallback = void (*)(WGPUPopErrorScopeStatus, WGPUErrorType, WGPUStringView, void*,
+                                           void*);
 
 // The callback-info structs share one shape: {nextInChain, mode, callback, userdata1, userdata2}.
 #define WGLLM_CALLBACK_INFO(Name, Callback) \
-  struct Name {                              \
-    const WGPUChainedStruct* nextInChain;    \
-    WGPUCallbackMode mode;                   \
-    Callback callback;                       \
-    void* userdata1;                         \
-    void* userdata2;                         \
+  struct Name {                             \
+    const WGPUChainedStruct* nextInChain;   \
+    WGPUCallbackMode mode;                  \
+    Callback callback;                      \
+    void* userdata1;                        \
+    void* userdata2;                        \
   }
 WGLLM_CALLBACK_INFO(WGPURequestAdapterCallbackInfo, WGPURequestAdapterCallback);
 WGLLM_CALLBACK_INFO(WGPURequestDeviceCallbackInfo, WGPURequestDeviceCallback);
@@ -180,7 +221,8 @@ struct WGPULimits {
   uint32_t maxVertexBuffers;
   uint64_t maxBufferSize;
   uint32_t maxVertexAttributes, maxVertexBufferArrayStride, maxInterStageShaderVariables, maxColorAttachments;
-  uint32_t maxColorAttachmentBytesPerSample, maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup;
+  uint32_t maxColorAttachmentBytesPerSample, maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup;
   uint32_t maxComputeWorkgroupSizeX, maxComputeWorkgroupSizeY, maxComputeWorkgroupSizeZ;
   uint32_t maxComputeWorkgroupsPerDimension, maxImmediateSize;
 };
@@ -308,8 +350,10 @@ struct WGPUCommandBufferDescriptor {
 
 WGPUInstance wgpuCreateInstance(const WGPUInstanceDescriptor* descriptor);
 void wgpuInstanceRelease(WGPUInstance);
-WGPUFuture wgpuInstanceRequestAdapter(WGPUInstance, const WGPURequestAdapterOptions*, WGPURequestAdapterCallbackInfo);
-WGPUWaitStatus wgpuInstanceWaitAny(WGPUInstance, size_t futureCount, WGPUFutureWaitInfo* futures, uint64_t timeoutNS);
+WGPUFuture wgpuInstanceRequestAdapter(WGPUInstance, const WGPURequestAdapterOptions*,
+                                      WGPURequestAdapterCallbackInfo);
+WGPUWaitStatus wgpuInstanceWaitAny(WGPUInstance, size_t futureCount, WGPUFutureWaitInfo* futures,
+                                   uint64_t timeoutNS);
 void wgpuInstanceProcessEvents(WGPUInstance);
 WGPUStatus wgpuInstanceGetWGSLLanguageFeatures(WGPUInstance, WGPUSupportedWGSLLanguageFeatures*);
 void wgpuSupportedWGSLLanguageFeaturesFreeMembers(WGPUSupportedWGSLLanguageFeatures);
@@ -322,6 +366,7 @@ void wgpuSupportedFeaturesFreeMembers(WGPUSupportedFeatures);
 WGPUBool wgpuAdapterHasFeature(WGPUAdapter, WGPUFeatureName);
 WGPUFuture wgpuAdapterRequestDevice(WGPUAdapter, const WGPUDeviceDescriptor*, WGPURequestDeviceCallbackInfo);
 void wgpuAdapterRelease(WGPUAdapter);
+void wgpuAdapterAddRef(WGPUAdapter);
 
 WGPUQueue wgpuDeviceGetQueue(WGPUDevice);
 WGPUBuffer wgpuDeviceCreateBuffer(WGPUDevice, const WGPUBufferDescriptor*);
@@ -338,7 +383,8 @@ void wgpuQueueSubmit(WGPUQueue, size_t commandCount, const WGPUCommandBuffer* co
 void wgpuQueueWriteBuffer(WGPUQueue, WGPUBuffer, uint64_t bufferOffset, const void* data, size_t size);
 void wgpuQueueRelease(WGPUQueue);
 
-WGPUFuture wgpuBufferMapAsync(WGPUBuffer, WGPUFlags mode, size_t offset, size_t size, WGPUBufferMapCallbackInfo);
+WGPUFuture wgpuBufferMapAsync(WGPUBuffer, WGPUFlags mode, size_t offset, size_t size,
+                              WGPUBufferMapCallbackInfo);
 const void* wgpuBufferGetConstMappedRange(WGPUBuffer, size_t offset, size_t size);
 void wgpuBufferUnmap(WGPUBuffer);
 void wgpuBufferDestroy(WGPUBuffer);
@@ -350,7 +396,8 @@ void wgpuComputePipelineRelease(WGPUComputePipeline);
 void wgpuBindGroupLayoutRelease(WGPUBindGroupLayout);
 void wgpuBindGroupRelease(WGPUBindGroup);
 
-WGPUComputePassEncoder wgpuCommandEncoderBeginComputePass(WGPUCommandEncoder, const WGPUComputePassDescriptor*);
+WGPUComputePassEncoder wgpuCommandEncoderBeginComputePass(WGPUCommandEncoder,
+                                                          const WGPUComputePassDescriptor*);
 void wgpuCommandEncoderCopyBufferToBuffer(WGPUCommandEncoder, WGPUBuffer source, uint64_t sourceOffset,
                                           WGPUBuffer destination, uint64_t destinationOffset, uint64_t size);
 WGPUCommandBuffer wgpuCommandEncoderFinish(WGPUCommandEncoder, const WGPUCommandBufferDescriptor*);
@@ -363,16 +410,47 @@ void wgpuComputePassEncoderEnd(WGPUComputePassEncoder);
 void wgpuComputePassEncoderRelease(WGPUComputePassEncoder);
 void wgpuCommandBufferRelease(WGPUCommandBuffer);
 WGPUQuerySet wgpuDeviceCreateQuerySet(WGPUDevice, const WGPUQuerySetDescriptor*);
-void wgpuCommandEncoderResolveQuerySet(WGPUCommandEncoder, WGPUQuerySet, uint32_t firstQuery, uint32_t queryCount,
-                                       WGPUBuffer destination, uint64_t destinationOffset);
+void wgpuCommandEncoderResolveQuerySet(WGPUCommandEncoder, WGPUQuerySet, uint32_t firstQuery,
+                                       uint32_t queryCount, WGPUBuffer destination,
+                                       uint64_t destinationOffset);
 void wgpuQuerySetDestroy(WGPUQuerySet);
 void wgpuQuerySetRelease(WGPUQuerySet);
 
 }  // extern "C"
 
+// The C API has no adapter list; Dawn's native C++ API has one (DAWN.md). Declared here by name: the
+// library is built against libstdc++ (its std:: symbols are std::__cxx11) and the system's operator new, so
+// a std::vector returned by it is ours to destroy. Layouts read from its code: dawn::native::Instance and
+// dawn::native::Adapter each hold one pointer (InstanceBase* == WGPUInstance, AdapterBase* == WGPUAdapter);
+// the constructors and destructors add and drop references.
+namespace dawn::native {
+class AdapterBase;
+class InstanceBase;
+class Adapter {
+ public:
+  Adapter(const Adapter&);
+  ~Adapter();
+  WGPUAdapter Get() const;  // no reference added
+
+ private:
+  AdapterBase* impl_;
+};
+class Instance {
+ public:
+  explicit Instance(InstanceBase* impl);
+  ~Instance();
+  std::vector<Adapter> EnumerateAdapters(const WGPURequestAdapterOptions* options) const;
+
+ private:
+  InstanceBase* impl_;
+};
+static_assert(sizeof(Adapter) == 8 && sizeof(Instance) == 8);
+}  // namespace dawn::native
+
 // Layouts from the library's DWARF (dawn-abi-layouts.txt). A mismatch is a build error.
 #define WGLLM_ABI(type, size) static_assert(sizeof(type) == (size), #type " size differs from Dawn's")
-#define WGLLM_AT(type, member, off) static_assert(offsetof(type, member) == (off), #type "." #member " offset")
+#define WGLLM_AT(type, member, off) \
+  static_assert(offsetof(type, member) == (off), #type "." #member " offset")
 WGLLM_ABI(WGPUStringView, 16);
 WGLLM_ABI(WGPUChainedStruct, 16);
 WGLLM_AT(WGPUChainedStruct, sType, 8);

@@ -34,6 +34,31 @@ TEST(Device, ReportsAdapterLimitsAndFeatures) {
   EXPECT_GE(d.limits().max_compute_invocations_per_workgroup, 256u);
 }
 
+// `--adapter N` (one GPU per process on a multi-GPU host) counts as list_adapters() does; a number past the
+// list names what exists instead of silently taking another adapter.
+TEST(Device, OpensTheNumberedAdapterAndRefusesOnePastTheList) {
+  std::vector<AdapterReport> all = list_adapters();
+  ASSERT_FALSE(all.empty());
+  for (size_t i = 0; i < all.size(); ++i) {
+    DeviceOptions o;
+    o.adapter = static_cast<int>(i);
+    std::unique_ptr<Device> d = open_device(o);
+    EXPECT_EQ(d->info().device, all[i].info.device) << "adapter " << i;
+    EXPECT_EQ(d->info().backend, all[i].info.backend) << "adapter " << i;
+  }
+  DeviceOptions past;
+  past.adapter = static_cast<int>(all.size());
+  try {
+    open_device(past);
+    FAIL() << "adapter " << all.size() << " of " << all.size() << " opened";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("adapter " + std::to_string(all.size()) + " requested, but " +
+                                         std::to_string(all.size()) + " found"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Device, WriteThenReadBackRoundTrips) {
   Device& d = device();
   std::vector<float> v = {1.5f, -2.0f, 3.25f, 7.0f, 9.0f};
@@ -58,7 +83,9 @@ TEST(Device, WgslCompileErrorNamesKernelAndLine) {
   }
 }
 
-TEST(Device, UnknownKernelIsAnError) { EXPECT_THROW(device().kernel("no_such_kernel", {}), Error); }
+TEST(Device, UnknownKernelIsAnError) {
+  EXPECT_THROW(device().kernel("no_such_kernel", {}), Error);
+}
 
 TEST(Device, SiluMulMatchesDoubleReference) {
   Device& d = device();
