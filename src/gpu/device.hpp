@@ -20,8 +20,11 @@ enum class Backend { Default, Vulkan, OpenGL };  // OpenGL means OpenGL ES throu
 struct DeviceOptions {
   Backend backend = Backend::Default;
   bool allow_software = true;  // accept a CPU (fallback) adapter when no GPU is found
-  int adapter =
-      -1;  // >= 0: that entry of list_adapters() (GPUs first), e.g. one GPU per process; -1: the best
+  // >= 0: that entry of list_adapters() (GPUs first), e.g. one GPU per process; -1: the best one.
+  int adapter = -1;
+  // Compiled pipelines are kept here across runs; empty: PipelineCache::default_dir() (~/.cache/wgllm),
+  // "off": no cache.
+  std::string pipeline_cache_dir;
 };
 
 struct AdapterInfo {
@@ -88,6 +91,8 @@ struct DeviceStats {
   uint64_t submits = 0;
   uint64_t bytes_read_back = 0;
   uint64_t bytes_written = 0;
+  uint64_t pipeline_cache_hits = 0;    // entries Dawn found on disk instead of compiling
+  uint64_t pipeline_cache_stores = 0;  // entries written for the next start
 };
 
 class Device {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "gpu/dawn/pipeline_cache.hpp"
 #include "gpu/dawn/webgpu_abi.hpp"
 #include "gpu/device.hpp"
 #include "kernels/kernel_sources.hpp"
@@ -285,7 +286,13 @@ class DawnDevice final : public Device {
   void simulate_loss() override;
   bool set_profiling(bool on) override;
   std::vector<KernelTime> profile() override;
-  const DeviceStats& stats() const override { return stats_; }
+  const DeviceStats& stats() const override {
+    if (cache_) {
+      stats_.pipeline_cache_hits = cache_->hits();
+      stats_.pipeline_cache_stores = cache_->stores();
+    }
+    return stats_;
+  }
   uint64_t allocated_bytes() const override { return allocated_; }
 
  private:
@@ -343,7 +350,8 @@ class DawnDevice final : public Device {
   std::vector<uint32_t> submitted_profile_;  // the last submit's
   ReadTicket profile_ticket_{};
 
-  DeviceStats stats_;
+  mutable DeviceStats stats_;
+  std::unique_ptr<PipelineCache> cache_;  // outlives the device: Dawn may store entries until it is released
   uint64_t allocated_ = 0;
   std::string lost_message_;
   std::string uncaptured_error_;
@@ -403,6 +411,21 @@ DawnDevice::DawnDevice(const DeviceOptions& options) {
   toggles.chain.sType = WGPUSType_DawnTogglesDescriptor;
   toggles.disabledToggleCount = 1;
   toggles.disabledToggles = kDisabledToggles;
+  if (options.pipeline_cache_dir != "off")
+    cache_ = std::make_unique<PipelineCache>(options.pipeline_cache_dir.empty()
+                                                 ? PipelineCache::default_dir()
+                                                 : std::filesystem::path(options.pipeline_cache_dir));
+  WGPUDawnCacheDeviceDescriptor cache{};
+  cache.chain.sType = WGPUSType_DawnCacheDeviceDescriptor;
+  cache.loadDataFunction = [](const void* key, size_t key_size, void* value, size_t value_size, void* ud) {
+    return static_cast<PipelineCache*>(ud)->load(key, key_size, value, value_size);
+  };
+  cache.storeDataFunction = [](const void* key, size_t key_size, const void* value, size_t value_size,
+                               void* ud) {
+    static_cast<PipelineCache*>(ud)->store(key, key_size, value, value_size);
+  };
+  cache.functionUserdata = cache_.get();
+  if (cache_) toggles.chain.next = &cache.chain;
   WGPUDeviceDescriptor desc{};
   desc.nextInChain = &toggles.chain;
   desc.label = sv("wgllm");

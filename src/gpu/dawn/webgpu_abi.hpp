@@ -48,7 +48,11 @@ using WGPUCommandBuffer = WGPUCommandBufferImpl*;
 using WGPUQuerySet = WGPUQuerySetImpl*;
 
 // Enums (uint32 in the ABI). Values: dawn.json; +0x50000 for Dawn-only entries.
-enum WGPUSType : uint32_t { WGPUSType_ShaderSourceWGSL = 0x2, WGPUSType_DawnTogglesDescriptor = 0x5000A };
+enum WGPUSType : uint32_t {
+  WGPUSType_ShaderSourceWGSL = 0x2,
+  WGPUSType_DawnTogglesDescriptor = 0x5000A,
+  WGPUSType_DawnCacheDeviceDescriptor = 0x50007
+};
 enum WGPUFeatureLevel : uint32_t { WGPUFeatureLevel_Compatibility = 1, WGPUFeatureLevel_Core = 2 };
 enum WGPUPowerPreference : uint32_t {
   WGPUPowerPreference_Undefined = 0,
@@ -259,6 +263,19 @@ struct WGPUDawnTogglesDescriptor {  // chained; not in the wrapper's DWARF: laid
   const char* const* enabledToggles;
   size_t disabledToggleCount;
   const char* const* disabledToggles;
+};
+
+// Chained to the device descriptor; laid out from dawn.json. Dawn hands the blob cache's entries to these.
+using WGPUDawnLoadCacheDataFunction = size_t (*)(const void* key, size_t keySize, void* value,
+                                                 size_t valueSize, void* userdata);
+using WGPUDawnStoreCacheDataFunction = void (*)(const void* key, size_t keySize, const void* value,
+                                                size_t valueSize, void* userdata);
+struct WGPUDawnCacheDeviceDescriptor {
+  WGPUChainedStruct chain;
+  WGPUStringView isolationKey;
+  WGPUDawnLoadCacheDataFunction loadDataFunction;
+  WGPUDawnStoreCacheDataFunction storeDataFunction;
+  void* functionUserdata;
 };
 
 struct WGPUBufferDescriptor {
@@ -553,5 +570,7 @@ WGLLM_AT(WGPUQuerySetDescriptor, count, 28);
 WGLLM_ABI(WGPUShaderSourceWGSL, 32);
 WGLLM_AT(WGPUShaderSourceWGSL, code, 16);
 WGLLM_ABI(WGPUDawnTogglesDescriptor, 48);
+WGLLM_ABI(WGPUDawnCacheDeviceDescriptor, 56);
+WGLLM_AT(WGPUDawnCacheDeviceDescriptor, loadDataFunction, 32);
 #undef WGLLM_ABI
 #undef WGLLM_AT
