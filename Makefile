@@ -3,9 +3,12 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
-ASAN_TARGETS = gguf_tests quant_tests tokenizer_tests model_tests
+FUZZ_BUILD ?= build-fuzz
+FUZZ_CXX ?= clang++-14
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 30
 
-.PHONY: all deps build run test test-asan test-long format clean
+.PHONY: all deps build run test test-asan test-fuzz fuzz fuzz-build test-long format clean
 
 all: build
 
@@ -21,18 +24,33 @@ build: deps $(BUILD)/build.ninja
 run: build
 	./$(BUILD)/wgllm run -n 256
 
-test: build test-asan
+test: build test-asan test-fuzz
 	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS) --timeout 900
 
-# The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer (CPU-side layers).
+# The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer: every test
+# binary of a CPU-side layer (CPU_ONLY in tests/CMakeLists.txt) and the fuzz-input replays.
 test-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Debug -DWGLLM_SANITIZE=ON >/dev/null
-	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target $(ASAN_TARGETS)
+	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target cpu_asan_tests
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure --no-tests=error -j $(JOBS) --timeout 900 -L cpu_asan
+
+# libFuzzer targets (tests/fuzz/, docs/reliability.md): a clang build of the CPU layers with coverage,
+# ASan and UBSan, independent of the main build.
+fuzz-build: deps
+	@cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=$(FUZZ_CXX) \
+	  -DWGLLM_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
+
+# Every fuzz target for FUZZ_SECONDS (long runs, by hand), then a short one of each in `make test`.
+fuzz: fuzz-build
+	tests/fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(JOBS)
+
+test-fuzz: fuzz-build
+	tests/fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(JOBS)
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -97,7 +97,7 @@ Value lookup_path(Interpreter& in, const Value& item, const Value& attribute) {
 // The sort key of sort, unique, min, max, dictsort: strings compare case-insensitively by default.
 Value sort_key(Interpreter& in, const Value& item, const Value& attribute, bool case_sensitive) {
   Value key = attribute.is_none() ? item : lookup_path(in, item, attribute);
-  if (!case_sensitive && key.is_string()) return Value(text::lower(key.as_string()));
+  if (!case_sensitive && key.is_string()) return in.string(text::lower(key.as_string()));
   return key;
 }
 
@@ -480,7 +480,7 @@ Value f_round(Interpreter&, const Value& v, CallArgs& args) {
 
 Value f_safe(Interpreter& in, const Value& v, CallArgs& args) {
   Params("safe", args, {});
-  return Value(in.str(v));
+  return in.string(in.str(v));
 }
 
 Value f_sort(Interpreter& in, const Value& v, CallArgs& args) {
@@ -501,7 +501,7 @@ Value f_sort(Interpreter& in, const Value& v, CallArgs& args) {
 
 Value f_string(Interpreter& in, const Value& v, CallArgs& args) {
   Params("string", args, {});
-  return Value(in.str(v));
+  return in.string(in.str(v));
 }
 
 Value f_sum(Interpreter& in, const Value& v, CallArgs& args) {
@@ -581,6 +581,7 @@ void no_args(const CallArgs& args, const char* test) {
 }
 
 bool has_case(const std::string& s, bool want_lower) {
+  charge_text(s.size());
   bool cased = false;
   for (char c : s) {
     if (c >= 'a' && c <= 'z') {
@@ -707,6 +708,9 @@ bool all_chars(const std::string& s, bool (*pred)(unsigned char)) {
 }
 
 Value str_method(Interpreter& in, const std::string& s, const std::string& name, CallArgs& args) {
+  charge_text(s.size());
+  for (const Value& v : args.positional)
+    if (v.is_string()) charge_text(v.as_string().size());
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     Params p(name, args, {"chars"});
     Value chars = p.get(0);

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "tokenizer/jinja/builtins.hpp"
 #include "tokenizer/jinja/template_error.hpp"
@@ -115,8 +116,21 @@ struct ScopeSwap {
 };
 }  // namespace
 
+namespace {
+thread_local Interpreter* t_rendering = nullptr;  // the render charge_text() charges
+}  // namespace
+
+void charge_text(size_t bytes) {
+  if (t_rendering) t_rendering->charge_text_bytes(bytes);
+}
+
 std::string Interpreter::render(const Body& body, const Value& context) {
   if (!context.is_dict()) fail("the template context must be a dict, not " + context.type_name());
+  struct Rendering {
+    explicit Rendering(Interpreter* in) : previous(std::exchange(t_rendering, in)) {}
+    ~Rendering() { t_rendering = previous; }
+    Interpreter* previous;
+  } rendering(this);
   auto globals = std::make_shared<Scope>(nullptr);
   add_globals(*globals);
   auto ctx = std::make_shared<Scope>(globals);
@@ -163,6 +177,14 @@ void Interpreter::charge_steps(uint64_t steps) {
   steps_ += steps;
   if (steps_ > limits_.max_steps)
     fail("the template ran for more than " + std::to_string(limits_.max_steps) + " steps");
+}
+
+void Interpreter::charge_text_bytes(size_t bytes) {
+  text_bytes_ += bytes;
+  if (text_bytes_ >= kTextBytesPerStep) {
+    charge_steps(text_bytes_ / kTextBytesPerStep);
+    text_bytes_ %= kTextBytesPerStep;
+  }
 }
 
 Value Interpreter::string(std::string s) {
@@ -226,6 +248,7 @@ bool item(const Value& object, const Value& key, Value& out) {
     return true;
   }
   if (object.is_string() && (key.is_int() || key.is_bool())) {
+    charge_text(object.as_string().size());
     std::vector<std::string_view> cs = text::chars(object.as_string());
     int64_t n = static_cast<int64_t>(cs.size()), i = key.integer();
     if (i < 0) i += n;
@@ -289,6 +312,7 @@ bool Interpreter::contains(const Value& container, const Value& needle) {
     case Value::Kind::String:
       if (!needle.is_string())
         fail("TypeError: 'in <string>' requires string as left operand, not " + needle.type_name());
+      charge_text(container.as_string().size());
       return container.as_string().find(needle.as_string()) != std::string::npos;
     case Value::Kind::List:
       charge_steps(container.as_list().size());
@@ -330,6 +354,10 @@ Value Interpreter::call(const Value& callee, CallArgs& args) {
 Value Interpreter::filter(const std::string& name, const Value& subject, CallArgs& args) {
   FilterFn fn = find_filter(name);
   if (!fn) fail("no filter named '" + name + "'");
+  // Filters read their string subject and arguments.
+  if (subject.is_string()) charge_text(subject.as_string().size());
+  for (const Value& v : args.positional)
+    if (v.is_string()) charge_text(v.as_string().size());
   return fn(*this, subject, args);
 }
 
@@ -445,6 +473,7 @@ Value Interpreter::eval_slice(const SliceExpr& e) {
     return Value::list(std::move(out), object.is_tuple());
   }
   if (object.is_string()) {
+    charge_text(object.as_string().size());
     std::vector<std::string_view> cs = text::chars(object.as_string());
     std::string out;
     for (size_t i : slice_positions(static_cast<int64_t>(cs.size()), start, stop, step)) out += cs[i];

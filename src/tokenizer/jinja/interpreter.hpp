@@ -19,9 +19,19 @@ namespace wgllm::tokenizer::jinja {
 struct Limits {
   size_t max_output_bytes = size_t{16} << 20;  // the rendered text, and any one string built on the way
   size_t max_work_bytes = size_t{256} << 20;   // all strings and lists built during one render
-  uint64_t max_steps = 5'000'000;              // nodes evaluated, loop iterations, items filtered
-  int max_depth = 400;                         // nested evaluation, macro calls included
+  // Nodes evaluated, loop iterations, items filtered, and text read (kTextBytesPerStep bytes a step).
+  uint64_t max_steps = 5'000'000;
+  int max_depth = 400;  // nested evaluation, macro calls included
 };
+
+// Operations that read a string (compare, search, hash, index by character, filters and methods) charge
+// one step per this many bytes, so that max_steps bounds the time of a render that reads a long string
+// over and over, not only the nodes it evaluates.
+inline constexpr size_t kTextBytesPerStep = 16;
+
+// Charges the render running on this thread, if any, for reading `bytes` of text (throws TemplateError
+// beyond max_steps). Free-standing so that value comparisons and hashing can call it.
+void charge_text(size_t bytes);
 
 // Variables of one scope. Most scopes hold a loop variable or two: a vector is searched linearly until
 // it grows large enough to deserve an index.
@@ -67,6 +77,7 @@ class Interpreter {
   std::shared_ptr<Namespace> make_namespace();
   void charge_bytes(size_t bytes);
   void charge_steps(uint64_t steps);
+  void charge_text_bytes(size_t bytes);
   const Limits& limits() const { return limits_; }
 
  private:
@@ -98,6 +109,7 @@ class Interpreter {
   int line_ = 0;
   int depth_ = 0;
   uint64_t steps_ = 0;
+  size_t text_bytes_ = 0;  // read but not yet charged as a step
   size_t work_bytes_ = 0;
   std::vector<std::weak_ptr<Namespace>> namespaces_;
 };

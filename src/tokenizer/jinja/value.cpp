@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/utf8.hpp"
+#include "tokenizer/jinja/interpreter.hpp"
 #include "tokenizer/jinja/template_error.hpp"
 
 namespace wgllm::tokenizer::jinja {
@@ -34,6 +35,7 @@ std::string hash_key(const Value& key) {
       return "f" + float_repr(f);
     }
     case Value::Kind::String:
+      charge_text(key.as_string().size());
       return "s" + key.as_string();
     case Value::Kind::None:
       return "n";
@@ -494,6 +496,8 @@ bool equal(const Value& a, const Value& b) {
     case Value::Kind::None:
       return true;
     case Value::Kind::String:
+      if (a.as_string().size() != b.as_string().size()) return false;
+      charge_text(a.as_string().size());
       return a.as_string() == b.as_string();
     case Value::Kind::List: {
       if (a.is_tuple() != b.is_tuple()) return false;
@@ -532,6 +536,7 @@ int compare(const Value& a, const Value& b) {
   }
   if (a.is_string() && b.is_string()) {
     // UTF-8 byte order is code point order, which is how Python orders str.
+    charge_text(std::min(a.as_string().size(), b.as_string().size()));
     int c = a.as_string().compare(b.as_string());
     return c < 0 ? -1 : (c > 0 ? 1 : 0);
   }
