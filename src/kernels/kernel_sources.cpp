@@ -1,5 +1,6 @@
 #include "kernels/kernel_sources.hpp"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -26,14 +27,13 @@ bool is_on(const KernelDefines& defines, std::string_view name) {
   return it != defines.end() && it->second != "0" && it->second != "false";
 }
 
-}  // namespace
-
-std::string specialise(std::string_view name, std::string_view wgsl, const KernelDefines& defines) {
+// Resolves the #if/#else/#endif lines of one file and collects its #use lines into `uses`.
+std::string expand(std::string_view name, std::string_view wgsl, const KernelDefines& defines,
+                   std::vector<std::string>& uses) {
   struct Frame {
     bool parent_active, condition, in_else;
   };
   std::vector<Frame> stack;
-  std::vector<std::string> uses;
   bool active = true;
   std::string out;
   out.reserve(wgsl.size() + 64 * defines.size());
@@ -72,8 +72,22 @@ std::string specialise(std::string_view name, std::string_view wgsl, const Kerne
     }
   }
   if (!stack.empty()) fail_runtime(std::string(name) + ".wgsl: #if without #endif");
+  return out;
+}
+
+}  // namespace
+
+std::string specialise(std::string_view name, std::string_view wgsl, const KernelDefines& defines) {
+  std::vector<std::string> uses;
+  std::string out = expand(name, wgsl, defines, uses);
   for (const auto& [key, value] : defines) out += "const " + key + " = " + value + ";\n";
-  for (const auto& use : uses) out += specialise(use, source(use), {});
+  // Included files see the same defines (their #if lines select per type, say); each is appended once,
+  // also when several files use it.
+  for (size_t i = 0; i < uses.size(); ++i) {
+    const std::string use = uses[i];  // a copy: expanding it may grow `uses`
+    if (std::find(uses.begin(), uses.begin() + i, use) != uses.begin() + i) continue;
+    out += expand(use, source(use), defines, uses);
+  }
   return out;
 }
 
