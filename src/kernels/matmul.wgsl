@@ -81,8 +81,14 @@ fn signed_codes(v: vec4<u32>) -> vec4<u32> {
   return (v + vec4<u32>(BIAS)) ^ vec4<u32>(TOP);
 }
 
-fn dot16(a: vec4<u32>, b: vec4<u32>) -> i32 {
-  return dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y) + dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w);
+// acc + the dot product of 16 int8 pairs, as one chain in which every dot4I8Packed adds to the running sum:
+// the form of IDP4A's accumulate operand. (Summing the four products first, then adding, needs separate
+// integer adds where the compiler does not reassociate; they would compete with the IDP4As.)
+fn dot16(acc: i32, a: vec4<u32>, b: vec4<u32>) -> i32 {
+  var s = acc + dot4I8Packed(a.x, b.x);
+  s = s + dot4I8Packed(a.y, b.y);
+  s = s + dot4I8Packed(a.z, b.z);
+  return s + dot4I8Packed(a.w, b.w);
 }
 
 @compute @workgroup_size(WG)
@@ -157,17 +163,15 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
           let xhi = xt[m * SV + 2u * c + 1u];
           let d = xst[m * KC + c];
           for (var j = 0u; j < TN; j++) {
-            let lo = dot16(xlo, wlo[j]);
-            let hi = dot16(xhi, whi[j]);
             let s = wsc[j];
             var v: f32;
             if (SPLIT) {
-              v = d.x * (f32(lo) * s.x + f32(hi) * s.y);
+              v = d.x * (f32(dot16(0, xlo, wlo[j])) * s.x + f32(dot16(0, xhi, whi[j])) * s.y);
               if (MINS) {
                 v -= s.z * d.y + s.w * d.z;
               }
             } else {
-              v = f32(lo + hi) * (d.x * s.x);
+              v = f32(dot16(dot16(0, xlo, wlo[j]), xhi, whi[j])) * (d.x * s.x);
               if (MINS) {
                 v -= s.z * d.w;
               }
