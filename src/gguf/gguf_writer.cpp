@@ -303,8 +303,8 @@ void GgufWriter::set_value(const std::string& key, const Value& v) {
   set(key, v);
 }
 
-void GgufWriter::add_tensor(const std::string& name, TensorType type, std::vector<uint64_t> dims,
-                            std::vector<uint8_t> bytes) {
+uint64_t GgufWriter::check_tensor(const std::string& name, TensorType type,
+                                  const std::vector<uint64_t>& dims) const {
   auto fail = [&](const std::string& problem) {
     fail_input("GGUF writer: tensor '" + name.substr(0, 80) + "': " + problem);
   };
@@ -330,14 +330,27 @@ void GgufWriter::add_tensor(const std::string& name, TensorType type, std::vecto
     fail("dims[0] " + std::to_string(dims[0]) + " is not a multiple of the block size " +
          std::to_string(traits->block_elements) + " of " + std::string(traits->name));
   }
-  // n / block_elements * block_bytes fits: the data is in memory (bytes.size() is compared after).
   uint64_t expected = 0;
-  if (__builtin_mul_overflow(n / traits->block_elements, traits->block_bytes, &expected) ||
-      expected != bytes.size()) {
-    fail(std::to_string(bytes.size()) + " bytes given, " + std::string(traits->name) +
-         " of these dims takes " + std::to_string(expected));
+  if (__builtin_mul_overflow(n / traits->block_elements, traits->block_bytes, &expected))
+    fail("too many bytes");
+  return expected;
+}
+
+void GgufWriter::add_tensor(const std::string& name, TensorType type, std::vector<uint64_t> dims,
+                            std::vector<uint8_t> bytes) {
+  const uint64_t expected = check_tensor(name, type, dims);
+  if (expected != bytes.size()) {
+    fail_input("GGUF writer: tensor '" + name.substr(0, 80) + "': " + std::to_string(bytes.size()) +
+               " bytes given, " + std::string(type_name(type)) + " of these dims takes " +
+               std::to_string(expected));
   }
-  tensors_.push_back(Tensor{name, type, std::move(dims), std::move(bytes)});
+  tensors_.push_back(Tensor{name, type, std::move(dims), expected, std::move(bytes), nullptr});
+}
+
+void GgufWriter::add_streamed_tensor(const std::string& name, TensorType type, std::vector<uint64_t> dims,
+                                     TensorSource source) {
+  const uint64_t expected = check_tensor(name, type, dims);
+  tensors_.push_back(Tensor{name, type, std::move(dims), expected, {}, std::move(source)});
 }
 
 void GgufWriter::write(const std::string& path, uint32_t alignment) const {
@@ -374,7 +387,7 @@ void GgufWriter::write(const std::string& path, uint32_t alignment) const {
     for (uint64_t d : t.dims) put<uint64_t>(head, d);
     put<uint32_t>(head, static_cast<uint32_t>(t.type));
     put<uint64_t>(head, offset);
-    offset = align_up(offset + t.bytes.size(), alignment);
+    offset = align_up(offset + t.n_bytes, alignment);
   }
   head.resize(align_up(head.size(), alignment), 0);
 
@@ -382,8 +395,18 @@ void GgufWriter::write(const std::string& path, uint32_t alignment) const {
   out.write(head.data(), head.size());
   const std::vector<uint8_t> zeros(alignment, 0);
   for (const Tensor& t : tensors_) {
-    out.write(t.bytes.data(), t.bytes.size());
-    out.write(zeros.data(), align_up(t.bytes.size(), alignment) - t.bytes.size());
+    if (t.source) {
+      const std::vector<uint8_t> bytes = t.source();
+      if (bytes.size() != t.n_bytes) {
+        fail_input("GGUF writer: tensor '" + t.name + "': its source produced " +
+                   std::to_string(bytes.size()) + " bytes, " + std::string(type_name(t.type)) +
+                   " of these dims takes " + std::to_string(t.n_bytes));
+      }
+      out.write(bytes.data(), bytes.size());
+    } else {
+      out.write(t.bytes.data(), t.bytes.size());
+    }
+    out.write(zeros.data(), align_up(t.n_bytes, alignment) - t.n_bytes);
   }
   out.commit();
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -32,6 +33,11 @@ class GgufWriter {
   // exactly the type's size for those dims. Names are limited to 63 bytes, as llama.cpp's loader is.
   void add_tensor(const std::string& name, TensorType type, std::vector<uint64_t> dims,
                   std::vector<uint8_t> bytes);
+  // The same, with the bytes produced while write() streams the file (in tensor order), so that a
+  // converter holds one tensor at a time. A wrong size then fails the write, naming the tensor.
+  using TensorSource = std::function<std::vector<uint8_t>()>;
+  void add_streamed_tensor(const std::string& name, TensorType type, std::vector<uint64_t> dims,
+                           TensorSource source);
 
   // `alignment`: a non-zero power of two, recorded as general.alignment when not 32 (or when the key
   // was set, whose value it then replaces). Throws Error(BadInput) when PATH.tmp can't be created,
@@ -40,12 +46,16 @@ class GgufWriter {
 
  private:
   void set(const std::string& key, Value v);
+  // Checks name, type and dims; returns the byte size of such a tensor.
+  uint64_t check_tensor(const std::string& name, TensorType type, const std::vector<uint64_t>& dims) const;
 
   struct Tensor {
     std::string name;
     TensorType type;
     std::vector<uint64_t> dims;
-    std::vector<uint8_t> bytes;
+    uint64_t n_bytes;
+    std::vector<uint8_t> bytes;  // empty when `source` produces them
+    TensorSource source;
   };
   std::vector<std::pair<std::string, Value>> kv_;
   std::vector<Tensor> tensors_;

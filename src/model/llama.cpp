@@ -16,7 +16,7 @@ using gguf::GgufFile;
 using gguf::TensorInfo;
 using gguf::TensorType;
 
-constexpr const char* kSupportedArchs[] = {"llama"};
+constexpr const char* kSupportedArchs[] = {"llama", "llama4", "qwen2", "qwen3", "qwen3moe"};
 
 // The types with both a CPU reference decoding and GPU kernels (quant/gpu_layout.hpp).
 constexpr TensorType kWeightTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,
@@ -97,9 +97,67 @@ const TensorInfo* require_weight(const GgufFile& file, const std::string& name,
   return &t;
 }
 
+// The family's own hyperparameters, after the common ones. llama.cpp's keys; where llama.cpp hard-codes a
+// llama4 value (chunk size, NoPE step, temperature tuning, q/k norm), the default is its value and
+// docs/models.md names the key that overrides it.
+void read_family(const GgufFile& file, LlamaConfig& c) {
+  const std::string p = c.arch + ".";
+  c.attn_bias = file.find_tensor("blk.0.attn_q.bias") != nullptr;
+  const uint32_t n_expert = read_u32(file, p + "expert_count", 0);
+  if (c.arch == "llama") {
+    c.sliding_window = read_u32(file, p + "attention.sliding_window", 0);
+    if (n_expert) {
+      fail(file, p + "expert_count = " + std::to_string(n_expert) +
+                     ": mixture-of-experts llama files (Mixtral) are not supported");
+    }
+    return;
+  }
+  if (c.arch == "qwen2" || c.arch == "qwen3" || c.arch == "qwen3moe") {
+    c.rope_type = RopeType::Neox;
+    c.qk_norm = c.arch != "qwen2";
+    if (c.arch == "qwen2" && !c.attn_bias) fail(file, "qwen2 needs blk.0.attn_q.bias (the q/k/v biases)");
+    if (c.arch == "qwen3moe") {
+      c.moe_layer_step = 1;
+      c.expert_gating = ExpertGating::Softmax;
+      c.expert_weights_norm = file.get_bool(p + "expert_weights_norm", true);
+    }
+  } else {  // llama4
+    c.moe_layer_step = n_expert ? read_u32(file, p + "interleave_moe_layer_step") : 0;
+    if (n_expert && c.moe_layer_step == 0)
+      fail(file, p + "interleave_moe_layer_step is 0; it must be at least 1");
+    c.expert_gating = ExpertGating::Sigmoid;
+    c.expert_weight_before_ffn = true;
+    // llama.cpp: sliding_window absent -> chunks of 8192 and NoPE every 4th layer; 0 -> neither.
+    const bool no_chunks =
+        file.find(p + "attention.sliding_window") && read_u32(file, p + "attention.sliding_window") == 0;
+    c.attn_chunk_size = no_chunks ? 0 : read_u32(file, p + "attention.sliding_window", 8192);
+    c.no_rope_layer_step = read_u32(file, p + "no_rope_layer_step", no_chunks ? 0 : 4);
+    c.l2_qk_norm = file.get_bool(p + "use_kq_norm", n_expert != 128);
+    c.attn_temp_scale = read_f32(file, p + "attention.temperature_scale", no_chunks ? 0.0f : 0.1f);
+    c.attn_temp_floor = read_u32(file, p + "attention.temperature_length", 8192);
+    if (c.attn_temp_scale != 0 && c.attn_temp_floor == 0) {
+      fail(file,
+           p + "attention.temperature_length is 0; it must be at least 1 when temperature_scale is set");
+    }
+  }
+  if (c.moe_layer_step) {
+    c.n_expert = n_expert;
+    c.n_expert_used = read_u32(file, p + "expert_used_count");
+    c.expert_ffn_dim = read_u32(file, p + "expert_feed_forward_length");
+    if (c.n_expert == 0) fail(file, p + "expert_count is 0 in a mixture-of-experts model");
+    if (c.n_expert_used == 0 || c.n_expert_used > c.n_expert) {
+      fail(file, p + "expert_used_count = " + std::to_string(c.n_expert_used) + " must be from 1 to " + p +
+                     "expert_count (" + std::to_string(c.n_expert) + ")");
+    }
+    if (c.expert_ffn_dim == 0) fail(file, p + "expert_feed_forward_length is 0; it must be at least 1");
+    if (c.arch == "llama4")
+      c.shexp_ffn_dim = read_u32(file, p + "expert_shared_feed_forward_length", c.expert_ffn_dim);
+  }
+}
+
 }  // namespace
 
-LlamaConfig LlamaConfig::from_gguf(const GgufFile& file) {
+LlamaConfig LlamaConfig::from_gguf(const GgufFile& file, Features supported) {
   LlamaConfig c;
   c.arch = file.require_string("general.architecture");
   if (std::find(std::begin(kSupportedArchs), std::end(kSupportedArchs), c.arch) ==
@@ -179,7 +237,56 @@ LlamaConfig LlamaConfig::from_gguf(const GgufFile& file) {
   c.rope_scaling = c.rope_scale == 1.0f ? RopeScaling::None : RopeScaling::Linear;
 
   c.tied_output = file.find_tensor("output.weight") == nullptr;
+  read_family(file, c);
+  if (const Features extra = c.features() & ~supported) {
+    fail(file, "this " + c.arch + " model needs " + feature_names(extra) +
+                   ", which this code path does not run (it runs: " +
+                   (supported ? feature_names(supported) : std::string("plain llama")) + ")");
+  }
   return c;
+}
+
+uint32_t LlamaConfig::attention_start(uint32_t l, uint32_t pos) const {
+  if (layer_is_chunked(l)) return pos / attn_chunk_size * attn_chunk_size;
+  if (sliding_window != 0 && pos >= sliding_window) return pos - sliding_window + 1;
+  return 0;
+}
+
+double LlamaConfig::attention_temperature(uint32_t l, uint32_t pos) const {
+  if (layer_uses_rope(l) || attn_temp_scale == 0) return 1.0;
+  return 1.0 + attn_temp_scale * std::log(std::floor((pos + 1.0) / attn_temp_floor) + 1.0);
+}
+
+Features LlamaConfig::features() const {
+  Features f = 0;
+  if (attn_bias) f |= kAttnBias;
+  if (qk_norm) f |= kQkNorm;
+  if (rope_type == RopeType::Neox) f |= kNeoxRope;
+  if (sliding_window) f |= kSlidingWindow;
+  if (moe_layer_step) f |= kMoe;
+  if (no_rope_layer_step) f |= kNoRopeLayers;
+  if (attn_chunk_size) f |= kChunkedAttention;
+  if (l2_qk_norm) f |= kL2QkNorm;
+  if (attn_temp_scale != 0 && no_rope_layer_step) f |= kAttnTemperature;
+  return f;
+}
+
+std::string feature_names(Features features) {
+  static constexpr std::pair<Feature, const char*> kNames[] = {
+      {kAttnBias, "attention biases"},
+      {kQkNorm, "per-head q/k RMSNorm"},
+      {kNeoxRope, "NEOX-style RoPE"},
+      {kSlidingWindow, "sliding-window attention"},
+      {kMoe, "mixture-of-experts layers"},
+      {kNoRopeLayers, "NoPE layers"},
+      {kChunkedAttention, "chunked attention"},
+      {kL2QkNorm, "L2 q/k norm"},
+      {kAttnTemperature, "attention temperature tuning"},
+  };
+  std::string s;
+  for (auto [f, name] : kNames)
+    if (features & f) s += (s.empty() ? "" : ", ") + std::string(name);
+  return s;
 }
 
 LlamaWeights LlamaWeights::map(const GgufFile& file, const LlamaConfig& c) {
@@ -204,17 +311,46 @@ LlamaWeights LlamaWeights::map(const GgufFile& file, const LlamaConfig& c) {
   // Grown one layer at a time: a hostile block_count fails at the first missing tensor, not in an allocation.
   for (uint32_t l = 0; l < c.n_layers; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
-    w.layers.push_back(LayerWeights{
+    LayerWeights lw{
         .attn_norm = require_weight(file, b + "attn_norm.weight", {c.dim}, true),
         .wq = require_weight(file, b + "attn_q.weight", {c.dim, c.q_dim()}),
         .wk = require_weight(file, b + "attn_k.weight", {c.dim, c.kv_dim()}),
         .wv = require_weight(file, b + "attn_v.weight", {c.dim, c.kv_dim()}),
         .wo = require_weight(file, b + "attn_output.weight", {c.q_dim(), c.dim}),
         .ffn_norm = require_weight(file, b + "ffn_norm.weight", {c.dim}, true),
-        .ffn_gate = require_weight(file, b + "ffn_gate.weight", {c.dim, c.ffn_dim}),
-        .ffn_up = require_weight(file, b + "ffn_up.weight", {c.dim, c.ffn_dim}),
-        .ffn_down = require_weight(file, b + "ffn_down.weight", {c.ffn_dim, c.dim}),
-    });
+        .ffn_gate = nullptr,
+        .ffn_up = nullptr,
+        .ffn_down = nullptr,
+    };
+    if (c.attn_bias) {
+      lw.bq = require_weight(file, b + "attn_q.bias", {c.q_dim()}, true);
+      lw.bk = require_weight(file, b + "attn_k.bias", {c.kv_dim()}, true);
+      lw.bv = require_weight(file, b + "attn_v.bias", {c.kv_dim()}, true);
+    }
+    if (file.find_tensor(b + "attn_output.bias"))
+      lw.bo = require_weight(file, b + "attn_output.bias", {c.dim}, true);
+    if (c.qk_norm) {
+      lw.attn_q_norm = require_weight(file, b + "attn_q_norm.weight", {c.head_dim}, true);
+      lw.attn_k_norm = require_weight(file, b + "attn_k_norm.weight", {c.head_dim}, true);
+    }
+    if (c.layer_is_moe(l)) {
+      lw.ffn_gate_inp = require_weight(file, b + "ffn_gate_inp.weight", {c.dim, c.n_expert});
+      lw.ffn_gate_exps =
+          require_weight(file, b + "ffn_gate_exps.weight", {c.dim, c.expert_ffn_dim, c.n_expert});
+      lw.ffn_up_exps = require_weight(file, b + "ffn_up_exps.weight", {c.dim, c.expert_ffn_dim, c.n_expert});
+      lw.ffn_down_exps =
+          require_weight(file, b + "ffn_down_exps.weight", {c.expert_ffn_dim, c.dim, c.n_expert});
+      if (c.shexp_ffn_dim) {
+        lw.ffn_gate_shexp = require_weight(file, b + "ffn_gate_shexp.weight", {c.dim, c.shexp_ffn_dim});
+        lw.ffn_up_shexp = require_weight(file, b + "ffn_up_shexp.weight", {c.dim, c.shexp_ffn_dim});
+        lw.ffn_down_shexp = require_weight(file, b + "ffn_down_shexp.weight", {c.shexp_ffn_dim, c.dim});
+      }
+    } else {
+      lw.ffn_gate = require_weight(file, b + "ffn_gate.weight", {c.dim, c.ffn_dim});
+      lw.ffn_up = require_weight(file, b + "ffn_up.weight", {c.dim, c.ffn_dim});
+      lw.ffn_down = require_weight(file, b + "ffn_down.weight", {c.ffn_dim, c.dim});
+    }
+    w.layers.push_back(lw);
   }
   return w;
 }
