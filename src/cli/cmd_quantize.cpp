@@ -3,14 +3,8 @@
 // without an importance matrix. Metadata is copied; general.file_type and general.quantization_version are
 // set. The output is assembled in memory and written through GgufWriter (PATH.tmp, then rename), so memory
 // holds the whole output file; docs/quantization.md has the details.
-#include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <atomic>
-#include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -21,6 +15,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/output_file.hpp"
 #include "core/error.hpp"
 #include "gguf/gguf_file.hpp"
 #include "gguf/gguf_writer.hpp"
@@ -50,98 +45,6 @@ std::string mib(uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f MiB", bytes / 1048576.0);
   return buf;
-}
-
-// A progress bar on stderr: redrawn in place on a terminal (at most ten times a second), otherwise a line
-// per tenth, so logs stay short. Safe to advance from several threads.
-class Progress {
- public:
-  explicit Progress(uint64_t total) : total_(total), tty_(isatty(STDERR_FILENO)) {}
-
-  void advance(uint64_t n) {
-    std::lock_guard<std::mutex> lock(mu_);
-    done_ += n;
-    const int tenth = total_ ? static_cast<int>(done_ * 10 / total_) : 10;
-    const auto now = std::chrono::steady_clock::now();
-    if (tty_ ? now - last_draw_ > std::chrono::milliseconds(100) || done_ == total_ : tenth != last_tenth_) {
-      draw();
-      last_draw_ = now;
-      last_tenth_ = tenth;
-    }
-  }
-
-  void finish() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (tty_ && total_) std::fputc('\n', stderr);
-  }
-
- private:
-  void draw() {
-    const double frac = total_ ? static_cast<double>(done_) / total_ : 1.0;
-    if (!tty_) {
-      std::fprintf(stderr, "quantizing: %3.0f%%\n", frac * 100);
-      return;
-    }
-    constexpr int kWidth = 40;
-    const int filled = static_cast<int>(frac * kWidth);
-    std::fprintf(stderr, "\rquantizing [%s%s] %3.0f%% %.1f/%.1f M weights", std::string(filled, '#').c_str(),
-                 std::string(kWidth - filled, '-').c_str(), frac * 100, done_ / 1e6, total_ / 1e6);
-  }
-
-  std::mutex mu_;
-  uint64_t done_ = 0;
-  uint64_t total_;
-  bool tty_;
-  int last_tenth_ = -1;
-  std::chrono::steady_clock::time_point last_draw_{};
-};
-
-// Ctrl-C (or SIGTERM/SIGHUP) while GgufWriter streams PATH.tmp: remove the partial file, then die of the
-// signal as usual. Before the write nothing is on disk; after the rename the output is complete.
-char g_tmp_path[4096];
-volatile sig_atomic_t g_tmp_armed = 0;
-
-extern "C" void remove_tmp_and_die(int sig) {
-  if (g_tmp_armed) unlink(g_tmp_path);
-  signal(sig, SIG_DFL);
-  raise(sig);
-}
-
-class TmpCleanupOnSignal {
- public:
-  explicit TmpCleanupOnSignal(const std::string& tmp) {
-    if (tmp.size() >= sizeof g_tmp_path) fail_input(tmp + ": path too long");
-    std::memcpy(g_tmp_path, tmp.c_str(), tmp.size() + 1);
-    struct sigaction sa {};
-    sa.sa_handler = remove_tmp_and_die;
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &sa, &old_[i]);
-    g_tmp_armed = 1;
-  }
-  ~TmpCleanupOnSignal() {
-    g_tmp_armed = 0;
-    for (size_t i = 0; i < std::size(kSignals); ++i) sigaction(kSignals[i], &old_[i], nullptr);
-  }
-  TmpCleanupOnSignal(const TmpCleanupOnSignal&) = delete;
-  TmpCleanupOnSignal& operator=(const TmpCleanupOnSignal&) = delete;
-
- private:
-  static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
-  struct sigaction old_[std::size(kSignals)];
-};
-
-// The output (or the temporary file the writer streams to) must not be the input: same path or, through
-// links, same inode.
-void refuse_overwriting_input(const std::string& in, const std::string& out) {
-  struct stat si {};
-  if (stat(in.c_str(), &si) != 0) fail_input(in + ": cannot open: " + std::strerror(errno));
-  for (const std::string& path : {out, out + ".tmp"}) {
-    struct stat so {};
-    if (stat(path.c_str(), &so) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino) {
-      fail_input(path + " is the input file " + in +
-                 ": refusing to overwrite it (choose another output path)");
-    }
-  }
 }
 
 // Converts one tensor to `type`, rows split into chunks that `threads` workers take in turn: each decodes a
@@ -237,7 +140,7 @@ int quantize(const QuantizeFlags& f) {
   writer.set_uint32("general.file_type", static_cast<uint32_t>(*ftype));
 
   const unsigned threads = f.threads ? f.threads : std::max(1u, std::thread::hardware_concurrency());
-  Progress progress(convert_weights);
+  Progress progress(convert_weights, "quantizing");
   std::map<std::string, size_t> type_counts;
   uint64_t in_bytes = 0, out_bytes = 0, weights = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
