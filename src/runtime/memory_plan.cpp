@@ -1,0 +1,59 @@
+#include "runtime/memory_plan.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "core/error.hpp"
+
+namespace wgllm::runtime {
+
+namespace {
+
+std::string bytes_text(uint64_t n) {
+  char buf[64];
+  const bool gib = n >= (1ull << 30);
+  std::snprintf(buf, sizeof buf, gib ? "%.2f GiB (%llu bytes)" : "%.1f MiB (%llu bytes)",
+                double(n) / double(gib ? 1ull << 30 : 1ull << 20), static_cast<unsigned long long>(n));
+  return buf;
+}
+
+}  // namespace
+
+MemoryPlan plan_memory(const gguf::GgufFile& file, const model::LlamaConfig& c, const MemoryShape& shape) {
+  MemoryPlan plan;
+  plan.shape = shape;
+  plan.weights = file.tensor_data_bytes();
+
+  const uint64_t cache_buffer = uint64_t(shape.n_seq) * shape.n_ctx * c.kv_dim() * 4;  // one layer's K (or V)
+  plan.kv_cache = 2ull * c.n_layers * cache_buffer;
+
+  // f32 per token of a pass: x, xb, q|k|v, attention out, gate|up (Forward rounds the batch up to its
+  // widest tile, which this leaves out); logits rows; the cos/sin table [n_ctx, rope_dim / 2, 2].
+  const uint64_t per_token = 2ull * c.dim + c.q_dim() + 2ull * c.kv_dim() + c.q_dim() + 2ull * c.ffn_dim;
+  const uint64_t logits = uint64_t(shape.max_logits) * c.n_vocab * 4;
+  const uint64_t rope = uint64_t(shape.n_ctx) * c.rope_dim * 4;
+  plan.activations = uint64_t(shape.max_batch) * per_token * 4 + logits + rope;
+  plan.largest_buffer = std::max({cache_buffer, logits, rope, uint64_t(shape.max_batch) * 2 * c.ffn_dim * 4});
+  return plan;
+}
+
+void check_memory(const MemoryPlan& plan, const DeviceMemory& device, const std::string& what) {
+  const MemoryShape& s = plan.shape;
+  const std::string reduce =
+      ": use a smaller model (or a smaller quantization), a shorter context or fewer "
+      "parallel sequences (now " +
+      std::to_string(s.n_ctx) + " positions x " + std::to_string(s.n_seq) + " sequences)";
+  if (device.memory_bytes && plan.total() > device.memory_bytes) {
+    fail_input(what + ": the model needs " + bytes_text(plan.total()) + " of GPU memory (weights " +
+               bytes_text(plan.weights) + ", KV cache " + bytes_text(plan.kv_cache) + ", activations " +
+               bytes_text(plan.activations) + ") but the device has " + bytes_text(device.memory_bytes) +
+               reduce);
+  }
+  if (device.max_buffer_size && plan.largest_buffer > device.max_buffer_size) {
+    fail_input(what + ": one GPU buffer of the model needs " + bytes_text(plan.largest_buffer) +
+               " but the device's largest buffer (maxBufferSize) is " + bytes_text(device.max_buffer_size) +
+               reduce);
+  }
+}
+
+}  // namespace wgllm::runtime
