@@ -608,6 +608,10 @@ namespace {
 // Choices an attempt may take before its search starts remembering failed states: enough for any word
 // of ordinary text, so that only pathological runs pay for the bookkeeping.
 constexpr size_t kStepsBeforeRemembering = 256;
+// Choices a search may take inside lookaheads and atomic groups (see Regex::Search). The expressions of
+// real tokenizers take none or a few per character; an exponential one exceeds this within a second.
+constexpr size_t kMaxInnerSteps = size_t{1} << 20;
+constexpr size_t kInnerStepsPerChar = 64;
 
 struct Backtrack {
   uint32_t pc;
@@ -647,11 +651,16 @@ ptrdiff_t Regex::run(uint32_t pc, std::span<const PackedChar> text, size_t pos, 
         }
         break;
       case Op::Split:
-        if (search && in.top_level) {
+        if (in.top_level) {
           // Revisiting a state means its first visit failed: a success would have ended the attempt,
           // and a loop that comes back without consuming is rejected when compiling.
           if (search->remember_ && !search->failed_.insert(uint64_t{pc} << 32 | pos).second) break;
           if (++search->steps_ > kStepsBeforeRemembering) search->remember_ = true;
+        } else if (const size_t limit = kMaxInnerSteps + kInnerStepsPerChar * text.size();
+                   ++search->inner_steps_ > limit) {
+          fail_input("the pre-tokenizer expression '" + pattern_ + "' backtracks without bound inside a " +
+                     "lookahead or atomic group (more than " + std::to_string(limit) +
+                     " choices on a text of " + std::to_string(text.size()) + " characters)");
         }
         stack.push_back({in.y, pos});
         pc = in.x;
@@ -661,13 +670,13 @@ ptrdiff_t Regex::run(uint32_t pc, std::span<const PackedChar> text, size_t pos, 
         continue;
       case Op::Look:
       case Op::NegLook:
-        if ((run(in.x, text, pos, nullptr) >= 0) == (in.op == Op::Look)) {
+        if ((run(in.x, text, pos, search) >= 0) == (in.op == Op::Look)) {
           pc = in.y;
           continue;
         }
         break;
       case Op::Atomic: {
-        const ptrdiff_t end = run(in.x, text, pos, nullptr);
+        const ptrdiff_t end = run(in.x, text, pos, search);
         if (end >= 0) {
           pos = static_cast<size_t>(end);
           pc = in.y;

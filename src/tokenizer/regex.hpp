@@ -51,7 +51,9 @@ class Regex {
   // once an attempt takes long, a search remembers the states (instruction, position) that failed, and
   // later attempts stop where they reach one, which keeps such a text linear. With no captures, whether a
   // state leads to a match does not depend on where the attempt started; the memory is dropped after a
-  // match.
+  // match. Inside lookaheads and atomic groups nothing is remembered, so the choices taken there are
+  // bounded instead (kMaxInnerSteps, plus kInnerStepsPerChar per character of the text): an expression
+  // that backtracks exponentially there, such as (?=(a|a)*b), throws Error(BadInput) naming itself.
   class Search {
    public:
     Search(const Regex& regex, std::span<const PackedChar> text) : regex_(regex), text_(text) {}
@@ -62,6 +64,7 @@ class Regex {
     const Regex& regex_;
     std::span<const PackedChar> text_;
     size_t steps_ = 0;                     // choices taken in this attempt
+    size_t inner_steps_ = 0;               // choices taken inside lookaheads and atomic groups, all attempts
     bool remember_ = false;                // whether failed states are being recorded
     std::unordered_set<uint64_t> failed_;  // instruction << 32 | position
   };
@@ -88,7 +91,7 @@ class Regex {
   };
 
  private:
-  // From instruction pc at text[pos]; `search` is null in sub-programs.
+  // From instruction pc at text[pos], within `search` (sub-programs too: they count its inner steps).
   ptrdiff_t run(uint32_t pc, std::span<const PackedChar> text, size_t pos, Search* search) const;
 
   std::string pattern_;
