@@ -52,6 +52,33 @@ TEST_P(ConvertFixture, F32FileMatchesTransformers) {
 INSTANTIATE_TEST_SUITE_P(Architectures, ConvertFixture, ::testing::ValuesIn(test::hf_fixture_names()),
                          [](const auto& info) { return info.param; });
 
+// The GPU forward pass on a converted plain-llama file (the other architectures need features it does not
+// run yet: docs/models.md): `wgllm logits` against transformers at every position.
+TEST(Convert, GpuLogitsOfAConvertedLlamaMatchTransformers) {
+  const test::HfFixture f = test::load_hf_fixture("llama");
+  const std::string model = test::temp_dir() + "/gpu-llama.gguf";
+  ASSERT_EQ(test::run_wgllm({"convert", f.dir, model, "--type", "f32"}).exit_code, 0);
+  for (size_t s = 0; s < f.sequences.size(); ++s) {
+    std::string ids;
+    for (int32_t id : f.sequences[s]) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+    const std::string raw = test::temp_dir() + "/gpu-logits-" + std::to_string(s) + ".f32";
+    const test::Process p = test::run_wgllm({"logits", "-m", model, "--ids", ids, "-o", raw});
+    ASSERT_EQ(p.exit_code, 0) << p.err;
+    const std::string bytes = test::read_file(raw);
+    ASSERT_EQ(bytes.size(), f.sequences[s].size() * f.vocab_size * 4);
+    for (size_t pos = 0; pos < f.sequences[s].size(); ++pos) {
+      std::vector<double> ours(f.vocab_size);
+      for (uint32_t i = 0; i < f.vocab_size; ++i) {
+        float v;
+        std::memcpy(&v, bytes.data() + (pos * f.vocab_size + i) * 4, 4);
+        ours[i] = v;
+      }
+      EXPECT_LT(test::relative_error_to(ours, f.logits[s][pos]), 1e-3)
+          << "sequence " << s << " position " << pos;
+    }
+  }
+}
+
 // The mixes are llama-quantize's on the f32 model: llama4's q4_k_m stores 64-wide rows (not a multiple of
 // 256) in the fallback type, which the tool reports; the router and norms stay f32.
 TEST(Convert, QuantizedTypesAndFileType) {
