@@ -19,6 +19,7 @@ Action add_logits(CLI::App& app);
 Action add_bench(CLI::App& app);
 Action add_quantize(CLI::App& app);
 Action add_perplexity(CLI::App& app);
+Action add_serve(CLI::App& app);
 Action add_convert(CLI::App& app);
 
 // Shared pieces.

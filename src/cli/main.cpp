@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   add(wgllm::cli::add_quantize, "quantize", "rewrite a GGUF model in a quantization mix (q8_0, q4_k_m, ...)");
   add(wgllm::cli::add_convert, "convert", "write a Hugging Face model folder as a GGUF file (f16, q8_0, ...)");
   add(wgllm::cli::add_perplexity, "perplexity", "a model's perplexity on a text (llama.cpp's windows and scoring)");
+  add(wgllm::cli::add_serve, "serve", "serve the OpenAI API and a chat page over HTTP");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,118 @@
+// `wgllm serve`: the OpenAI-compatible server (src/server/, docs/server.md). Log lines go to stderr.
+#include <pthread.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "gguf/gguf_file.hpp"
+#include "runtime/forward.hpp"
+#include "server/server.hpp"
+#include "server/session_generator.hpp"
+#include "tokenizer/tokenizer.hpp"
+
+namespace wgllm::cli {
+
+namespace {
+
+struct ServeFlags {
+  std::string model;
+  server::ServerOptions server;
+  uint32_t parallel = 1;
+  uint32_t ctx_size = 0;
+  bool no_subgroups = false;
+  gpu::DeviceOptions device;
+};
+
+int serve(ServeFlags& f) {
+  // SIGINT/SIGTERM go to one watcher thread (every thread started below inherits the block), which stops
+  // the server cleanly; a client that goes away mid-write must not kill the process with SIGPIPE.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  std::string model_path = f.model.empty() ? default_model_path() : f.model;
+  auto file = gguf::GgufFile::open(model_path);
+  auto tok = tokenizer::Tokenizer::from_gguf(*file);
+  std::string source = file->get_string("tokenizer.chat_template", "");
+  std::optional<std::string> chat_template;
+  if (!source.empty()) chat_template = source;
+  if (f.server.model_id.empty()) f.server.model_id = std::filesystem::path(model_path).stem().string();
+
+  auto device = gpu::open_device(f.device);
+  runtime::ForwardOptions fo;
+  fo.n_ctx = f.ctx_size;
+  fo.use_subgroups = !f.no_subgroups;
+  runtime::Forward forward(*device, *file, fo);
+  server::SessionGenerator generator(forward);
+  if (f.parallel > generator.slots())
+    std::fprintf(stderr, "wgllm: warning: --parallel %u: this build serves %u sequence at a time\n",
+                 f.parallel, generator.slots());
+
+  server::Server server(generator, *tok, chat_template, f.server);
+  int port = server.bind();
+  if (!chat_template)
+    std::fprintf(stderr, "wgllm: warning: %s has no chat template; chat requests use ChatML\n",
+                 model_path.c_str());
+  std::fprintf(stderr, "wgllm: serving %s as \"%s\" on %s (%s): %u slots x %u positions\n",
+               model_path.c_str(), f.server.model_id.c_str(), device->info().device.c_str(),
+               device->info().backend.c_str(), generator.slots(), generator.context_size());
+  std::fprintf(stderr, "wgllm: listening on http://%s:%d/\n", f.server.host.c_str(), port);
+  std::fflush(stderr);
+
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    timespec tick{0, 200'000'000};
+    while (!done) {
+      int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+      if (sig == SIGINT || sig == SIGTERM) {
+        std::fprintf(stderr, "wgllm: stopping (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        server.stop();
+        return;
+      }
+    }
+  });
+  server.serve();
+  done = true;
+  watcher.join();
+  std::fprintf(stderr, "wgllm: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+Action add_serve(CLI::App& app) {
+  auto f = std::make_shared<ServeFlags>();
+  app.add_option("-m,--model", f->model, "GGUF model file (default: the built-in stories260K)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--host", f->server.host, "address to listen on (0.0.0.0: every interface)")
+      ->capture_default_str();
+  app.add_option("--port", f->server.port, "port (0: any free one, printed on stderr)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--parallel", f->parallel, "sequences generated at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  app.add_option("-c,--ctx-size", f->ctx_size,
+                 "context of each sequence in tokens (default: the model's, at most 4096)");
+  app.add_option("--alias", f->server.model_id,
+                 "the model id clients name (default: the file name without .gguf)");
+  app.add_option("--api-key", f->server.api_key,
+                 "require \"Authorization: Bearer KEY\" on /v1/* and /metrics");
+  app.add_option("--queue", f->server.queue_limit, "requests that may wait for a free slot; more get 429")
+      ->capture_default_str();
+  app.add_option("--max-body", f->server.max_body_bytes, "largest request body in bytes; larger get 413")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t(1024), uint64_t(1) << 32));
+  add_device_flags(app, f->device, f->no_subgroups);
+  return [f] { return serve(*f); };
+}
+
+}  // namespace wgllm::cli

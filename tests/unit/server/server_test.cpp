@@ -1,0 +1,468 @@
+// The server in-process on a free port, driven over plain HTTP (cpp-httplib's client) with the built-in
+// stories260K, which has no chat template (the ChatML fallback serves). Texts are checked against other
+// implementations: llama2.c's greedy story, and the float64 CPU reference's greedy continuation of the
+// ChatML prompt. Every error case of issue 6 gets its status and an OpenAI error object.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <algorithm>
+#include <csignal>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cpu/reference_model.hpp"
+#include "gguf/gguf_file.hpp"
+#include "gpu/device.hpp"
+#include "runtime/forward.hpp"
+#include "server/server.hpp"
+#include "server/session_generator.hpp"
+#include "support/test_support.hpp"
+#include "tokenizer/tokenizer.hpp"
+
+namespace wgllm::server {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string stories260k() {
+  return test::source_path("models/stories260K.gguf");
+}
+
+// The model, loaded once for the whole binary.
+struct Model {
+  std::unique_ptr<gguf::GgufFile> file = gguf::GgufFile::open(stories260k());
+  std::unique_ptr<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::from_gguf(*file);
+  std::unique_ptr<gpu::Device> device = gpu::open_device();
+  std::unique_ptr<runtime::Forward> forward =
+      std::make_unique<runtime::Forward>(*device, *file, runtime::ForwardOptions{.n_ctx = 256});
+  SessionGenerator generator{*forward};
+};
+
+Model& model() {
+  static Model* m = [] {
+    std::signal(SIGPIPE, SIG_IGN);  // the clients here close sockets the server may still write to
+    return new Model;
+  }();
+  return *m;
+}
+
+// Lets the test decide when each step runs: step() waits for a permit.
+class GatedGenerator : public runtime::Generator {
+ public:
+  explicit GatedGenerator(runtime::Generator& inner) : inner_(inner) {}
+  uint32_t slots() const override { return inner_.slots(); }
+  uint32_t context_size() const override { return inner_.context_size(); }
+  uint32_t vocab_size() const override { return inner_.vocab_size(); }
+  std::optional<Started> start(std::span<const int32_t> prompt, const runtime::SamplingParams& s) override {
+    return inner_.start(prompt, s);
+  }
+  void finish(uint32_t slot) override { inner_.finish(slot); }
+  bool busy() const override { return inner_.busy(); }
+  std::vector<Sampled> step() override {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return permits_ > 0 || open_; });
+    if (!open_) --permits_;
+    lock.unlock();
+    auto sampled = inner_.step();
+    lock.lock();
+    ++steps_;
+    cv_.notify_all();
+    return sampled;
+  }
+
+  void allow(int n) {
+    std::lock_guard lock(mutex_);
+    permits_ += n;
+    cv_.notify_all();
+  }
+  void open() {  // every step runs from now on
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  bool wait_steps(uint64_t n, std::chrono::milliseconds timeout = 20s) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return steps_ >= n; });
+  }
+  uint64_t steps() {
+    std::lock_guard lock(mutex_);
+    return steps_;
+  }
+
+ private:
+  runtime::Generator& inner_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  int permits_ = 0;
+  bool open_ = false;
+  uint64_t steps_ = 0;
+};
+
+// A server on a free port of 127.0.0.1, serving from its own thread.
+class Running {
+ public:
+  explicit Running(ServerOptions options = {}, runtime::Generator* generator = nullptr,
+                   std::optional<std::string> chat_template = std::nullopt)
+      : server_(generator ? *generator : model().generator, *model().tok, chat_template,
+                with_defaults(options)) {
+    port_ = server_.bind();
+    thread_ = std::thread([this] { server_.serve(); });
+  }
+  ~Running() {
+    server_.stop();
+    thread_.join();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(60, 0);
+    return c;
+  }
+  int port() const { return port_; }
+  Server& server() { return server_; }
+
+ private:
+  static ServerOptions with_defaults(ServerOptions o) {
+    o.port = 0;
+    if (o.model_id.empty()) o.model_id = "stories260K";
+    return o;
+  }
+  Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+json post(httplib::Client& c, const std::string& path, const json& body, int expected_status) {
+  auto res = c.Post(path, body.dump(), "application/json");
+  if (!res) {
+    ADD_FAILURE() << "no response from " << path << ": " << httplib::to_string(res.error());
+    return {};
+  }
+  EXPECT_EQ(res->status, expected_status) << path << " " << body.dump() << "\n" << res->body;
+  return json::parse(res->body, nullptr, false);
+}
+
+// An OpenAI error object with this status; returns its message.
+std::string expect_error(const httplib::Result& res, int status) {
+  if (!res) {
+    ADD_FAILURE() << "no response: " << httplib::to_string(res.error());
+    return {};
+  }
+  EXPECT_EQ(res->status, status) << res->body;
+  EXPECT_EQ(res->get_header_value("Content-Type"), "application/json");
+  json j = json::parse(res->body, nullptr, false);
+  EXPECT_TRUE(j.contains("error") && j["error"].contains("message") && j["error"].contains("type") &&
+              j["error"].contains("param") && j["error"].contains("code"))
+      << res->body;
+  return j.is_object() && j.contains("error") ? j["error"].value("message", "") : "";
+}
+
+std::string chatml(const std::string& user) {
+  return "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
+}
+
+// The float64 CPU reference's greedy continuation of `prompt` ids, decoded as a reply of its own.
+std::string reference_reply(const std::vector<int32_t>& prompt, int n_new) {
+  cpu::ReferenceModel ref(*model().file);
+  tokenizer::StreamDecoder decoder(*model().tok, /*strip_leading_space=*/true);
+  std::vector<double> logits = ref.forward(prompt).back();
+  std::string text;
+  for (int i = 0; i < n_new; ++i) {
+    const int32_t id = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (model().tok->is_eog(id)) break;
+    text += decoder.push(id);
+    if (i + 1 < n_new) logits = ref.step(id);
+  }
+  return text + decoder.flush();
+}
+
+TEST(Server, GreedyCompletionFromBosIsLlama2csStory) {
+  Running s;
+  auto c = s.client();
+  json r = post(c, "/v1/completions",
+                {{"model", "stories260K"}, {"prompt", ""}, {"temperature", 0}, {"max_tokens", 200}}, 200);
+  std::string expected =
+      test::read_file(test::testdata_path("karpathy-llama2.c/expected_stories260K_t0_n200.txt"));
+  if (expected.ends_with('\n')) expected.pop_back();
+  EXPECT_EQ(r["object"], "text_completion");
+  EXPECT_EQ(r["model"], "stories260K");
+  EXPECT_EQ(r["choices"][0]["text"], expected);
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(r["usage"]["prompt_tokens"], 1);  // BOS
+  EXPECT_EQ(r["usage"]["completion_tokens"], 200);
+  EXPECT_EQ(r["usage"]["total_tokens"], 201);
+  EXPECT_EQ(r["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+}
+
+TEST(Server, ChatRendersChatMlAndRepliesAsTheReferenceDoes) {
+  Running s;
+  auto c = s.client();
+  const std::string user = "Tell me a story about a cat.";
+  json r = post(
+      c, "/v1/chat/completions",
+      {{"messages", {{{"role", "user"}, {"content", user}}}}, {"temperature", 0}, {"max_tokens", 40}}, 200);
+  std::vector<int32_t> prompt = model().tok->encode(chatml(user), /*add_bos=*/true);
+  EXPECT_EQ(r["object"], "chat.completion");
+  EXPECT_EQ(r["choices"][0]["message"]["role"], "assistant");
+  const std::string expected = reference_reply(prompt, 40);
+  EXPECT_EQ(r["choices"][0]["message"].value("content", ""), expected);
+  EXPECT_EQ(r["usage"]["prompt_tokens"], prompt.size());
+}
+
+TEST(Server, UserTextNeverBecomesControlTokens) {
+  Running s;
+  auto c = s.client();
+  const std::string user = "</s><s>";  // stories260K's EOS and BOS texts
+  json r = post(c, "/v1/chat/completions",
+                {{"messages", {{{"role", "user"}, {"content", user}}}}, {"max_tokens", 1}}, 200);
+  const auto& tok = *model().tok;
+  size_t as_text = tok.encode(chatml(user), true, /*parse_special=*/false).size();
+  size_t as_control = tok.encode(chatml(user), true, /*parse_special=*/true).size();
+  ASSERT_NE(as_text, as_control);
+  EXPECT_EQ(r["usage"]["prompt_tokens"], as_text);
+}
+
+TEST(Server, ModelsHealthMetricsAndPage) {
+  Running s(ServerOptions{.model_id = "my-alias"});
+  auto c = s.client();
+  auto res = c.Get("/v1/models");
+  ASSERT_TRUE(res);
+  json models = json::parse(res->body);
+  EXPECT_EQ(models["object"], "list");
+  EXPECT_EQ(models["data"][0]["id"], "my-alias");
+  EXPECT_EQ(models["data"][0]["object"], "model");
+  res = c.Get("/v1/models/my-alias");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_NE(expect_error(c.Get("/v1/models/gpt-4"), 404).find("'my-alias'"), std::string::npos);
+
+  res = c.Get("/health");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(json::parse(res->body)["status"], "ok");
+
+  post(c, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 5}, {"temperature", 0}}, 200);
+  res = c.Get("/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type").rfind("text/plain; version=0.0.4", 0), 0u);
+  for (const char* line : {"# TYPE wgllm_generated_tokens_total counter\nwgllm_generated_tokens_total 5\n",
+                           "wgllm_prompt_tokens_total 2\n", "wgllm_queue_depth 0\n", "wgllm_slots_active 0\n",
+                           "# TYPE wgllm_generated_tokens_per_second gauge\n",
+                           "wgllm_http_responses_total{route=\"/v1/completions\",status=\"200\"} 1\n"})
+    EXPECT_NE(res->body.find(line), std::string::npos) << line << "\nin:\n" << res->body;
+
+  res = c.Get("/");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_NE(res->get_header_value("Content-Security-Policy").find("script-src 'self'"), std::string::npos);
+  EXPECT_NE(res->body.find("<script src=\"chat.js\""), std::string::npos);
+  for (const char* asset : {"/chat.js", "/chat.css"}) {
+    res = c.Get(asset);
+    ASSERT_TRUE(res) << asset;
+    EXPECT_EQ(res->status, 200) << asset;
+  }
+  // Nothing else from the filesystem.
+  for (const char* path : {"/../CMakeLists.txt", "/index.html/../chat.js", "/etc/passwd", "/models/x.gguf"})
+    expect_error(c.Get(path), 404);
+}
+
+TEST(Server, MalformedJsonAndWrongTypesAre400NamingTheField) {
+  Running s;
+  auto c = s.client();
+  EXPECT_NE(expect_error(c.Post("/v1/chat/completions", "{\"messages\": [", "application/json"), 400)
+                .find("not valid JSON"),
+            std::string::npos);
+  auto res =
+      c.Post("/v1/chat/completions",
+             R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"})", "application/json");
+  EXPECT_NE(expect_error(res, 400).find("'max_tokens'"), std::string::npos);
+  EXPECT_EQ(json::parse(res->body)["error"]["param"], "max_tokens");
+  res = c.Post("/v1/completions", R"({"prompt": [1, 99999]})", "application/json");
+  EXPECT_NE(expect_error(res, 400).find("99999"), std::string::npos);
+  // The server keeps serving.
+  post(c, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}}, 200);
+}
+
+TEST(Server, UnknownModelIs404WithTheServedId) {
+  Running s;
+  auto c = s.client();
+  std::string message = expect_error(
+      c.Post("/v1/chat/completions", R"({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})",
+             "application/json"),
+      404);
+  EXPECT_NE(message.find("gpt-4o"), std::string::npos) << message;
+  EXPECT_NE(message.find("stories260K"), std::string::npos) << message;
+}
+
+TEST(Server, PromptLongerThanTheContextIs400NamingBothNumbers) {
+  Running s;  // 256 positions
+  auto c = s.client();
+  std::string prompt;
+  for (int i = 0; i < 300; ++i) prompt += "cat ";
+  size_t n = model().tok->encode(prompt, true).size();
+  ASSERT_GE(n, 256u);
+  std::string message =
+      expect_error(c.Post("/v1/completions", json{{"prompt", prompt}}.dump(), "application/json"), 400);
+  EXPECT_NE(message.find(std::to_string(n)), std::string::npos) << message;
+  EXPECT_NE(message.find("256"), std::string::npos) << message;
+  EXPECT_EQ(json::parse(c.Post("/v1/completions", json{{"prompt", prompt}}.dump(), "application/json")
+                            ->body)["error"]["param"],
+            "prompt");
+}
+
+TEST(Server, BodyOverTheLimitIs413) {
+  Running s(ServerOptions{.max_body_bytes = 4096});
+  auto c = s.client();
+  json body = {{"prompt", std::string(5000, 'a')}};
+  std::string message = expect_error(c.Post("/v1/completions", body.dump(), "application/json"), 413);
+  EXPECT_NE(message.find("4096"), std::string::npos) << message;
+  post(c, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}}, 200);
+}
+
+TEST(Server, WrongMethodIs405AndUnknownRouteIs404) {
+  Running s;
+  auto c = s.client();
+  auto res = c.Get("/v1/chat/completions");
+  expect_error(res, 405);
+  EXPECT_EQ(res->get_header_value("Allow"), "POST");
+  res = c.Delete("/v1/models");
+  expect_error(res, 405);
+  EXPECT_EQ(res->get_header_value("Allow"), "GET, HEAD");
+  expect_error(c.Put("/health", "", "text/plain"), 405);
+  expect_error(c.Post("/v1/embeddings", "{}", "application/json"), 404);
+}
+
+TEST(Server, ApiKeyGuardsTheApi) {
+  Running s(ServerOptions{.api_key = "sekrit"});
+  auto c = s.client();
+  auto res = c.Get("/v1/models");
+  EXPECT_NE(expect_error(res, 401).find("Authorization: Bearer"), std::string::npos);
+  EXPECT_EQ(json::parse(res->body)["error"]["code"], "invalid_api_key");
+  expect_error(c.Get("/metrics"), 401);
+  expect_error(c.Post("/v1/completions", R"({"prompt": "x"})", "application/json"), 401);
+  c.set_bearer_token_auth("wrong");
+  expect_error(c.Get("/v1/models"), 401);
+  c.set_bearer_token_auth("sekrit");
+  res = c.Get("/v1/models");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  post(c, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}}, 200);
+  // The page and the health check stay open: the page asks for the key itself.
+  httplib::Client anonymous = s.client();
+  EXPECT_EQ(anonymous.Get("/health")->status, 200);
+  EXPECT_EQ(anonymous.Get("/")->status, 200);
+}
+
+// One slot and no queue: while a request generates, the next gets 429; once it is over, requests pass again.
+TEST(Server, BusyPastTheQueueLimitIs429) {
+  GatedGenerator gate(model().generator);
+  Running s(ServerOptions{.queue_limit = 0}, &gate);
+  std::thread first([&] {
+    auto c = s.client();
+    post(c, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 3}}, 200);
+  });
+  // The first request holds the slot once its prompt step ran.
+  gate.allow(1);
+  ASSERT_TRUE(gate.wait_steps(1));
+  auto c = s.client();
+  std::string message =
+      expect_error(c.Post("/v1/completions", R"({"prompt": "x"})", "application/json"), 429);
+  EXPECT_NE(message.find("busy"), std::string::npos) << message;
+  gate.open();
+  first.join();
+  post(c, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}}, 200);
+}
+
+// A client that disconnects mid-stream: its sequence runs at most one more step, and its slot is free.
+TEST(Server, DisconnectedClientIsDroppedWithinOneStep) {
+  GatedGenerator gate(model().generator);
+  Running s(ServerOptions{}, &gate);
+  std::atomic<int> chunks{0};
+  std::thread client([&] {
+    auto c = s.client();
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = json{{"prompt", "Once"}, {"max_tokens", 100}, {"stream", true}}.dump();
+    req.set_header("Content-Type", "application/json");
+    // Returning false from the receiver closes the connection.
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+      ++chunks;
+      return false;
+    };
+    c.send(req);
+  });
+  gate.allow(1);  // the prompt step samples the first token
+  client.join();
+  ASSERT_GE(chunks.load(), 1);
+  uint64_t steps = gate.steps();
+  gate.allow(1);  // the step that may already have been under way when the client left
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (s.server().stats().active != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(s.server().stats().active, 0u) << "the slot is still held";
+  EXPECT_LE(gate.steps(), steps + 1);
+  // The slot serves the next request.
+  gate.open();
+  auto c = s.client();
+  post(c, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}}, 200);
+}
+
+TEST(Server, StreamingSendsRoleTextFinishUsageAndDone) {
+  Running s;
+  auto c = s.client();
+  std::string body;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/chat/completions";
+  req.body = json{{"messages", {{{"role", "user"}, {"content", "Hi"}}}},
+                  {"temperature", 0},
+                  {"max_tokens", 8},
+                  {"stream", true},
+                  {"stream_options", {{"include_usage", true}}}}
+                 .dump();
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    body.append(data, n);
+    return true;
+  };
+  auto res = c.send(req);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/event-stream");
+  std::vector<json> events;
+  size_t at = 0;
+  bool done = false;
+  while ((at = body.find("data: ", at)) != std::string::npos) {
+    size_t end = body.find("\n\n", at);
+    ASSERT_NE(end, std::string::npos);
+    std::string data = body.substr(at + 6, end - at - 6);
+    at = end + 2;
+    if (data == "[DONE]") {
+      done = true;
+      EXPECT_EQ(at, body.size()) << "nothing after [DONE]";
+      break;
+    }
+    events.push_back(json::parse(data));
+  }
+  ASSERT_TRUE(done);
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.front()["choices"][0]["delta"]["role"], "assistant");
+  std::string text;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    EXPECT_EQ(events[i]["object"], "chat.completion.chunk");
+    EXPECT_TRUE(events[i]["usage"].is_null());
+    text += events[i]["choices"][0]["delta"].value("content", "");
+  }
+  EXPECT_EQ(events[events.size() - 2]["choices"][0]["finish_reason"], "length");
+  const json& last = events.back();
+  EXPECT_TRUE(last["choices"].empty());
+  EXPECT_EQ(last["usage"]["completion_tokens"], 8);
+  std::vector<int32_t> prompt = model().tok->encode(chatml("Hi"), true);
+  const std::string expected = reference_reply(prompt, 8);
+  EXPECT_EQ(text, expected);
+}
+
+}  // namespace
+}  // namespace wgllm::server
