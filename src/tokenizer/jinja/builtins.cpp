@@ -346,8 +346,11 @@ Value f_lower(Interpreter& in, const Value& v, CallArgs& args) {
   return in.string(text::lower(in.str(v)));
 }
 
+// map, select, reject, selectattr and rejectattr do nothing with a false value (jinja2's `if value:`), and
+// look up a filter or test by name only when they apply it to an item: an unknown name is no error then.
 Value f_map(Interpreter& in, const Value& v, CallArgs& args) {
   ValueList out;
+  if (!v.truthy()) return Value::list(std::move(out));
   if (args.positional.empty()) {
     Params p("map", args, {"attribute", "default"});
     if (!p.has(0)) fail("TypeError: map() needs a filter name or attribute=");
@@ -357,7 +360,6 @@ Value f_map(Interpreter& in, const Value& v, CallArgs& args) {
     }
   } else {
     const std::string& name = str_arg(args.positional[0], "map()'s filter name");
-    if (!find_filter(name)) fail("no filter named '" + name + "'");
     for (const Value& item : in.iterate(v)) {
       CallArgs rest = rest_args(args, 1);
       out.push_back(in.filter(name, item, rest));
@@ -393,14 +395,13 @@ Value f_min(Interpreter& in, const Value& v, CallArgs& args) {
 
 // select / reject / selectattr / rejectattr: keep the items whose (attribute's) test result is `keep`.
 Value select(Interpreter& in, const Value& v, CallArgs& args, bool by_attribute, bool keep) {
+  ValueList out;
+  if (!v.truthy()) return Value::list(std::move(out));
   size_t first_test_arg = by_attribute ? 1 : 0;
   if (by_attribute && args.positional.empty()) fail("TypeError: selectattr()/rejectattr() need an attribute");
   std::string test;
-  if (args.positional.size() > first_test_arg) {
+  if (args.positional.size() > first_test_arg)
     test = str_arg(args.positional[first_test_arg], "the test name");
-    if (!find_test(test)) fail("no test named '" + test + "'");
-  }
-  ValueList out;
   for (const Value& item : in.iterate(v)) {
     Value subject = by_attribute ? lookup_path(in, item, args.positional[0]) : item;
     bool result;

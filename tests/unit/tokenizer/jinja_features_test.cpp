@@ -237,6 +237,13 @@ TEST(JinjaFeatures, Filters) {
       "{{ 5 | join }}",
       "{{ [3, 'a'] | sort }}",
       "{{ 5 | items | list }}",
+      // A filter or test named to map/select/... is looked up only for an item, and a false value has none.
+      "{{ undefined_name | selectattr('role', 'nosuchtest', 'user') | list }} {{ none | select('nosuchtest') "
+      "| list }} {{ [] | reject('nosuchtest') | list }} {{ '' | map('nosuchfilter') | list }} {{ none | "
+      "selectattr | list }}",
+      "{{ [1] | select('nosuchtest') | list }}",
+      "{{ users | rejectattr('age', 'nosuchtest') | list }}",
+      "{{ words | map('nosuchfilter') | list }}",
   });
 }
 

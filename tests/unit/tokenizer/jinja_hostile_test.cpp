@@ -185,8 +185,8 @@ TEST(JinjaHostile, ArbitraryBytesNeverCrash) {
 
 // Random edits of real chat templates (deleted, repeated and inserted pieces) rendered with a real
 // conversation: wgllm must fail where jinja2 fails and produce the same text where it succeeds.
-// The corpus is fixed unless WGLLM_TEST_SEED asks for another: fresh corpora found a divergence still open
-// (WGLLM_TEST_SEED=4559918568972290765: an unknown test name that jinja2 never evaluates is an error here).
+// The corpus is fixed unless WGLLM_TEST_SEED asks for another; it also holds every divergence a fresh
+// corpus once found (kFoundDivergences), as the edits that made it.
 TEST(JinjaHostile, MutatedTemplatesBehaveLikeJinja2) {
   SCOPED_TRACE(seed_note());
   auto gen = std::getenv("WGLLM_TEST_SEED") ? rng(2) : std::mt19937_64(2);
@@ -221,6 +221,26 @@ TEST(JinjaHostile, MutatedTemplatesBehaveLikeJinja2) {
       }
     }
     if (utf8::is_valid(source)) cases.push_back({source, context});  // an edit may cut a character
+  }
+  struct Found {
+    const char* file;
+    std::vector<std::pair<const char*, const char*>> replacements;  // each made once: (from, to)
+  };
+  const Found kFoundDivergences[] = {
+      // WGLLM_TEST_SEED=4559918568972290765: loop_messages left undefined, so selectattr has no item to
+      // apply its (now unknown) test to; jinja2 renders "<s>", wgllm failed on the test's name.
+      {"mistral_nemo.jinja",
+       {{"set loop_messages = messages[1:]", "set elseloop_messages = messages[1:]"},
+        {"\"equalto\"", "\"eq{%ualto\""}}},
+  };
+  for (const Found& found : kFoundDivergences) {
+    std::string source = read_file(testdata_path(std::string("chat-templates/") + found.file));
+    for (const auto& [from, to] : found.replacements) {
+      const size_t at = source.find(from);
+      ASSERT_NE(at, std::string::npos) << found.file << ": " << from;
+      source.replace(at, std::string_view(from).size(), to);
+    }
+    cases.push_back({source, context});
   }
   // Error lines are not compared: a broken tag can make jinja2 and wgllm report its start or its end.
   expect_same_as_jinja2(cases, false);
