@@ -27,6 +27,11 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
   return template_.render(Value::dict(std::move(context)));
 }
 
+std::optional<std::string> chat_template_from_gguf(const gguf::GgufFile& file) {
+  if (!file.find("tokenizer.chat_template")) return std::nullopt;
+  return file.require_string("tokenizer.chat_template");
+}
+
 ChatTemplate ChatTemplate::chatml() {
   return ChatTemplate(
       "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "

@@ -2,9 +2,11 @@
 // conversation, exactly as Hugging Face transformers' apply_chat_template(tokenize=False) renders it.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "gguf/gguf_file.hpp"
 #include "tokenizer/jinja/template.hpp"
 
 namespace wgllm::tokenizer {
@@ -36,5 +38,15 @@ class ChatTemplate {
   std::string source_;
   jinja::Template template_;
 };
+
+// The template a model ships: GGUF's tokenizer.chat_template, nullopt when the file has none. Throws
+// Error(BadInput) when the key is not a string.
+std::optional<std::string> chat_template_from_gguf(const gguf::GgufFile& file);
+
+// tokenizer_config.json's chat_template beside a tokenizer.json (`path`: the tokenizer.json or its
+// directory): a string, or the one named "default" in a list of {name, template}. nullopt when there is no
+// tokenizer_config.json or it has no chat_template. Throws Error(BadInput) naming the file and the field
+// when it is malformed.
+std::optional<std::string> chat_template_from_hf_json(const std::string& path);
 
 }  // namespace wgllm::tokenizer

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/mapped_file.hpp"
 #include "core/utf8.hpp"
+#include "tokenizer/chat_template.hpp"
 #include "tokenizer/pre_tokenizer.hpp"
 #include "tokenizer/vocab.hpp"
 
@@ -341,6 +342,25 @@ Vocab vocab_from_hf_json(const std::string& path) {
     fail_input(json_path.string() + ": " + e.what());
   }
   return v;
+}
+
+std::optional<std::string> chat_template_from_hf_json(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
+  const fs::path config_path = dir / "tokenizer_config.json";
+  if (!fs::exists(config_path)) return std::nullopt;
+  const JsonFile config(config_path.string());
+  const json* t = config.find(config.root(), "chat_template");
+  if (!t) return std::nullopt;
+  if (!t->is_array()) return config.string(*t, "chat_template");
+  // Several named templates (e.g. "default" and "tool_use"): transformers takes "default" unless told.
+  for (size_t i = 0; i < t->size(); ++i) {
+    const std::string at = "chat_template[" + std::to_string(i) + "]";
+    if (!(*t)[i].is_object()) config.fail(at, "is not an object with name and template");
+    if (config.string(config.require((*t)[i], "name", at), at + ".name") == "default")
+      return config.string(config.require((*t)[i], "template", at), at + ".template");
+  }
+  return std::nullopt;
 }
 
 }  // namespace wgllm::tokenizer

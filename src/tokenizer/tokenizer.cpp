@@ -116,14 +116,21 @@ int32_t Tokenizer::find(std::string_view text) const {
 }
 
 // llama.cpp's tokenizer_st_partition: each special token, longest first, splits every raw fragment at each
-// of its occurrences.
-std::vector<Tokenizer::Fragment> Tokenizer::split_special(std::string_view text, bool parse_special) const {
+// of its occurrences (except, for control tokens, occurrences that overlap a `plain` range).
+std::vector<Tokenizer::Fragment> Tokenizer::split_special(std::string_view text, bool parse_special,
+                                                          std::span<const Range> plain) const {
   std::vector<Fragment> fragments;
   if (text.empty()) return fragments;
   fragments.push_back({text});
+  // Whether text[begin, end) overlaps a plain range.
+  auto in_plain = [&](size_t begin, size_t end) {
+    auto r = std::partition_point(plain.begin(), plain.end(), [&](const Range& x) { return x.end <= begin; });
+    return r != plain.end() && r->begin < end;
+  };
   std::vector<Fragment> next;
   for (int32_t id : special_by_length_) {
-    if (!parse_special && vocab_.types[id] != TokenType::UserDefined) continue;
+    const bool user_defined = vocab_.types[id] == TokenType::UserDefined;
+    if (!parse_special && !user_defined) continue;
     const std::string& special = vocab_.tokens[id];
     next.clear();
     for (const Fragment& f : fragments) {
@@ -131,10 +138,16 @@ std::vector<Tokenizer::Fragment> Tokenizer::split_special(std::string_view text,
         next.push_back(f);
         continue;
       }
+      const size_t base = static_cast<size_t>(f.text.data() - text.data());
       size_t pos = 0;
-      for (size_t m; (m = f.text.find(special, pos)) != std::string_view::npos; pos = m + special.size()) {
+      for (size_t from = 0, m; (m = f.text.find(special, from)) != std::string_view::npos;) {
+        if (!user_defined && in_plain(base + m, base + m + special.size())) {
+          from = m + 1;
+          continue;
+        }
         if (m > pos) next.push_back({f.text.substr(pos, m - pos)});
         next.push_back({{}, id});
+        pos = from = m + special.size();
       }
       if (pos < f.text.size()) next.push_back({f.text.substr(pos)});
     }
@@ -146,9 +159,23 @@ std::vector<Tokenizer::Fragment> Tokenizer::split_special(std::string_view text,
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
   std::vector<int32_t> out;
   if (add_bos && vocab_.add_bos) out.push_back(vocab_.bos);
-  bool after_special = true;  // the start of the text counts as following a special token
+  // The start of the text counts as following a special token.
+  encode_fragments(text, parse_special, {}, /*after_special=*/true, out);
+  if (add_bos && vocab_.add_eos) out.push_back(vocab_.eos);
+  return out;
+}
+
+std::vector<int32_t> Tokenizer::encode_prompt(std::string_view text, std::span<const Range> plain,
+                                              bool continues) const {
+  std::vector<int32_t> out;
+  encode_fragments(text, /*parse_special=*/true, plain, /*after_special=*/!continues, out);
+  return out;
+}
+
+void Tokenizer::encode_fragments(std::string_view text, bool parse_special, std::span<const Range> plain,
+                                 bool after_special, std::vector<int32_t>& out) const {
   std::vector<std::string_view> pieces;
-  for (const Fragment& f : split_special(text, parse_special)) {
+  for (const Fragment& f : split_special(text, parse_special, plain)) {
     if (f.token >= 0) {
       out.push_back(f.token);
       after_special = true;
@@ -167,8 +194,6 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
     encode_spm(escaped, out);
     after_special = false;
   }
-  if (add_bos && vocab_.add_eos) out.push_back(vocab_.eos);
-  return out;
 }
 
 void Tokenizer::encode_spm(std::string_view text, std::vector<int32_t>& out) const {

@@ -49,6 +49,17 @@ class Tokenizer {
   // or follows a special token, when the vocabulary's add_space_prefix says so. Any bytes are accepted.
   std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special = false) const;
 
+  // A byte range [begin, end) of a text.
+  struct Range {
+    size_t begin = 0, end = 0;
+  };
+  // encode() for a prompt assembled from a chat template's text and what users wrote (conversation.hpp):
+  // control tokens are recognised as with parse_special, except where their text overlaps one of the
+  // `plain` ranges (sorted, disjoint), so that no text a user wrote becomes a control token. `continues`:
+  // the text continues one already encoded, so SentencePiece puts no "▁" before its start. Adds no BOS/EOS.
+  std::vector<int32_t> encode_prompt(std::string_view text, std::span<const Range> plain,
+                                     bool continues) const;
+
   // The bytes of one token: SentencePiece "▁" -> ' ', byte tokens <0xAB> -> that byte, byte-level BPE
   // texts -> the bytes they spell, user-defined tokens verbatim, control and unknown tokens -> "" unless
   // `special` (then their text), unused tokens -> "". Throws Error(BadInput) for an id outside the
@@ -71,7 +82,10 @@ class Tokenizer {
     std::string_view text;  // raw text, when token < 0
     int32_t token = -1;
   };
-  std::vector<Fragment> split_special(std::string_view text, bool parse_special) const;
+  std::vector<Fragment> split_special(std::string_view text, bool parse_special,
+                                      std::span<const Range> plain = {}) const;
+  void encode_fragments(std::string_view text, bool parse_special, std::span<const Range> plain,
+                        bool after_special, std::vector<int32_t>& out) const;
   void encode_spm(std::string_view text, std::vector<int32_t>& out) const;
   void encode_bpe(std::string_view piece, std::vector<int32_t>& out) const;
   void encode_byte(uint8_t byte, std::vector<int32_t>& out) const;
