@@ -218,32 +218,32 @@ void SafetensorsFile::check_readable(const TensorInfo& t, uint64_t first, uint64
 }
 
 void SafetensorsFile::read_f32(const TensorInfo& t, uint64_t first, uint64_t n, float* out) const {
-  check_readable(t, first, n);
-  const uint8_t* src = map_.bytes().data() + t.offset + first * dtype_bytes(t.dtype);
-  switch (t.dtype) {
-    case Dtype::F32:
-      std::memcpy(out, src, n * 4);
-      break;
-    case Dtype::F16:
-      for (uint64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        out[i] = quant::f16_to_f32(h);
-      }
-      break;
-    default:
-      for (uint64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        out[i] = quant::bf16_to_f32(h);
-      }
-  }
+  read_strided(t, first, 1, n, out);
 }
 
-float SafetensorsFile::element(const TensorInfo& t, uint64_t index) const {
-  float v;
-  read_f32(t, index, 1, &v);
-  return v;
+void SafetensorsFile::read_strided(const TensorInfo& t, uint64_t first, uint64_t stride, uint64_t n,
+                                   float* out) const {
+  if (n == 0) return;
+  uint64_t span = 0;  // elements from `first` to the last one read, inclusive
+  if (__builtin_mul_overflow(n - 1, stride, &span) || __builtin_add_overflow(span, 1, &span))
+    span = UINT64_MAX;
+  check_readable(t, first, span);
+  const uint32_t size = dtype_bytes(t.dtype);
+  const uint8_t* src = map_.bytes().data() + t.offset + first * size;
+  if (t.dtype == Dtype::F32 && stride == 1) {
+    std::memcpy(out, src, n * 4);
+    return;
+  }
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint8_t* e = src + i * stride * size;
+    if (t.dtype == Dtype::F32) {
+      std::memcpy(out + i, e, 4);
+    } else {
+      uint16_t h;
+      std::memcpy(&h, e, 2);
+      out[i] = t.dtype == Dtype::F16 ? quant::f16_to_f32(h) : quant::bf16_to_f32(h);
+    }
+  }
 }
 
 std::unique_ptr<TensorSet> TensorSet::open(const std::string& dir) {

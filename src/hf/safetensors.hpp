@@ -57,8 +57,9 @@ class SafetensorsFile {
   // rounding). Throws Error(BadInput) naming the file, tensor and dtype when the dtype is not F32, F16 or
   // BF16, or the range is outside the tensor.
   void read_f32(const TensorInfo& t, uint64_t first, uint64_t n, float* out) const;
-  // One element, for strided reads (a transposed matrix); the same checks as read_f32.
-  float element(const TensorInfo& t, uint64_t index) const;
+  // Elements first, first + stride, ... (n of them): a column of a matrix stored transposed. The same
+  // checks as read_f32, over the whole range.
+  void read_strided(const TensorInfo& t, uint64_t first, uint64_t stride, uint64_t n, float* out) const;
 
  private:
   explicit SafetensorsFile(MappedFile map) : map_(std::move(map)) {}

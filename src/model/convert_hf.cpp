@@ -102,8 +102,7 @@ class Builder {
                uint64_t stride, std::function<uint64_t(uint64_t)> first) {
     const uint64_t len = dims[0];
     add(gguf_name, std::move(dims), false, hf_name, [e, len, stride, first](uint64_t r, float* out) {
-      if (stride == 1) return e.file->read_f32(*e.info, first(r), len, out);
-      for (uint64_t c = 0; c < len; ++c) out[c] = e.file->element(*e.info, first(r) + c * stride);
+      e.file->read_strided(*e.info, first(r), stride, len, out);
     });
   }
 
@@ -253,8 +252,8 @@ void Builder::dense_ffn(uint32_t l, const std::string& b, const std::string& mlp
   direct(g + "ffn_down.weight", b + mlp + "down_proj.weight", {dim_, ffn});
 }
 
-// Qwen3-MoE experts: per expert (checkpoints, and what transformers 5 saves) or fused as transformers 5
-// holds them in memory (gate_up_proj [E, 2 * I, H], down_proj [E, H, I]).
+// Qwen3-MoE experts: one matrix per expert (checkpoints; transformers 5 fuses them in memory but saves them
+// so), stacked into llama.cpp's [in, out, n_expert] tensors.
 void Builder::qwen3moe_experts(uint32_t l, const std::string& b) {
   const std::string g = "blk." + std::to_string(l) + ".";
   const uint64_t E = n_expert_, I = expert_ffn_, H = dim_;
@@ -262,17 +261,6 @@ void Builder::qwen3moe_experts(uint32_t l, const std::string& b) {
   add(g + "ffn_gate_inp.weight", {H, E}, true, b + "mlp.gate.weight",
       [router, H](uint64_t r, float* out) { router.file->read_f32(*router.info, r * H, H, out); });
   const std::string x = b + "mlp.experts.";
-  if (exists(x + "gate_up_proj")) {
-    const Entry gu = take(x + "gate_up_proj", {E, 2 * I, H});
-    const Entry down = take(x + "down_proj", {E, H, I});
-    strided(g + "ffn_gate_exps.weight", x + "gate_up_proj", gu, {H, I, E}, 1,
-            [I, H](uint64_t r) { return (r / I * 2 * I + r % I) * H; });
-    strided(g + "ffn_up_exps.weight", x + "gate_up_proj", gu, {H, I, E}, 1,
-            [I, H](uint64_t r) { return (r / I * 2 * I + I + r % I) * H; });
-    strided(g + "ffn_down_exps.weight", x + "down_proj", down, {I, H, E}, 1,
-            [I](uint64_t r) { return r * I; });
-    return;
-  }
   for (const auto& [name, gname, rows, len] :
        {std::tuple{"gate_proj", "ffn_gate_exps", I, H}, std::tuple{"up_proj", "ffn_up_exps", I, H},
         std::tuple{"down_proj", "ffn_down_exps", H, I}}) {

@@ -19,11 +19,11 @@ using ::testing::HasSubstr;
 
 // A file with `header` (JSON text) and `data` bytes after it.
 std::vector<uint8_t> file_bytes(const std::string& header, const std::vector<uint8_t>& data) {
-  std::vector<uint8_t> out(8);
+  std::vector<uint8_t> out(8 + header.size() + data.size());
   const uint64_t n = header.size();
   std::memcpy(out.data(), &n, 8);
-  out.insert(out.end(), header.begin(), header.end());
-  out.insert(out.end(), data.begin(), data.end());
+  std::memcpy(out.data() + 8, header.data(), header.size());
+  if (!data.empty()) std::memcpy(out.data() + 8 + header.size(), data.data(), data.size());
   return out;
 }
 
@@ -61,7 +61,11 @@ TEST(Safetensors, ReadsF32F16Bf16Exactly) {
   f->read_f32(*f->find("b"), 0, 2, out);
   EXPECT_EQ(out[0], 0.5f);
   EXPECT_EQ(out[1], 65504.0f);
-  EXPECT_EQ(f->element(*f->find("c"), 0), -3.0f);
+  f->read_strided(*f->find("c"), 0, 1, 1, out);
+  EXPECT_EQ(out[0], -3.0f);
+  f->read_strided(*f->find("a"), 1, 5, 1, out);  // one element: the stride never applies
+  EXPECT_EQ(out[0], -2.0f);
+  EXPECT_THROW(f->read_strided(*f->find("a"), 0, 2, 2, out), Error);  // the second is element 2 of 2
   EXPECT_EQ(f->find("c")->offset, 8 + header.size() + 12);
 }
 
@@ -134,6 +138,7 @@ TEST(Safetensors, ReadingOtherDtypesOrOutsideIsAnError) {
   const auto g =
       SafetensorsFile::open(test::write_temp_file("f.safetensors", file_bytes(h2, std::vector<uint8_t>(4))));
   EXPECT_THROW(g->read_f32(*g->find("f"), 1, 1, &v), Error);
+  EXPECT_THROW(g->read_strided(*g->find("f"), 0, UINT64_MAX, 3, &v), Error);  // overflowing span
 }
 
 void write(const std::string& path, const std::string& text) {
