@@ -17,30 +17,14 @@ namespace {
 using blocks::load_u32;
 using gguf::TensorType;
 
-constexpr uint32_t kChunk = 32;  // elements per chunk: one lane's share of a row per GEMV step
-
-// The code planes a type fills (gpu_layout.hpp), and at which bit of its codes each starts.
-struct CodePlanes {
-  bool bytes = false;    // 8 bits
-  bool nibbles = false;  // bits 0-3
-  int pairs = -1;        // the 2 bits from this shift, -1: no pair plane
-  int bits = -1;         // the 1 bit at this shift, -1: no bit plane
-};
-
-// A run of `bytes` bytes at `offset` in every block, copied into a plane of its own.
-struct ScalePlane {
-  uint32_t offset = 0, bytes = 0;
-};
-
 // Per type: the codes of one block (each element's unsigned quant, as in the element formulas of
 // docs/quantization.md) as code words: word i holds the codes of elements 4i..4i+3, one per byte, so each
 // is made by one shift and mask of a GGUF word. Field offsets are ggml-common.h's; kquants.cpp describes
 // where each element's bits sit.
 struct Format {
   TensorType type;
-  CodePlanes planes;
+  PlaneLayout layout;
   void (*codes)(const uint8_t* block, uint32_t* words);
-  ScalePlane scales[2];
 };
 
 constexpr uint32_t kLow1 = 0x01010101, kLow2 = 0x03030303, kLow4 = 0x0F0F0F0F;
@@ -118,17 +102,25 @@ void codes_q6_K(const uint8_t* b, uint32_t* w) {
   }
 }
 
+// Scale fields: legacy types d (and m); q2_K its 16 scale bytes, then d and dmin; q3_K its 12 packed scale
+// bytes, then d; q4_K and q5_K their first 16 bytes (d, dmin, 12 packed scales and mins); q6_K its 16 int8
+// scales, then d.
+constexpr uint32_t K = 8;  // chunks per K-quant super-block
 constexpr Format kFormats[] = {
-    {TensorType::Q8_0, {.bytes = true}, codes_q8_0, {{0, 2}}},                             // d
-    {TensorType::Q4_0, {.nibbles = true}, codes_q4_0, {{0, 2}}},                           // d
-    {TensorType::Q4_1, {.nibbles = true}, codes_q4_1, {{0, 4}}},                           // d, m
-    {TensorType::Q5_0, {.nibbles = true, .bits = 4}, codes_q5_0, {{0, 2}}},                // d
-    {TensorType::Q5_1, {.nibbles = true, .bits = 4}, codes_q5_1, {{0, 4}}},                // d, m
-    {TensorType::Q2_K, {.pairs = 0}, codes_q2_K, {{0, 16}, {80, 4}}},                      // scales; d, dmin
-    {TensorType::Q3_K, {.pairs = 0, .bits = 2}, codes_q3_K, {{96, 12}, {108, 2}}},         // scales; d
-    {TensorType::Q4_K, {.nibbles = true}, codes_q4_K, {{0, 16}}},                          // d, dmin, scales
-    {TensorType::Q5_K, {.nibbles = true, .bits = 4}, codes_q5_K, {{0, 16}}},               // d, dmin, scales
-    {TensorType::Q6_K, {.nibbles = true, .pairs = 4}, codes_q6_K, {{192, 16}, {208, 2}}},  // scales; d
+    {TensorType::Q8_0, {.bytes = true, .scales = {{0, 2}}}, codes_q8_0},
+    {TensorType::Q4_0, {.nibbles = true, .scales = {{0, 2}}}, codes_q4_0},
+    {TensorType::Q4_1, {.nibbles = true, .scales = {{0, 4}}}, codes_q4_1},
+    {TensorType::Q5_0, {.nibbles = true, .bits = 4, .scales = {{0, 2}}}, codes_q5_0},
+    {TensorType::Q5_1, {.nibbles = true, .bits = 4, .scales = {{0, 4}}}, codes_q5_1},
+    {TensorType::Q2_K, {.chunks_per_block = K, .pairs = 0, .scales = {{0, 16}, {80, 4}}}, codes_q2_K},
+    {TensorType::Q3_K,
+     {.chunks_per_block = K, .pairs = 0, .bits = 2, .scales = {{96, 12}, {108, 2}}},
+     codes_q3_K},
+    {TensorType::Q4_K, {.chunks_per_block = K, .nibbles = true, .scales = {{0, 16}}}, codes_q4_K},
+    {TensorType::Q5_K, {.chunks_per_block = K, .nibbles = true, .bits = 4, .scales = {{0, 16}}}, codes_q5_K},
+    {TensorType::Q6_K,
+     {.chunks_per_block = K, .nibbles = true, .pairs = 4, .scales = {{192, 16}, {208, 2}}},
+     codes_q6_K},
 };
 
 const Format* find_format(TensorType type) {
@@ -158,34 +150,15 @@ uint32_t bit_word(const uint32_t* c, int shift) {
   return v;
 }
 
-// Word offsets of the code planes and byte offsets of the scale planes for `blocks` blocks of f, in the
-// order of gpu_layout.hpp.
-struct PlaneOffsets {
-  uint64_t pairs_at = 0, bits_at = 0, code_words = 0;
-  uint64_t scales_at[2] = {};
-  uint64_t scale_bytes = 0;
-};
-
-PlaneOffsets plane_offsets(const Format& f, uint64_t blocks, uint32_t chunks_per_block) {
-  const uint64_t chunks = blocks * chunks_per_block;
-  const CodePlanes& p = f.planes;
-  PlaneOffsets o;
-  o.pairs_at = chunks * (p.bytes ? 8 : p.nibbles ? 4 : 0);
-  o.bits_at = o.pairs_at + (p.pairs >= 0 ? 2 * chunks : 0);
-  o.code_words = o.bits_at + (p.bits >= 0 ? chunks : 0);
-  for (int i = 0; i < 2; ++i) {
-    o.scales_at[i] = o.scale_bytes;
-    o.scale_bytes += blocks * f.scales[i].bytes;
-  }
-  return o;
-}
-
 // Blocks [first, end) of src into the planes (a template per format, so that its code and plane functions
-// inline: repacking runs at load, over every weight of the model).
-template <const Format& F>
-void fill_blocks(const uint8_t* src, uint32_t block_bytes, uint32_t chunks_per_block, const PlaneOffsets& o,
-                 uint64_t first, uint64_t end, uint32_t* q, uint8_t* scales) {
-  constexpr CodePlanes p = F.planes;
+// inline: repacking runs at load, over every weight of the model). Indexed by format, not templated on a
+// reference to it, which clang before 18 does not accept for an array element.
+template <size_t I>
+void fill_blocks(const uint8_t* src, uint32_t block_bytes, const PlaneOffsets& o, uint64_t first,
+                 uint64_t end, uint32_t* q, uint8_t* scales) {
+  constexpr const Format& F = kFormats[I];
+  constexpr PlaneLayout p = F.layout;
+  constexpr uint32_t chunks_per_block = p.chunks_per_block;
   uint32_t codes[64];  // [block_elements / 4]
   for (uint64_t b = first; b < end; ++b) {
     const uint8_t* block = src + b * block_bytes;
@@ -199,30 +172,29 @@ void fill_blocks(const uint8_t* src, uint32_t block_bytes, uint32_t chunks_per_b
       if constexpr (p.bits >= 0) q[o.bits_at + g] = bit_word(c, p.bits);
     }
     for (int i = 0; i < 2; ++i)
-      std::memcpy(scales + o.scales_at[i] + b * F.scales[i].bytes, block + F.scales[i].offset,
-                  F.scales[i].bytes);
+      std::memcpy(scales + o.scales_at[i] + b * p.scales[i].bytes, block + p.scales[i].offset,
+                  p.scales[i].bytes);
   }
 }
 
-using FillBlocks = void (*)(const uint8_t*, uint32_t, uint32_t, const PlaneOffsets&, uint64_t, uint64_t,
-                            uint32_t*, uint8_t*);
+using FillBlocks = void (*)(const uint8_t*, uint32_t, const PlaneOffsets&, uint64_t, uint64_t, uint32_t*,
+                            uint8_t*);
 
 template <size_t... I>
 constexpr std::array<FillBlocks, sizeof...(I)> fill_functions(std::index_sequence<I...>) {
-  return {&fill_blocks<kFormats[I]>...};
+  return {&fill_blocks<I>...};
 }
 constexpr auto kFillBlocks = fill_functions(std::make_index_sequence<std::size(kFormats)>());
 
 GpuLayout repack_blocks(const Format& f, const gguf::TypeTraits& traits, const uint8_t* src,
                         uint64_t blocks) {
-  const uint32_t per_block = traits.block_elements / kChunk;  // chunks per block: 1 or 8
-  const PlaneOffsets o = plane_offsets(f, blocks, per_block);
+  const PlaneOffsets o = plane_offsets(f.layout, blocks);
   GpuLayout out;
-  out.quants.assign(padded_words(4 * o.code_words), 0);
-  out.scales.assign(padded_words(o.scale_bytes), 0);
+  out.quants.assign(o.quant_words, 0);
+  out.scales.assign(o.scale_words, 0);
   const FillBlocks fill = kFillBlocks[&f - kFormats];
   auto run = [&](uint64_t first, uint64_t end) {
-    fill(src, traits.block_bytes, per_block, o, first, end, out.quants.data(),
+    fill(src, traits.block_bytes, o, first, end, out.quants.data(),
          reinterpret_cast<uint8_t*>(out.scales.data()));
   };
   // Large matrices are split over the cores: blocks write disjoint words.
@@ -243,6 +215,27 @@ void copy_words(std::vector<uint32_t>& dst, const uint8_t* src, uint64_t bytes) 
 }
 
 }  // namespace
+
+const PlaneLayout* plane_layout(gguf::TensorType type) {
+  const Format* f = find_format(type);
+  return f ? &f->layout : nullptr;
+}
+
+PlaneOffsets plane_offsets(const PlaneLayout& p, uint64_t blocks) {
+  const uint64_t chunks = blocks * p.chunks_per_block;
+  PlaneOffsets o;
+  o.pairs_at = chunks * (p.bytes ? 8 : p.nibbles ? 4 : 0);
+  o.bits_at = o.pairs_at + (p.pairs >= 0 ? 2 * chunks : 0);
+  const uint64_t code_words = o.bits_at + (p.bits >= 0 ? chunks : 0);
+  uint64_t scale_bytes = 0;
+  for (int i = 0; i < 2; ++i) {
+    o.scales_at[i] = scale_bytes;
+    scale_bytes += blocks * p.scales[i].bytes;
+  }
+  o.quant_words = padded_words(4 * code_words);
+  o.scale_words = padded_words(scale_bytes);
+  return o;
+}
 
 bool has_gpu_layout(gguf::TensorType type) {
   return type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16 ||

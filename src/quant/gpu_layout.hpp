@@ -15,7 +15,8 @@
 //           scales and mins), or Q6_K's 16 int8 scales, then its f16 d.
 // Both arrays are padded to a multiple of 4 words (the kernel reads them as vec4<u32>). The total is the
 // file's size plus that padding: no field is widened, and nothing is ever kept as f32. F32, F16 and BF16
-// are copied as they are (no scales).
+// are copied as they are (no scales). The same layout is built on the GPU by kernels/repack.wgsl
+// (runtime/gpu_weights.cpp), from the plane description below.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,30 @@ struct GpuLayout {
 
   uint64_t bytes() const { return 4 * (quants.size() + scales.size()); }
 };
+
+// The planes a quantized type fills, as repack() fills them.
+struct PlaneLayout {
+  uint32_t chunks_per_block = 1;  // 32-element chunks per block: 1 (legacy) or 8 (K-quants)
+  bool bytes = false;             // 8-bit code plane
+  bool nibbles = false;           // 4-bit code plane (bits 0-3 of each code)
+  int pairs = -1;                 // 2-bit plane holding the code bits from this shift; -1: none
+  int bits = -1;                  // 1-bit plane holding the code bit at this shift; -1: none
+  struct Field {
+    uint32_t offset = 0, bytes = 0;  // a run of bytes in every block, copied into a scale plane of its own
+  } scales[2];
+};
+
+// Where each plane starts for `blocks` blocks of a type: code planes in words of `quants`, scale planes
+// in bytes of `scales`; and both arrays' padded sizes in words.
+struct PlaneOffsets {
+  uint64_t pairs_at = 0, bits_at = 0;
+  uint64_t scales_at[2] = {};
+  uint64_t quant_words = 0, scale_words = 0;
+};
+
+// Null for types without code planes (F32, F16, BF16) and types without a GPU layout.
+const PlaneLayout* plane_layout(gguf::TensorType type);
+PlaneOffsets plane_offsets(const PlaneLayout& layout, uint64_t blocks);
 
 // Whether the GPU kernels read `type` (the set that repack() accepts): F32, F16, BF16, Q4_0, Q4_1, Q5_0,
 // Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
