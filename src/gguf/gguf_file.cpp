@@ -94,10 +94,12 @@ std::string describe(const Value& v) {
 // that builds the description only when the read fails (the vocab arrays hold 100k+ strings).
 class Cursor {
  public:
-  Cursor(const std::string& path, std::span<const uint8_t> bytes) : path_(path), bytes_(bytes) {}
+  // `bytes` is the whole file, or (GgufFile::parse_header) its first bytes of a file of `file_size`.
+  Cursor(const std::string& path, std::span<const uint8_t> bytes, uint64_t file_size)
+      : path_(path), bytes_(bytes), file_size_(file_size) {}
 
   uint64_t pos() const { return pos_; }
-  uint64_t remaining() const { return bytes_.size() - pos_; }
+  uint64_t remaining() const { return file_size_ - pos_; }
   const uint8_t* here() const { return bytes_.data() + pos_; }
 
   [[noreturn]] void fail(uint64_t at, const std::string& what, const std::string& problem) const {
@@ -108,8 +110,13 @@ class Cursor {
     if (n > remaining()) {
       fail(pos_, what(),
            "needs " + std::to_string(n) + " bytes but only " + std::to_string(remaining()) +
-               " remain before end of file (size " + std::to_string(bytes_.size()) + ")");
+               " remain before end of file (size " + std::to_string(file_size_) + ")");
     }
+    have(pos_ + n);
+  }
+  // The file holds bytes up to `end`; a prefix must too.
+  void have(uint64_t end) const {
+    if (end > bytes_.size()) throw PrefixTooShort(path_, bytes_.size(), end);
   }
 
   template <class T>
@@ -132,8 +139,9 @@ class Cursor {
     if (len > remaining()) {
       fail(at, what(),
            "string length " + std::to_string(len) + " runs past end of file (size " +
-               std::to_string(bytes_.size()) + ")");
+               std::to_string(file_size_) + ")");
     }
+    have(pos_ + len);
     std::string_view s(reinterpret_cast<const char*>(here()), len);
     pos_ += len;
     return s;
@@ -145,15 +153,16 @@ class Cursor {
       fail(at, what,
            "count " + std::to_string(count) + " needs at least " + std::to_string(min_bytes) +
                " bytes each, but only " + std::to_string(remaining()) +
-               " bytes remain before end of file (size " + std::to_string(bytes_.size()) + ")");
+               " bytes remain before end of file (size " + std::to_string(file_size_) + ")");
     }
   }
 
-  uint64_t file_size() const { return bytes_.size(); }
+  uint64_t file_size() const { return file_size_; }
 
  private:
   const std::string& path_;
   std::span<const uint8_t> bytes_;
+  uint64_t file_size_;
   uint64_t pos_ = 0;
 };
 
@@ -380,14 +389,35 @@ uint64_t Value::array_size() const {
   return uints.size();
 }
 
+PrefixTooShort::PrefixTooShort(const std::string& path, uint64_t have, uint64_t needed)
+    : Error(ErrorKind::Runtime, path + ": the first " + std::to_string(have) +
+                                    " bytes read end before byte " + std::to_string(needed) +
+                                    ", which the header or tensor needs"),
+      needed_(needed) {}
+
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
-  std::unique_ptr<GgufFile> f(new GgufFile(MappedFile(path)));
+  MappedFile map(path);
+  const std::span<const uint8_t> bytes = map.bytes();
+  std::unique_ptr<GgufFile> f(new GgufFile(path, bytes, bytes.size()));
+  f->map_ = std::move(map);
+  f->parse();
+  return f;
+}
+
+std::unique_ptr<GgufFile> GgufFile::parse_header(const std::string& name, std::vector<uint8_t> prefix,
+                                                 uint64_t file_size) {
+  if (prefix.size() > file_size)
+    fail_runtime(name + ": a prefix of " + std::to_string(prefix.size()) +
+                 " bytes is longer than the file's " + std::to_string(file_size));
+  std::unique_ptr<GgufFile> f(new GgufFile(name, {}, file_size));
+  f->prefix_ = std::move(prefix);
+  f->bytes_ = f->prefix_;
   f->parse();
   return f;
 }
 
 void GgufFile::parse() {
-  Cursor c(path(), map_.bytes());
+  Cursor c(path(), bytes_, file_size_);
 
   const uint32_t magic = c.read<uint32_t>([] { return std::string("magic"); });
   if (magic != kMagic) {
@@ -597,7 +627,9 @@ const TensorInfo& GgufFile::require_tensor(std::string_view name, std::span<cons
 }
 
 std::span<const uint8_t> GgufFile::tensor_bytes(const TensorInfo& t) const {
-  return map_.bytes().subspan(data_offset_ + t.offset, t.n_bytes);
+  const uint64_t end = data_offset_ + t.offset + t.n_bytes;
+  if (end > bytes_.size()) throw PrefixTooShort(path(), bytes_.size(), end);
+  return bytes_.subspan(data_offset_ + t.offset, t.n_bytes);
 }
 
 }  // namespace wgllm::gguf

@@ -15,12 +15,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "core/error.hpp"
 #include "core/mapped_file.hpp"
 #include "gguf/tensor_type.hpp"
 
@@ -72,16 +74,33 @@ struct TensorInfo {
   uint64_t rows() const { return dims.empty() ? 0 : n_elements / dims[0]; }
 };
 
+// Thrown by a file made from a prefix (GgufFile::parse_header) when the header, or a tensor's data asked
+// for, lies beyond the bytes it holds: read at least the first needed() bytes and parse again.
+class PrefixTooShort : public Error {
+ public:
+  PrefixTooShort(const std::string& path, uint64_t have, uint64_t needed);
+  uint64_t needed() const { return needed_; }
+
+ private:
+  uint64_t needed_;
+};
+
 class GgufFile {
  public:
   // Maps and validates the whole file. Throws Error(BadInput).
   static std::unique_ptr<GgufFile> open(const std::string& path);
+  // The same from the first bytes of a file of `file_size` bytes whose tensor data stays elsewhere (the
+  // browser streams it straight to the GPU): the same checks and the same error messages as open(), where
+  // `name` stands for the path. Throws PrefixTooShort when the tensor table ends beyond the prefix;
+  // tensor_bytes() then works for tensors inside the prefix only.
+  static std::unique_ptr<GgufFile> parse_header(const std::string& name, std::vector<uint8_t> prefix,
+                                                uint64_t file_size);
 
-  const std::string& path() const { return map_.path(); }
+  const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }  // absolute offset of the tensor data section
-  uint64_t file_size() const { return map_.size(); }
+  uint64_t file_size() const { return file_size_; }
 
   const std::vector<KeyValue>& metadata() const { return metadata_; }
   const Value* find(std::string_view key) const;
@@ -108,21 +127,26 @@ class GgufFile {
   uint64_t tensor_data_bytes() const { return tensor_data_bytes_; }  // sum of all tensors' n_bytes
 
  private:
-  explicit GgufFile(MappedFile map) : map_(std::move(map)) {}
+  GgufFile(std::string path, std::span<const uint8_t> bytes, uint64_t file_size)
+      : path_(std::move(path)), bytes_(bytes), file_size_(file_size) {}
   void parse();
   const KeyValue& require_kv(std::string_view key) const;
   const KeyValue* find_kv(std::string_view key) const;
   uint64_t uint_value(const KeyValue& kv) const;
   [[noreturn]] void fail_key(const KeyValue& kv, const std::string& problem) const;
 
-  MappedFile map_;
+  std::string path_;
+  std::optional<MappedFile> map_;   // open(): the whole file
+  std::vector<uint8_t> prefix_;     // parse_header(): its first bytes
+  std::span<const uint8_t> bytes_;  // whichever of the two
+  uint64_t file_size_ = 0;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   uint64_t data_offset_ = 0;
   std::vector<KeyValue> metadata_;
   std::vector<TensorInfo> tensors_;
   uint64_t tensor_data_bytes_ = 0;
-  // Views into the mapping (stable for the object's life): name -> index.
+  // Views into bytes_ (stable for the object's life): name -> index.
   std::unordered_map<std::string_view, size_t> key_index_;
   std::unordered_map<std::string_view, size_t> tensor_index_;
 };
