@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
     commands.emplace_back(sub, adder(*sub));
   };
   add(wgllm::cli::add_run, "run", "generate text from a prompt");
+  add(wgllm::cli::add_chat, "chat", "a multi-turn chat through the model's chat template");
   add(wgllm::cli::add_info, "info", "show a GGUF file's metadata and tensors");
   add(wgllm::cli::add_devices, "devices", "list the WebGPU adapters");
   add(wgllm::cli::add_logits, "logits", "print every position's logits for given tokens");
@@ -25,6 +26,8 @@ int main(int argc, char** argv) {
   add(wgllm::cli::add_quantize, "quantize", "rewrite a GGUF model in a quantization mix (q8_0, q4_k_m, ...)");
   add(wgllm::cli::add_convert, "convert", "write a Hugging Face model folder as a GGUF file (f16, q8_0, ...)");
   add(wgllm::cli::add_perplexity, "perplexity", "a model's perplexity on a text (llama.cpp's windows and scoring)");
+  add(wgllm::cli::add_tokenize, "tokenize", "print the token ids of a text");
+  add(wgllm::cli::add_detokenize, "detokenize", "print the text of token ids");
   add(wgllm::cli::add_serve, "serve", "serve the OpenAI API and a chat page over HTTP");
   try {
     app.parse(argc, argv);
