@@ -291,9 +291,14 @@ ValueList Interpreter::iterate(const Value& v) {
     case Value::Kind::List:
       out = v.as_list();
       break;
-    case Value::Kind::String:
+    case Value::Kind::String: {
+      // Charged before the list is built: a 16 MB string would otherwise become 16M values first.
+      const size_t n = text::length(v.as_string());
+      charge_steps(n);
+      charge_bytes(n * sizeof(Value));
       for (std::string_view c : text::chars(v.as_string())) out.emplace_back(c);
-      break;
+      return out;
+    }
     case Value::Kind::Dict:
       for (const auto& kv : v.as_dict().items()) out.push_back(kv.first);
       break;
