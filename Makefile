@@ -1,6 +1,7 @@
 # The two commands of the README. Both install what is missing first (scripts/install-deps.sh).
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+WEB_BUILD ?= build-web
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 FUZZ_BUILD ?= build-fuzz
@@ -8,7 +9,7 @@ FUZZ_CXX ?= clang++-14
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 30
 
-.PHONY: all deps build run test test-asan test-fuzz fuzz fuzz-build test-long format clean
+.PHONY: all deps build run web test test-asan test-fuzz fuzz fuzz-build test-long format clean
 
 all: build
 
@@ -24,7 +25,12 @@ build: deps $(BUILD)/build.ninja
 run: build
 	./$(BUILD)/wgllm run -n 256
 
-test: build test-asan test-fuzz
+# The browser build (docs/web.md): build-web/pkg (wgllm.wasm, wgllm.js, the JS API), build-web/chat.
+web: deps
+	@NODE_PATH=/usr/share/nodejs emcmake cmake -S . -B $(WEB_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@NODE_PATH=/usr/share/nodejs cmake --build $(WEB_BUILD) -j $(JOBS) --target wgllm_web wgllm_web_files
+
+test: build web test-asan test-fuzz
 	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS) --timeout 900
 
 # The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer: every test
@@ -53,4 +59,4 @@ format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(WEB_BUILD) $(FUZZ_BUILD)

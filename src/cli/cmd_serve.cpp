@@ -111,6 +111,13 @@ Action add_serve(CLI::App& app) {
   app.add_option("--max-body", f->server.max_body_bytes, "largest request body in bytes; larger get 413")
       ->capture_default_str()
       ->check(CLI::Range(uint64_t(1024), uint64_t(1) << 32));
+  f->server.web_dir = std::string(WGLLM_SOURCE_DIR) + "/build-web";
+  app.add_option("--web-dir", f->server.web_dir,
+                 "the in-browser page to serve at /local/ (`make web`'s output)")
+      ->capture_default_str();
+  app.add_option("--models-dir", f->server.models_dir,
+                 "serve the .gguf files in this folder at /models/NAME.gguf")
+      ->check(CLI::ExistingDirectory);
   add_device_flags(app, f->device, f->no_subgroups);
   return [f] { return serve(*f); };
 }

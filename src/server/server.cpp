@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -372,6 +374,39 @@ void Server::routes() {
       res.set_header("Referrer-Policy", "no-referrer");
       res.set_header("Cache-Control", "no-cache");
       res.set_content(std::string(a.content), mime_type(a.name));
+    });
+  }
+
+  // The in-browser page and the models it may load (CONTRACTS.md), with the cross-origin isolation headers
+  // a page needs for SharedArrayBuffer (threads).
+  const httplib::Headers isolated = {{"Cross-Origin-Opener-Policy", "same-origin"},
+                                     {"Cross-Origin-Embedder-Policy", "require-corp"}};
+  if (std::filesystem::is_directory(options_.web_dir)) {
+    for (const char* path : {"/local", "/local/"})
+      h.Get(path, [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/local/chat/"); });
+    h.set_file_extension_and_mimetype_mapping("wasm", "application/wasm");
+    h.set_mount_point("/local", options_.web_dir, isolated);
+  }
+  if (!options_.models_dir.empty()) {
+    h.Get(R"(/models/([^/]+\.gguf))", [this, isolated](const httplib::Request& req, httplib::Response& res) {
+      const std::string name = req.matches[1];
+      const std::filesystem::path file = std::filesystem::path(options_.models_dir) / name;
+      std::error_code ec;
+      if (name.starts_with('.') || !std::filesystem::is_regular_file(file, ec)) {
+        send_error(res, ApiError(404, "invalid_request_error", "no model file " + name + " in --models-dir", "",
+                                 "not_found"));
+        return;
+      }
+      for (const auto& [key, value] : isolated) res.set_header(key, value);
+      auto in = std::make_shared<std::ifstream>(file, std::ios::binary);
+      res.set_content_provider(
+          std::filesystem::file_size(file), "application/octet-stream",
+          [in](size_t offset, size_t length, httplib::DataSink& sink) {
+            std::vector<char> buf(std::min<size_t>(length, 1 << 20));
+            in->seekg(static_cast<std::streamoff>(offset));
+            in->read(buf.data(), static_cast<std::streamsize>(buf.size()));
+            return in->gcount() > 0 && sink.write(buf.data(), static_cast<size_t>(in->gcount()));
+          });
     });
   }
 }

@@ -1,6 +1,7 @@
 // `wgllm serve`: an OpenAI-compatible HTTP server over a runtime::Generator (docs/server.md).
 // Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/ID], GET /health, GET /metrics,
-// and the chat page at /. Errors are OpenAI error objects.
+// the chat page at /, and the in-browser page at /local/ with the .gguf files of --models-dir at
+// /models/NAME.gguf (docs/web.md). Errors are OpenAI error objects.
 #pragma once
 
 #include <atomic>
@@ -31,6 +32,8 @@ struct ServerOptions {
   std::string api_key;              // non-empty: /v1/* and /metrics need "Authorization: Bearer <key>"
   size_t max_body_bytes = 8 << 20;  // larger request bodies get 413
   uint32_t queue_limit = 64;        // requests waiting for a slot; more get 429
+  std::string web_dir;     // `make web`'s output (pkg/, chat/): served at /local/; empty or absent: not served
+  std::string models_dir;  // its .gguf files (directly inside) at /models/NAME.gguf; empty: none
 };
 
 class Server {
