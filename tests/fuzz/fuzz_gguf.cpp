@@ -1,7 +1,11 @@
 // A GGUF file from a stranger, as `wgllm run -m FILE` reads it: the reader (header, metadata, tensor
 // table), then what trusts what open() validated: every metadata value through the typed getters, every
-// tensor's bytes, and the vocabulary. Anything but a clean Error(BadInput) is a failure.
+// tensor's bytes, and the vocabulary. Anything but a clean Error(BadInput) is a failure. The browser's
+// reader, parse_header() from a prefix of the file, must agree with open(): the same message or the same
+// tables, after as many PrefixTooShort rounds as it asks for.
+#include <algorithm>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -69,19 +73,70 @@ void load_vocabulary(const GgufFile& file) {
   });
 }
 
+bool same_tables(const GgufFile& a, const GgufFile& b) {
+  if (a.version() != b.version() || a.alignment() != b.alignment() || a.data_offset() != b.data_offset() ||
+      a.metadata().size() != b.metadata().size() || a.tensors().size() != b.tensors().size())
+    return false;
+  for (size_t i = 0; i < a.metadata().size(); ++i) {
+    const gguf::KeyValue &x = a.metadata()[i], &y = b.metadata()[i];
+    if (x.key != y.key || x.offset != y.offset || x.value.type != y.value.type ||
+        x.value.array_size() != y.value.array_size())
+      return false;
+  }
+  for (size_t i = 0; i < a.tensors().size(); ++i) {
+    const gguf::TensorInfo &x = a.tensors()[i], &y = b.tensors()[i];
+    if (x.name != y.name || x.dims != y.dims || x.type != y.type || x.offset != y.offset) return false;
+  }
+  return true;
+}
+
+// `opened`: what open() made of `bytes`, or null with its message in `open_error`.
+void check_prefix_parse(std::string_view bytes, const std::string& path, const GgufFile* opened,
+                        const std::string& open_error, uint64_t prefix) {
+  for (int round = 0;; ++round) {
+    check(round < 100, "parse_header keeps asking for more bytes");
+    try {
+      const auto f = GgufFile::parse_header(path, std::vector<uint8_t>(bytes.begin(), bytes.begin() + prefix),
+                                            bytes.size());
+      check(opened, "parse_header accepted a file open() refuses", open_error);
+      check(same_tables(*f, *opened), "parse_header and open() read different tables");
+      return;
+    } catch (const gguf::PrefixTooShort& e) {
+      check(e.needed() > prefix && e.needed() <= bytes.size(),
+            "PrefixTooShort asks for bytes it has, or beyond "
+            "the file",
+            e.what());
+      // As a host reads: at least what is asked, and at least twice what it had (needed() names the end of
+      // the next field only, so reading just that would parse the vocabulary once per token).
+      prefix = std::max<uint64_t>(e.needed(), std::min<uint64_t>(2 * prefix + 1, bytes.size()));
+    } catch (const Error& e) {
+      check(!opened, "parse_header refused a file open() accepts", e.what());
+      check(e.what() == open_error, "parse_header's message differs from open()'s",
+            std::string(e.what()) + " | " + open_error);
+      return;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace wgllm::fuzz
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace wgllm;
-  const fuzz::MemoryFile input(std::string_view(reinterpret_cast<const char*>(data), size));
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  const fuzz::MemoryFile input(bytes);
   std::unique_ptr<gguf::GgufFile> file;
+  std::string open_error;
   try {
     file = gguf::GgufFile::open(input.path());
   } catch (const Error& e) {
     fuzz::check(e.kind() == ErrorKind::BadInput, "open() gave a runtime error, not bad input", e.what());
-    return 0;
+    open_error = e.what();
   }
+  // The first prefix tried: a fraction of the file that the last byte chooses.
+  const uint64_t prefix = size ? size * data[size - 1] / 255 : 0;
+  fuzz::check_prefix_parse(bytes, input.path(), file.get(), open_error, prefix);
+  if (!file) return 0;
   fuzz::walk_metadata(*file);
   fuzz::walk_tensors(*file);
   fuzz::load_vocabulary(*file);
