@@ -254,9 +254,10 @@ export class Engine {
     const started = performance.now();
     const progress = options.onProgress || (() => {});
     this.#stop = false;
+    let reader = null;
     try {
       await this.#release();
-      const reader = await this.#open(source, options, progress);
+      reader = await this.#open(source, options, progress);
       const info = await this.#upload(reader, options, progress);
       info.cached = reader.cached;
       info.loadSeconds = (performance.now() - started) / 1000;
@@ -264,6 +265,7 @@ export class Engine {
       return info;
     } catch (e) {
       await this.#release();
+      if (reader && reader.cachedUrl && e.code === 'bad-file') await removeCachedModel(reader.cachedUrl);
       throw e;
     } finally {
       this.#busy = false;
@@ -397,18 +399,19 @@ export class Engine {
     return this.#module;
   }
 
-  // Runs an engine call; -1 becomes a WgllmError with the engine's message.
-  #call(f) {
+  // Runs an engine call; -1 becomes a WgllmError with the engine's message, of code `otherwise` unless the
+  // message says the GPU failed or the model does not fit.
+  #call(f, otherwise = 'bad-input') {
     const r = f();
-    if (r === -1) throw this.#error();
+    if (r === -1) throw this.#error(otherwise);
     return r;
   }
 
-  #error() {
+  #error(otherwise) {
     const m = this.#module;
     const message = m.UTF8ToString(m._wgllm_error());
     const code = /maxBufferSize|out of GPU memory|maxStorageBufferBindingSize/.test(message) ? 'too-large'
-        : /^GPU device lost|WebGPU error|read-back/.test(message) ? 'gpu' : 'bad-file';
+        : /^GPU device lost|WebGPU error|read-back/.test(message) ? 'gpu' : otherwise;
     return new WgllmError(code, message);
   }
 
@@ -436,7 +439,7 @@ export class Engine {
     const m = await createWgllmModule(moduleOptions);
     this.#device = device;
     this.#module = m;
-    if (m._wgllm_init() < 0) throw this.#error();
+    if (m._wgllm_init() < 0) throw this.#error('gpu');
   }
 
   async #open(source, o, progress) {
@@ -467,6 +470,7 @@ export class Engine {
       }
       const r = new BlobReader(file, name);
       r.cached = cached;
+      r.cachedUrl = url;  // a file that does not load is dropped from the cache
       return r;
     }
     const response = await fetchOk(url, o.signal);
@@ -491,15 +495,15 @@ export class Engine {
       const needed = withString(m, reader.name, (name) => m._wgllm_open(name, p, head.length, reader.size, o.contextSize ?? 2048));
       m._free(p);
       if (needed === 0) break;
-      if (needed < 0) throw this.#error();
+      if (needed < 0) throw this.#error('bad-file');
       want = Math.min(reader.size, Math.max(needed, 2 * want));
     }
     if (reader.dropHead) reader.dropHead();
-    const count = this.#call(() => m._wgllm_piece_count());
+    const count = this.#call(() => m._wgllm_piece_count(), 'bad-file');
     const out = m._malloc(32);
     const pieces = [];
     for (let i = 0; i < count; ++i) {
-      this.#call(() => m._wgllm_piece(i, out));
+      this.#call(() => m._wgllm_piece(i, out), 'bad-file');
       const f = m.HEAPF64.subarray(out >> 3, (out >> 3) + 4);
       pieces.push({offset: f[0], size: f[1], dst: f[2], dstOffset: f[3]});
     }
@@ -517,7 +521,7 @@ export class Engine {
         bytes = padded;
       }
       device.queue.writeBuffer(m.wgBuffer(piece.dst), piece.dstOffset, bytes);
-      this.#call(() => m._wgllm_piece_done(i));
+      this.#call(() => m._wgllm_piece_done(i), 'gpu');
       loaded += piece.size;
       progress({phase: 'load', loaded, total});
       if (loaded - synced > 64 * MiB) {  // bounds the data queued in the browser's GPU process
@@ -526,7 +530,7 @@ export class Engine {
       }
     }
     const infoPtr = m._wgllm_ready();
-    if (!infoPtr) throw this.#error();
+    if (!infoPtr) throw this.#error('bad-file');
     const info = JSON.parse(m.UTF8ToString(infoPtr));
     await device.queue.onSubmittedWorkDone();
     const oom = await device.popErrorScope();
