@@ -157,6 +157,17 @@ class Cursor {
     }
   }
 
+  // Counts `count` arrays inside an array toward kMaxNestedArrays.
+  void count_nested_arrays(uint64_t at, uint64_t count, const std::string& what) {
+    nested_arrays_ += count;
+    if (nested_arrays_ > kMaxNestedArrays) {
+      fail(at, what,
+           "count " + std::to_string(count) + " brings the arrays nested in arrays to " +
+               std::to_string(nested_arrays_) + ", more than the " + std::to_string(kMaxNestedArrays) +
+               " a file may hold");
+    }
+  }
+
   uint64_t file_size() const { return file_size_; }
 
  private:
@@ -164,6 +175,7 @@ class Cursor {
   std::span<const uint8_t> bytes_;
   uint64_t file_size_;
   uint64_t pos_ = 0;
+  uint64_t nested_arrays_ = 0;
 };
 
 ValueType read_value_type(Cursor& c, const auto& what) {
@@ -250,6 +262,7 @@ void read_array(Cursor& c, Value& v, const auto& what, int depth) {
   const uint64_t count = c.read<uint64_t>(count_what);
   c.check_count(count_at, count, min_value_bytes(v.elem_type), count_what());
   const ValueType et = v.elem_type;
+  if (et == ValueType::ARRAY) c.count_nested_arrays(count_at, count, count_what());
   if (et == ValueType::STRING || et == ValueType::ARRAY) {
     if (et == ValueType::STRING) v.strings.reserve(count);
     for (uint64_t k = 0; k < count; ++k) {

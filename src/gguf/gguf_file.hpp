@@ -5,7 +5,8 @@
 // What open() accepts, where the format leaves room:
 // - little-endian v2 and v3 only (they share one layout; v1 had 32-bit counts).
 // - keys and tensor names: 1 to 65535 bytes (the spec's key limit), any bytes; no duplicates.
-// - arrays may nest (arrays of arrays) up to kMaxArrayDepth levels; BOOL values must be 0 or 1.
+// - arrays may nest (arrays of arrays) up to kMaxArrayDepth levels, with at most kMaxNestedArrays arrays
+//   inside arrays in all; BOOL values must be 0 or 1.
 // - tensors: 1 to 4 dims (GGML_MAX_DIMS), every dim >= 1 (ggml's own reader divides by dims, so a zero dim
 //   is no valid ggml tensor), at most 2^63-1 elements, dims[0] a multiple of the type's block size, data
 //   offsets multiples of general.alignment, data inside the file, no two tensors' data overlapping (any
@@ -31,6 +32,9 @@ namespace wgllm::gguf {
 constexpr uint64_t kMaxNameBytes = 65535;  // keys and tensor names
 constexpr uint32_t kMaxDims = 4;           // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 8;          // levels of arrays in one value: an array of arrays of u8 is 2
+// Arrays inside arrays, in the whole file: each becomes a Value of about 200 bytes from as little as 12
+// bytes of file, so without a bound 1 GB of empty nested arrays would take 17 GB (no real file nests).
+constexpr uint64_t kMaxNestedArrays = uint64_t{1} << 20;
 
 // clang-format off
 enum class ValueType : uint32_t {
