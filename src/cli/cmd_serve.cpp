@@ -13,6 +13,7 @@
 #include "runtime/forward.hpp"
 #include "server/server.hpp"
 #include "server/session_generator.hpp"
+#include "tokenizer/chat_template.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 namespace wgllm::cli {
@@ -41,9 +42,7 @@ int serve(ServeFlags& f) {
   std::string model_path = f.model.empty() ? default_model_path() : f.model;
   auto file = gguf::GgufFile::open(model_path);
   auto tok = tokenizer::Tokenizer::from_gguf(*file);
-  std::string source = file->get_string("tokenizer.chat_template", "");
-  std::optional<std::string> chat_template;
-  if (!source.empty()) chat_template = source;
+  std::optional<std::string> chat_template = tokenizer::chat_template_from_gguf(*file);
   if (f.server.model_id.empty()) f.server.model_id = std::filesystem::path(model_path).stem().string();
 
   auto device = gpu::open_device(f.device);

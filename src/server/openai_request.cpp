@@ -62,10 +62,13 @@ std::optional<double> number(const json& body, const char* name, double lo, doub
   if (!v) return std::nullopt;
   if (!v->is_number()) wrong_type(name, "a number", *v);
   double x = v->get<double>();
-  auto text = [](double d) { return d == std::trunc(d) ? std::to_string(static_cast<int64_t>(d)) : json(d).dump(); };
+  auto text = [](double d) {
+    return d == std::trunc(d) ? std::to_string(static_cast<int64_t>(d)) : json(d).dump();
+  };
   if (!(x >= lo && x <= hi))
-    bad_request(std::string("'") + name + "' must be between " + text(lo) + " and " + text(hi) + ", got " + v->dump(),
-                name);
+    bad_request(
+        std::string("'") + name + "' must be between " + text(lo) + " and " + text(hi) + ", got " + v->dump(),
+        name);
   return x;
 }
 

@@ -148,7 +148,7 @@ ApiError job_error(const Job::Progress& p) {
 std::string route_of(const std::string& path) {
   for (const char* r : {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"})
     if (path == r) return r;
-  if (path.rfind("/v1/models/", 0) == 0) return "/v1/models/{id}";
+  if (path.rfind("/v1/models/", 0) == 0 && path.size() > 11) return "/v1/models/{id}";
   if (path == "/") return "/";
   for (const PageAsset& a : page_assets())
     if (path.size() == a.name.size() + 1 && path.substr(1) == a.name) return "/{page}";
@@ -175,6 +175,12 @@ Server::Server(runtime::Generator& generator, const tokenizer::Tokenizer& tokeni
   size_t threads = std::min<size_t>(size_t(generator.slots()) + options_.queue_limit + 16, 1024);
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(options_.max_body_bytes);
+  // cpp-httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port and take
+  // half of the connections; a taken port must be an error instead.
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   routes();
 }
 

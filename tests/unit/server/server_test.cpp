@@ -18,6 +18,7 @@
 #include "server/session_generator.hpp"
 #include "support/test_support.hpp"
 #include "tokenizer/tokenizer.hpp"
+#include "unit/cli/wgllm_process.hpp"
 
 namespace wgllm::server {
 namespace {
@@ -462,6 +463,17 @@ TEST(Server, StreamingSendsRoleTextFinishUsageAndDone) {
   std::vector<int32_t> prompt = model().tok->encode(chatml("Hi"), true);
   const std::string expected = reference_reply(prompt, 8);
   EXPECT_EQ(text, expected);
+}
+
+// `wgllm serve` as a user starts it: a port that is taken is a clear error and exit code 1.
+TEST(ServeCommand, PortInUseIsAClearError) {
+  Running s;
+  const std::string port = std::to_string(s.port());
+  test::Process p = test::run_wgllm({"serve", "--port", port});
+  EXPECT_EQ(p.exit_code, 1) << p.err;
+  EXPECT_NE(p.err.find("cannot bind to 127.0.0.1:" + port), std::string::npos) << p.err;
+  p = test::run_wgllm({"serve", "--port", "70000"});
+  EXPECT_EQ(p.exit_code, 2) << p.err;
 }
 
 }  // namespace
