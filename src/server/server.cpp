@@ -144,6 +144,22 @@ ApiError job_error(const Job::Progress& p) {
   return ApiError(500, "server_error", p.error);
 }
 
+// Browsers send these content types across origins without asking the server first (no CORS preflight),
+// so any web page a user visits could make a local server generate; a JSON body needs the preflight, which
+// this server never grants. Returns the request's type when it is one of them.
+const char* cross_origin_type(const httplib::Request& req) {
+  const std::string type = req.get_header_value("Content-Type");
+  for (const char* simple : {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
+    if (type.rfind(simple, 0) == 0) return simple;
+  return nullptr;
+}
+
+ApiError unsupported_type(const char* type) {
+  return ApiError(
+      415, "invalid_request_error",
+      std::string("a ") + type + " body is not accepted; send JSON with \"Content-Type: application/json\"");
+}
+
 // The route a path belongs to, for 405 and for the request counters; empty when there is none.
 std::string route_of(const std::string& path) {
   for (const char* r : {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"})
@@ -295,12 +311,10 @@ void Server::routes() {
                           req.method + " is not allowed on " + req.path + "; use " + allowed_methods(route)));
     } else if (res.status == 404) {
       send_error(res, ApiError(404, "invalid_request_error", "no route " + req.path, "", "not_found"));
-    } else if (res.status == 413 &&
-               req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0) {
-      // cpp-httplib parses form bodies itself and caps them at 8 KiB, whatever --max-body says.
-      send_error(res, ApiError(413, "invalid_request_error",
-                               "the form-encoded request body is larger than 8192 bytes; send the JSON body "
-                               "with \"Content-Type: application/json\""));
+    } else if (const char* type = cross_origin_type(req); type && req.method == "POST") {
+      // cpp-httplib parses form and multipart bodies itself and fails on some (a form over 8 KiB whatever
+      // --max-body says, a malformed multipart body) before the handler could refuse them.
+      send_error(res, unsupported_type(type));
     } else if (res.status == 413) {
       send_error(res, ApiError(413, "invalid_request_error",
                                "the request body is larger than this server's limit of " +
@@ -399,25 +413,26 @@ void Server::routes() {
       const std::filesystem::path file = std::filesystem::path(options_.models_dir) / name;
       std::error_code ec;
       if (name.starts_with('.') || !std::filesystem::is_regular_file(file, ec)) {
-        send_error(res, ApiError(404, "invalid_request_error", "no model file " + name + " in --models-dir", "",
-                                 "not_found"));
+        send_error(res, ApiError(404, "invalid_request_error", "no model file " + name + " in --models-dir",
+                                 "", "not_found"));
         return;
       }
       for (const auto& [key, value] : isolated) res.set_header(key, value);
       auto in = std::make_shared<std::ifstream>(file, std::ios::binary);
-      res.set_content_provider(
-          std::filesystem::file_size(file), "application/octet-stream",
-          [in](size_t offset, size_t length, httplib::DataSink& sink) {
-            std::vector<char> buf(std::min<size_t>(length, 1 << 20));
-            in->seekg(static_cast<std::streamoff>(offset));
-            in->read(buf.data(), static_cast<std::streamsize>(buf.size()));
-            return in->gcount() > 0 && sink.write(buf.data(), static_cast<size_t>(in->gcount()));
-          });
+      res.set_content_provider(std::filesystem::file_size(file), "application/octet-stream",
+                               [in](size_t offset, size_t length, httplib::DataSink& sink) {
+                                 std::vector<char> buf(std::min<size_t>(length, 1 << 20));
+                                 in->seekg(static_cast<std::streamoff>(offset));
+                                 in->read(buf.data(), static_cast<std::streamsize>(buf.size()));
+                                 return in->gcount() > 0 &&
+                                        sink.write(buf.data(), static_cast<size_t>(in->gcount()));
+                               });
     });
   }
 }
 
 void Server::generate(const httplib::Request& req, httplib::Response& res, bool chat) {
+  if (const char* type = cross_origin_type(req)) throw unsupported_type(type);
   GenerationRequest r = chat ? parse_chat_request(req.body) : parse_completion_request(req.body);
   if (!r.model.empty() && r.model != options_.model_id)
     throw ApiError(

@@ -2,8 +2,12 @@
 // stories260K, which has no chat template (the ChatML fallback serves). Texts are checked against other
 // implementations: llama2.c's greedy story, and the float64 CPU reference's greedy continuation of the
 // ChatML prompt. Every error case of issue 6 gets its status and an OpenAI error object.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -158,6 +162,23 @@ std::string expect_error(const httplib::Result& res, int status) {
   return j.is_object() && j.contains("error") ? j["error"].value("message", "") : "";
 }
 
+// Sends `request` as it is and returns everything the server answers before it closes the connection.
+std::string raw_http(int port, const std::string& request) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string reply;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return reply;
+}
+
 std::string chatml(const std::string& user) {
   return "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
 }
@@ -284,6 +305,26 @@ TEST(Server, MalformedJsonAndWrongTypesAre400NamingTheField) {
   EXPECT_NE(expect_error(res, 400).find("99999"), std::string::npos);
   // The server keeps serving.
   post(c, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}}, 200);
+}
+
+// A web page on another origin may POST these types without a CORS preflight; they are refused.
+TEST(Server, BodiesABrowserSendsAcrossOriginsAre415) {
+  Running s;
+  auto c = s.client();
+  const std::string big(10000, 'x');  // over cpp-httplib's own 8 KiB cap on form bodies
+  for (const char* type :
+       {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"}) {
+    for (const std::string& body : {std::string(R"({"prompt": "x"})"), big}) {
+      std::string message = expect_error(c.Post("/v1/chat/completions", body, type), 415);
+      EXPECT_NE(message.find("application/json"), std::string::npos) << type << ": " << message;
+    }
+  }
+  // A client that sends no type at all is served (cpp-httplib's client would add text/plain: a raw socket).
+  const std::string body = R"({"prompt": "Once", "max_tokens": 2})";
+  std::string reply =
+      raw_http(s.port(), "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
+                             std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << reply;
 }
 
 TEST(Server, UnknownModelIs404WithTheServedId) {
