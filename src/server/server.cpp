@@ -1,5 +1,6 @@
 #include "server/server.hpp"
 
+#include <arpa/inet.h>
 #include <httplib.h>
 
 #include <chrono>
@@ -144,6 +145,20 @@ ApiError job_error(const Job::Progress& p) {
   return ApiError(500, "server_error", p.error);
 }
 
+// "localhost", "127.0.0.1" (any of 127/8), "::1"; case-insensitive.
+bool is_loopback(std::string host) {
+  for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (host == "localhost" || host.ends_with(".localhost") || host == "::1") return true;
+  in_addr v4{};
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
+}
+
+// The host name of a Host header: without the port, IPv6 literals without their brackets.
+std::string host_name(const std::string& header) {
+  if (header.starts_with('[')) return header.substr(1, header.find(']') - 1);
+  return header.substr(0, header.find(':'));
+}
+
 // Browsers send these content types across origins without asking the server first (no CORS preflight),
 // so any web page a user visits could make a local server generate; a JSON body needs the preflight, which
 // this server never grants. Returns the request's type when it is one of them.
@@ -284,6 +299,15 @@ void Server::routes() {
   };
 
   h.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // DNS rebinding: a web page whose host name resolves to 127.0.0.1 would be same-origin with a
+    // loopback server. Such a server answers only requests addressed to a loopback name.
+    if (is_loopback(options_.host) && !is_loopback(host_name(req.get_header_value("Host")))) {
+      send_error(res, ApiError(403, "invalid_request_error",
+                               "this server listens on " + options_.host +
+                                   " and answers only requests for localhost or a loopback address (Host: " +
+                                   req.get_header_value("Host") + "); start it with --host to serve others"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
     bool protected_route = req.path.rfind("/v1/", 0) == 0 || req.path == "/metrics";
     if (options_.api_key.empty() || !protected_route) return httplib::Server::HandlerResponse::Unhandled;
     std::string auth = req.get_header_value("Authorization");

@@ -327,6 +327,25 @@ TEST(Server, BodiesABrowserSendsAcrossOriginsAre415) {
   EXPECT_EQ(reply.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << reply;
 }
 
+// A page on a host name that resolves to 127.0.0.1 (DNS rebinding) does not reach a loopback server.
+TEST(Server, LoopbackServerAnswersOnlyLoopbackHostNames) {
+  Running s;
+  auto c = s.client();
+  for (const char* host : {"evil.example", "evil.example:8080", "192.168.1.2", "[fe80::1]:80"}) {
+    httplib::Headers headers = {{"Host", host}};
+    std::string message = expect_error(c.Get("/v1/models", headers), 403);
+    EXPECT_NE(message.find("--host"), std::string::npos) << message;
+    EXPECT_EQ(c.Get("/", headers)->status, 403) << host;
+  }
+  for (const char* host :
+       {"localhost", "LOCALHOST:8080", "127.0.0.1", "127.1.2.3:99", "[::1]:8080", "app.localhost"}) {
+    httplib::Headers headers = {{"Host", host}};
+    auto res = c.Get("/v1/models", headers);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << host;
+  }
+}
+
 TEST(Server, UnknownModelIs404WithTheServedId) {
   Running s;
   auto c = s.client();
