@@ -104,6 +104,29 @@ test("a reply streams in, stop ends it, and a second turn carries the history", 
   await page.close();
 });
 
+test("New chat during a reply starts an empty conversation", async () => {
+  const { page, problems } = await openPage({ width: 1000, height: 720 });
+  await setSetting(page, "max_tokens", 600);
+  await page.click("#toggle-settings");
+  const bodies = [];
+  page.on("request", (r) => { if (r.url().endsWith("/v1/chat/completions")) bodies.push(JSON.parse(r.postData())); });
+  await page.fill("#prompt", "First conversation");
+  await page.press("#prompt", "Enter");
+  await waitFor(page, () => document.querySelector(".msg.assistant.streaming")?.textContent.length > 5);
+  await page.click("#new-chat");
+  await waitFor(page, () => !document.querySelector("#stop:not([hidden])"));
+  assert.equal(await page.locator(".msg").count(), 0);
+  await setSetting(page, "max_tokens", 4);
+  await page.click("#toggle-settings");
+  await page.fill("#prompt", "Second conversation");
+  await page.press("#prompt", "Enter");
+  await waitFor(page, () => document.querySelector(".msg.assistant") &&
+                           !document.querySelector(".msg.assistant.streaming"));
+  assert.deepEqual(bodies[1].messages, [{ role: "user", content: "Second conversation" }]);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 test("server errors are shown", async () => {
   const { page } = await openPage({ width: 1000, height: 720 });
   await setSetting(page, "temperature", 9);

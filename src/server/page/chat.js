@@ -8,6 +8,7 @@ const SETTINGS = ["system", "temperature", "top_p", "top_k", "min_p", "max_token
 const state = {
   history: [],      // {role, content} of the conversation, without the system prompt
   controller: null, // AbortController of the reply being streamed
+  epoch: 0,         // counts "New chat"s: a reply that outlives its conversation leaves the history alone
 };
 
 // ---- Markdown: escape first, then a small subset (code blocks, inline code, bold, italic, headings,
@@ -155,6 +156,7 @@ async function readEvents(response, onEvent) {
 }
 
 async function send(text) {
+  const epoch = state.epoch;
   state.history.push({ role: "user", content: text });
   addMessage("user", text);
   const div = addMessage("assistant", "");
@@ -208,9 +210,12 @@ async function send(text) {
     }
   } finally {
     div.classList.remove("streaming");
-    state.controller = null;
-    setBusy(false);
+    if (state.controller === controller) {
+      state.controller = null;
+      setBusy(false);
+    }
     // What was shown stays in the history, also when stopped, so the next turn continues from it.
+    if (epoch !== state.epoch) return;
     if (reply) state.history.push({ role: "assistant", content: reply });
     else state.history.pop();
     $("prompt").focus();
@@ -242,6 +247,7 @@ function init() {
   $("api_key").addEventListener("change", loadModel);
   $("new-chat").addEventListener("click", () => {
     if (state.controller) state.controller.abort();
+    state.epoch += 1;
     state.history = [];
     $("log").replaceChildren();
     $("stats").textContent = "";
