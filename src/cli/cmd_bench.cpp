@@ -7,8 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 
@@ -34,6 +34,7 @@ struct BenchFlags {
   int reps = 5;
   std::string output = "md";
   bool no_subgroups = false;
+  bool prefill_gemv = false;
   gpu::DeviceOptions device;
 };
 
@@ -50,7 +51,9 @@ struct Result {
 };
 
 using clock_type = std::chrono::steady_clock;
-double since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
+double since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
 
 std::vector<int32_t> random_tokens(size_t n, uint32_t vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -123,6 +126,7 @@ int bench(const BenchFlags& f) {
   runtime::ForwardOptions fo;
   fo.n_ctx = static_cast<uint32_t>(f.depth + std::max(f.n_prompt, f.n_gen) + 2);
   fo.use_subgroups = !f.no_subgroups;
+  fo.prefill_matmul = !f.prefill_gemv;
   auto t_load = clock_type::now();
   runtime::Forward fwd(*device, *file, fo);
   double load_s = since(t_load);
@@ -192,14 +196,19 @@ int bench(const BenchFlags& f) {
     for (const auto& r : results) {
       double gbps = r.bytes_per_token * r.mean() / 1e9;
       double mib = fwd.weight_bytes() / 1048576.0;
-      std::string size = mib >= 1024 ? std::to_string(mib / 1024).substr(0, 5) + " GiB" : std::to_string(mib).substr(0, 6) + " MiB";
-      std::printf("| %s | %s | %s | %s | %.2f ± %.2f | %s | %s |\n", model_name.c_str(), size.c_str(), backend.c_str(), r.test.c_str(), r.mean(), r.stddev(),
+      std::string size = mib >= 1024 ? std::to_string(mib / 1024).substr(0, 5) + " GiB"
+                                     : std::to_string(mib).substr(0, 6) + " MiB";
+      std::printf("| %s | %s | %s | %s | %.2f ± %.2f | %s | %s |\n", model_name.c_str(), size.c_str(),
+                  backend.c_str(), r.test.c_str(), r.mean(), r.stddev(),
                   r.bytes_per_token > 0 ? std::to_string(static_cast<int>(gbps)).c_str() : "",
-                  r.bytes_per_token > 0 ? (std::to_string(static_cast<int>(100 * gbps / copy_gbps)) + "%").c_str() : "");
+                  r.bytes_per_token > 0
+                      ? (std::to_string(static_cast<int>(100 * gbps / copy_gbps)) + "%").c_str()
+                      : "");
     }
     if (!breakdown.empty()) {
-      std::printf("\nGPU time of one decode step by kernel (each dispatch timed in its own pass): %.1f us\n\n",
-                  profiled_total * 1e6);
+      std::printf(
+          "\nGPU time of one decode step by kernel (each dispatch timed in its own pass): %.1f us\n\n",
+          profiled_total * 1e6);
       std::printf("| kernel | us | share |\n| --- | ---: | ---: |\n");
       for (const auto& [label, sec] : breakdown)
         std::printf("| %s | %.1f | %.0f%% |\n", label.c_str(), sec * 1e6, 100 * sec / profiled_total);
@@ -217,12 +226,25 @@ Action add_bench(CLI::App& app) {
                  "random weights of a published shape, SHAPE:TYPE (llama-3.2-1b, llama-3.2-3b, llama-3-8b, "
                  "llama-2-7b, tiny; f32, f16, q8_0, q4_0)")
       ->excludes(m);
-  app.add_option("--write-gguf", f->write_gguf, "with --synthetic: also keep the generated model in this file");
-  app.add_option("-p,--n-prompt", f->n_prompt, "prompt tokens (pp test; 0 = skip)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("-n,--n-gen", f->n_gen, "generated tokens (tg test; 0 = skip)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("-d,--n-depth", f->depth, "tokens already in the context")->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("-r,--repetitions", f->reps, "repetitions of each test")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("-o,--output", f->output, "md or json")->capture_default_str()->check(CLI::IsMember({"md", "json"}));
+  app.add_option("--write-gguf", f->write_gguf,
+                 "with --synthetic: also keep the generated model in this file");
+  app.add_option("-p,--n-prompt", f->n_prompt, "prompt tokens (pp test; 0 = skip)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("-n,--n-gen", f->n_gen, "generated tokens (tg test; 0 = skip)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("-d,--n-depth", f->depth, "tokens already in the context")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("-r,--repetitions", f->reps, "repetitions of each test")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("-o,--output", f->output, "md or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"md", "json"}));
+  app.add_flag("--prefill-gemv", f->prefill_gemv,
+               "prefill with the batched GEMV instead of the tiled GEMM (for comparisons)");
   add_device_flags(app, f->device, f->no_subgroups);
   return [f] { return bench(*f); };
 }

@@ -28,11 +28,11 @@ Action add_logits(CLI::App& app);
 Action add_bench(CLI::App& app);
 Action add_quantize(CLI::App& app);
 Action add_perplexity(CLI::App& app);
-Action add_serve(CLI::App& app);
 Action add_tokenize(CLI::App& app);
 Action add_detokenize(CLI::App& app);
 Action add_chat(CLI::App& app);
 Action add_convert(CLI::App& app);
+Action add_serve(CLI::App& app);
 
 // Shared pieces.
 std::string default_model_path();  // the built-in stories260K, found beside the binary

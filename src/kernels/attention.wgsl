@@ -1,18 +1,31 @@
-// Causal attention of one new query over the cached positions 0..pos, one workgroup per query head.
-// GQA: query head h reads kv head h / (N_HEADS / N_KV). q [N_HEADS*HEAD_DIM]; caches [ctx, N_KV*HEAD_DIM];
-// scores [N_HEADS, CTX] scratch; out [N_HEADS*HEAD_DIM].
+// Causal attention for every token of a pass: token i (workgroup x) at position pos of slot s attends over
+// cache rows s * CTX + 0..pos, query head h (workgroup y) reading kv head h / (N_HEADS / N_KV) (GQA).
+// The pass's own keys were written by rope_kv before this runs, so prompt tokens of one pass attend to each
+// other causally. A token's arithmetic depends only on its own (slot, pos, q) and the cache: never on the
+// other tokens of the pass (batch invariance).
+// Keys go in tiles of WG with an online softmax (running max m and sum l, rescaled per tile), so no scores
+// buffer is needed at any context length; the p·V sum splits each tile's keys over SPLIT thread groups of
+// HEAD_DIM, added up in a fixed order at the end.
+// qkv [tokens, q | k | v] (q: N_HEADS*HEAD_DIM); caches [slots * CTX, N_KV*HEAD_DIM]; out [tokens, N_HEADS*HEAD_DIM].
+// HEAD_DIM is a multiple of 4 and at most WG.
 #use step_params
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k_cache: array<f32>;
+@group(0) @binding(0) var<storage, read> tokens: array<Token>;
+@group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> v_cache: array<f32>;
-@group(0) @binding(4) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const WG = 256u;
 const KV_DIM = N_KV * HEAD_DIM;
 const GROUP = N_HEADS / N_KV;
-var<workgroup> red: array<f32, WG>;
+const QKV = (N_HEADS + 2u * N_KV) * HEAD_DIM;
+const D4 = HEAD_DIM / 4u;
+const SPLIT = WG / HEAD_DIM;
+const NONE = -3.0e38;
+
+var<workgroup> q: array<vec4<f32>, D4>;
+var<workgroup> p: array<f32, WG>;    // this tile's exp(score - m)
+var<workgroup> red: array<f32, WG>;  // reductions, then the SPLIT partial outputs
 
 fn reduce_max(tid: u32, v: f32) -> f32 {
   red[tid] = v;
@@ -44,35 +57,56 @@ fn reduce_sum(tid: u32, v: f32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let h = wid.x;
+  let t = tokens[wid.x];
+  let h = wid.y;
+  let n = t.pos + 1u;
+  let first = t.slot * CTX;  // cache row of position 0
   let kv = (h / GROUP) * HEAD_DIM;
-  let qh = h * HEAD_DIM;
-  let n = step.pos + 1u;
-  let srow = h * CTX;
-  var m = -3.0e38;
-  for (var t = tid; t < n; t += WG) {
-    var s = 0.0;
-    for (var d = 0u; d < HEAD_DIM; d++) {
-      s += q[qh + d] * k_cache[t * KV_DIM + kv + d];
-    }
-    s *= SCALE;
-    scores[srow + t] = s;
-    m = max(m, s);
+  for (var i = tid; i < D4; i += WG) {
+    q[i] = qkv[(wid.x * QKV + h * HEAD_DIM) / 4u + i];
   }
-  m = reduce_max(tid, m);
-  var sum = 0.0;
-  for (var t = tid; t < n; t += WG) {
-    let e = exp(scores[srow + t] - m);
-    scores[srow + t] = e;
-    sum += e;
-  }
-  sum = reduce_sum(tid, sum);
-  storageBarrier();
-  for (var d = tid; d < HEAD_DIM; d += WG) {
-    var acc = 0.0;
-    for (var t = 0u; t < n; t++) {
-      acc += scores[srow + t] * v_cache[t * KV_DIM + kv + d];
+  workgroupBarrier();
+  let g = tid / HEAD_DIM;  // key group of the p·V sum
+  let d = tid % HEAD_DIM;
+  var m = NONE;
+  var l = 0.0;
+  var acc = 0.0;
+  for (var t0 = 0u; t0 < n; t0 += WG) {
+    let j = t0 + tid;
+    var s = NONE;
+    if (j < n) {
+      let k = ((first + j) * KV_DIM + kv) / 4u;
+      var qk = 0.0;
+      for (var e = 0u; e < D4; e++) {
+        qk += dot(q[e], k_cache[k + e]);
+      }
+      s = qk * SCALE;
     }
-    out[qh + d] = acc / sum;
+    let m_new = max(m, reduce_max(tid, s));
+    let e = select(0.0, exp(s - m_new), j < n);
+    p[tid] = e;
+    let corr = exp(m - m_new);
+    l = l * corr + reduce_sum(tid, e);
+    if (g < SPLIT) {
+      let len = min(WG, n - t0);
+      var a = 0.0;
+      for (var i = g; i < len; i += SPLIT) {
+        a += p[i] * v_cache[(first + t0 + i) * KV_DIM + kv + d];
+      }
+      acc = acc * corr + a;
+    }
+    m = m_new;
+    workgroupBarrier();
+  }
+  if (g < SPLIT) {
+    red[tid] = acc;
+  }
+  workgroupBarrier();
+  if (tid < HEAD_DIM) {
+    var o = 0.0;
+    for (var i = 0u; i < SPLIT; i++) {
+      o += red[i * HEAD_DIM + tid];
+    }
+    out[(wid.x * N_HEADS + h) * HEAD_DIM + tid] = o / l;
   }
 }

@@ -1,27 +1,73 @@
-// out[i] = x[i] / sqrt(mean(x^2) + EPS) * weight[i] over N elements, in one workgroup.
+// out[r] = x[r] / sqrt(mean(x[r]^2) + EPS) * weight over N elements, one workgroup per row r (workgroup x):
+// row r of the pass's tokens, or with GATHER the token of logits row r (rows[r].token), so that only the
+// rows whose logits are wanted go on to the LM head. x [tokens, N], out [rows, N].
+// The arithmetic is matvec.wgsl's STAGE_X NORM, operation for operation (four elements per term of the
+// sum of squares, the same tree, the same products): a projection gets the same normalised input whether
+// the norm is fused into it (one token) or runs here (a batch), which keeps a sequence's logits
+// independent of the batch it is in.
+#if GATHER
+#use step_params
+#endif
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+#if GATHER
+@group(0) @binding(3) var<storage, read> rows: array<Row>;
+#endif
 
 const WG = 256u;
+const N4 = (N + 3u) / 4u;
 var<workgroup> partial: array<f32, WG>;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) tid: u32) {
-  var s = 0.0;
-  for (var i = tid; i < N; i += WG) {
-    s += x[i] * x[i];
+// Elements 4i..4i+3 of a row, zero past N.
+fn quad(base: u32, i: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    if (4u * i + e < N) {
+      v[e] = x[base + 4u * i + e];
+    }
   }
-  partial[tid] = s;
+  return v;
+}
+
+fn weight_quad(i: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  for (var e = 0u; e < 4u; e++) {
+    if (4u * i + e < N) {
+      v[e] = weight[4u * i + e];
+    }
+  }
+  return v;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+#if GATHER
+  let src = rows[wid.x].token * N;
+#else
+  let src = wid.x * N;
+#endif
+  var ss = 0.0;
+  for (var i = tid; i < N4; i += WG) {
+    let v = quad(src, i);
+    ss += dot(v, v);
+  }
+  partial[tid] = ss;
   workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k >>= 1u) {
-    if (tid < k) {
-      partial[tid] += partial[tid + k];
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (tid < s) {
+      partial[tid] += partial[tid + s];
     }
     workgroupBarrier();
   }
-  let inv = inverseSqrt(partial[0] / f32(N) + EPS);
-  for (var i = tid; i < N; i += WG) {
-    out[i] = x[i] * inv * weight[i];
+  let inv_rms = inverseSqrt(partial[0] / f32(N) + EPS);
+  let dst = wid.x * N;
+  for (var i = tid; i < N4; i += WG) {
+    let v = quad(src, i) * inv_rms * weight_quad(i);
+    for (var e = 0u; e < 4u; e++) {
+      if (4u * i + e < N) {
+        out[dst + 4u * i + e] = v[e];
+      }
+    }
   }
 }

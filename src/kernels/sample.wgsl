@@ -1,7 +1,9 @@
-// Picks the next token from logits [N_VOCAB] on the GPU, in llama.cpp's default order: repetition penalty
-// over the last penalty_last_n tokens -> top-k -> top-p -> min-p -> temperature -> draw. temperature <= 0 is
-// greedy (lowest id among equal maxima). The id goes to token[0] (read by the next step's embedding, so
-// generation never waits for the CPU) and into the penalty history ring.
+// Picks the next token of every logits row of a pass on the GPU, one workgroup per row (workgroup x), each
+// row with its own sequence's settings, in llama.cpp's default order: penalties over the sequence's last
+// penalty_last_n tokens (repetition, then OpenAI's presence and frequency) -> top-k -> top-p -> min-p ->
+// temperature -> draw. temperature <= 0 is greedy (lowest id among equal maxima). The id goes to
+// sampled[slot] (read by a later pass's embedding, so generation never waits for the CPU) and into the
+// slot's penalty history ring.
 // Greedy is one argmax pass. Otherwise the candidates are the K = min(top_k or K_CAP, K_CAP) largest logits:
 // a radix select over the logits' order-preserving bit keys (4 passes, 8 bits each, histograms in
 // workgroup memory) finds the K-th largest key exactly; one pass gathers the candidates in index order and
@@ -9,10 +11,10 @@
 // nucleus is cut at the K_CAP most likely tokens.
 #use step_params
 
-@group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read_write> logits: array<f32>;
-@group(0) @binding(2) var<storage, read_write> history: array<u32>;  // [HISTORY] ring, then [HISTORY] = count
-@group(0) @binding(3) var<storage, read_write> token: array<u32>;    // [0] = sampled id
+@group(0) @binding(0) var<storage, read> rows: array<Row>;
+@group(0) @binding(1) var<storage, read_write> all_logits: array<f32>;  // [rows, N_VOCAB]
+@group(0) @binding(2) var<storage, read_write> all_history: array<u32>;  // [slots][HISTORY ring, count]
+@group(0) @binding(3) var<storage, read_write> sampled: array<u32>;      // [slots]
 
 const WG = 256u;
 const K_CAP = 256u;
@@ -52,6 +54,22 @@ fn scan(tid: u32, v: u32) -> vec2<u32> {
   return vec2<u32>(total, exclusive);
 }
 
+var<private> logit_base: u32;
+var<private> history_base: u32;
+
+fn logit(i: u32) -> f32 {
+  return all_logits[logit_base + i];
+}
+fn set_logit(i: u32, v: f32) {
+  all_logits[logit_base + i] = v;
+}
+fn history(i: u32) -> u32 {
+  return all_history[history_base + i];
+}
+fn set_history(i: u32, v: u32) {
+  all_history[history_base + i] = v;
+}
+
 fn pcg(v: u32) -> u32 {
   let state = v * 747796405u + 2891336453u;
   let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
@@ -59,25 +77,33 @@ fn pcg(v: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) tid: u32) {
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let step = rows[wid.x];
+  logit_base = wid.x * N_VOCAB;
+  history_base = step.slot * (HISTORY + 1u);
   let begin = tid * CHUNK;
   let end = min(begin + CHUNK, N_VOCAB);
 
-  // Repetition penalty, once per distinct token of the recent history.
-  let count = history[HISTORY];
+  // Penalties, once per distinct token of the recent history (its most recent occurrence applies them).
+  let count = history(HISTORY);
   let n_hist = min(min(count, HISTORY), step.penalty_last_n);
-  if (step.repeat_penalty != 1.0 && tid < n_hist) {
-    let slot = (count - 1u - tid) % HISTORY;
-    let id = history[slot];
+  let penalise = step.repeat_penalty != 1.0 || step.presence_penalty != 0.0 || step.frequency_penalty != 0.0;
+  if (penalise && tid < n_hist) {
+    let id = history((count - 1u - tid) % HISTORY);
     var first = true;
-    for (var j = 0u; j < tid; j++) {
-      if (history[(count - 1u - j) % HISTORY] == id) {
-        first = false;
+    var seen = 0u;
+    for (var j = 0u; j < n_hist; j++) {
+      if (history((count - 1u - j) % HISTORY) == id) {
+        first = first && j >= tid;
+        seen++;
       }
     }
     if (first && id < N_VOCAB) {
-      let l = logits[id];
-      logits[id] = select(l * step.repeat_penalty, l / step.repeat_penalty, l > 0.0);
+      var l = logit(id);
+      if (step.repeat_penalty != 1.0) {
+        l = select(l * step.repeat_penalty, l / step.repeat_penalty, l > 0.0);
+      }
+      set_logit(id, l - (f32(seen) * step.frequency_penalty + step.presence_penalty));
     }
   }
   storageBarrier();
@@ -88,7 +114,7 @@ fn main(@builtin(local_invocation_index) tid: u32) {
     var best = -3.4e38;
     var best_id = 0xFFFFFFFFu;
     for (var i = tid; i < N_VOCAB; i += WG) {
-      let l = logits[i];
+      let l = logit(i);
       if (l > best || best_id == 0xFFFFFFFFu) {
         best = l;
         best_id = i;
@@ -109,9 +135,9 @@ fn main(@builtin(local_invocation_index) tid: u32) {
       workgroupBarrier();
     }
     if (tid == 0u) {
-      token[0] = red_u[0];
-      history[count % HISTORY] = red_u[0];
-      history[HISTORY] = count + 1u;
+      sampled[step.slot] = red_u[0];
+      set_history(count % HISTORY, red_u[0]);
+      set_history(HISTORY, count + 1u);
     }
     return;
   }
@@ -132,7 +158,7 @@ fn main(@builtin(local_invocation_index) tid: u32) {
     atomicStore(&hist[tid], 0u);
     workgroupBarrier();
     for (var i = tid; i < N_VOCAB; i += WG) {
-      let key = key_of(logits[i]);
+      let key = key_of(logit(i));
       if ((key & prefix_mask) == prefix) {
         atomicAdd(&hist[(key >> u32(shift)) & 0xFFu], 1u);
       }
@@ -161,7 +187,7 @@ fn main(@builtin(local_invocation_index) tid: u32) {
   var above = 0u;
   var equal = 0u;
   for (var i = begin; i < end; i++) {
-    let key = key_of(logits[i]);
+    let key = key_of(logit(i));
     above += select(0u, 1u, key > threshold);
     equal += select(0u, 1u, key == threshold);
   }
@@ -170,13 +196,13 @@ fn main(@builtin(local_invocation_index) tid: u32) {
   var pos_above = a.y;
   var pos_equal = a.x + e.y;
   for (var i = begin; i < end; i++) {
-    let key = key_of(logits[i]);
+    let key = key_of(logit(i));
     if (key > threshold) {
-      cand_logit[pos_above] = logits[i];
+      cand_logit[pos_above] = logit(i);
       cand_id[pos_above] = i;
       pos_above++;
     } else if (key == threshold && pos_equal < k) {
-      cand_logit[pos_equal] = logits[i];
+      cand_logit[pos_equal] = logit(i);
       cand_id[pos_equal] = i;
       pos_equal++;
     }
@@ -256,8 +282,8 @@ fn main(@builtin(local_invocation_index) tid: u32) {
       }
     }
     let id = cand_id[pick];
-    token[0] = id;
-    history[count % HISTORY] = id;
-    history[HISTORY] = count + 1u;
+    sampled[step.slot] = id;
+    set_history(count % HISTORY, id);
+    set_history(HISTORY, count + 1u);
   }
 }

@@ -6,12 +6,15 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "kernels/matmul.hpp"
 
 namespace wgllm::runtime {
 
 namespace {
 
-std::string u32(uint64_t v) { return std::to_string(v) + "u"; }
+std::string u32(uint64_t v) {
+  return std::to_string(v) + "u";
+}
 
 std::string f32(double v) {
   char buf[64];
@@ -22,30 +25,81 @@ std::string f32(double v) {
 }
 
 template <typename T>
-std::span<const uint8_t> as_bytes(const T& v) {
-  return {reinterpret_cast<const uint8_t*>(&v), sizeof v};
+std::span<const uint8_t> bytes_of(std::span<const T> v) {
+  return {reinterpret_cast<const uint8_t*>(v.data()), v.size_bytes()};
 }
 
+uint64_t align_up(uint64_t v, uint64_t a) {
+  return (v + a - 1) / a * a;
+}
+
+constexpr uint32_t kRowsPerWorkgroup = 8;  // matvec.wgsl: WG / TPR
+static_assert(Forward::kMaxWidth == Forward::kWidths[std::size(Forward::kWidths) - 1]);
+
 }  // namespace
+
+uint32_t Forward::width_for(uint32_t tokens) {
+  for (uint32_t w : kWidths)
+    if (w >= tokens) return w;
+  return kMaxWidth;
+}
 
 Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardOptions& options)
     : device_(device), config_(model::LlamaConfig::from_gguf(file)) {
   const model::LlamaWeights weights = model::LlamaWeights::map(file, config_);
   const auto& c = config_;
+  if (c.head_dim % 4 != 0 || c.head_dim > 256)
+    fail_input(file.path() + ": head dimension " + std::to_string(c.head_dim) +
+               " is not supported (the attention kernel needs a multiple of 4, at most 256)");
+  first_layer_ = options.first_layer;
+  last_layer_ = options.last_layer ? options.last_layer : c.n_layers;
+  if (first_layer_ >= last_layer_ || last_layer_ > c.n_layers)
+    fail_input("layers " + std::to_string(first_layer_) + " to " + std::to_string(last_layer_) +
+               " are not a range of the model's " + std::to_string(c.n_layers));
   n_ctx_ = options.n_ctx ? options.n_ctx : std::min<uint32_t>(c.context_length, 4096);
+  n_seq_ = std::max<uint32_t>(1, options.n_seq);
+  max_batch_ = std::max(options.max_batch ? options.max_batch : std::min<uint32_t>(512, n_ctx_), n_seq_);
+  max_rows_ = std::max(options.max_logits ? options.max_logits : n_seq_, 1u);
+  tile_rows_ = static_cast<uint32_t>(align_up(max_batch_, kMaxWidth));
   subgroups_ = options.use_subgroups && device.features().subgroups;
-  auto storage = [&](uint64_t floats, const char* label) { return device.buffer(floats * 4, gpu::kStorage, label); };
+  prefill_matmul_ = options.prefill_matmul && max_batch_ > kMaxWidth;
+  const gpu::Limits& limits = device.limits();
+  auto storage = [&](uint64_t floats, const char* label) {
+    return device.buffer(floats * 4, gpu::kStorage, label);
+  };
 
-  step_ = device.buffer(sizeof(StepParams), gpu::kUniform, "step params");
-  token_ = storage(1, "token");
-  history_ = storage(kPenaltyHistory + 1, "penalty history");
-  x_ = storage(c.dim, "x");
-  xb_ = storage(c.dim, "xb");
-  qkv_ = storage(c.q_dim() + 2ull * c.kv_dim(), "qkv");
-  attn_ = storage(c.q_dim(), "attention out");
-  scores_ = storage(uint64_t(c.n_heads) * n_ctx_, "attention scores");
-  gate_up_ = storage(2ull * c.ffn_dim, "ffn gate|up");
-  logits_ = storage(c.n_vocab, "logits");
+  const uint64_t cache_bytes = uint64_t(n_seq_) * n_ctx_ * c.kv_dim() * 4;
+  if (cache_bytes > limits.max_storage_buffer_binding_size)
+    fail_input(
+        "a KV cache of " + std::to_string(n_seq_) + " slots x " + std::to_string(n_ctx_) +
+        " positions needs " + std::to_string(cache_bytes) + " bytes per layer, more than this GPU binds (" +
+        std::to_string(limits.max_storage_buffer_binding_size) + "): use fewer slots or a smaller context");
+
+  // Pass metadata: header [16 B] | tokens [max_batch] | rows [max_rows], each part at a binding offset.
+  const uint64_t align = std::max<uint64_t>(limits.min_storage_buffer_offset_alignment, 16);
+  tokens_offset_ = align_up(16, align);
+  rows_offset_ = align_up(tokens_offset_ + uint64_t(max_batch_) * sizeof(GpuToken), align);
+  pass_bytes_ = align_up(rows_offset_ + uint64_t(max_rows_) * sizeof(GpuRow), align);
+  staging_ = device.buffer(pass_bytes_ * kPassesPerSubmit, gpu::kStorage, "pass metadata staging");
+  pass_ = device.buffer(pass_bytes_, gpu::kStorage | gpu::kUniform, "pass metadata");
+  tokens_slice_ = {pass_, tokens_offset_, uint64_t(max_batch_) * sizeof(GpuToken)};
+  rows_slice_ = {pass_, rows_offset_, uint64_t(max_rows_) * sizeof(GpuRow)};
+  header_slice_ = {pass_, 0, 16};  // matmul's and quantize_act's `batch` uniform: the token count first
+
+  sampled_ = storage(n_seq_, "sampled ids");
+  history_ = storage(uint64_t(n_seq_) * (kPenaltyHistory + 1), "penalty history");
+  x_ = storage(uint64_t(tile_rows_) * c.dim, "x");
+  xb_ = storage(uint64_t(std::max<uint32_t>(tile_rows_, align_up(max_rows_, kMaxWidth))) * c.dim, "xb");
+  qkv_ = storage(uint64_t(tile_rows_) * (c.q_dim() + 2ull * c.kv_dim()), "qkv");
+  attn_ = storage(uint64_t(tile_rows_) * c.q_dim(), "attention out");
+  gate_up_ = storage(uint64_t(tile_rows_) * 2 * c.ffn_dim, "ffn gate|up");
+  logits_ = storage(align_up(max_rows_, kMaxWidth) * c.n_vocab, "logits");
+  if (prefill_matmul_) {
+    const uint32_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim});
+    xq_ = device.buffer(kernels::act_codes_bytes(max_batch_, widest), gpu::kStorage, "int8 activations");
+    xs_ =
+        device.buffer(kernels::act_scales_bytes(max_batch_, widest), gpu::kStorage, "int8 activation scales");
+  }
   // cos/sin of every (position, pair) angle, in double like the CPU reference: [n_ctx, rope_dim / 2, 2].
   std::vector<float> inv_freq = model::rope_inv_freq(c, weights.rope_freq_factors);
   std::vector<float> table(uint64_t(n_ctx_) * inv_freq.size() * 2);
@@ -56,7 +110,7 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
       table[(p * inv_freq.size() + j) * 2 + 1] = static_cast<float>(std::sin(theta));
     }
   rope_table_ = storage(table.size(), "rope cos/sin");
-  device.write(rope_table_, 0, {reinterpret_cast<const uint8_t*>(table.data()), table.size() * 4});
+  device.write(rope_table_, 0, bytes_of(std::span<const float>(table)));
 
   auto matrix = [&](const gguf::TensorInfo* t) {
     GpuMatrix m = upload_matrix(device, file, *t);
@@ -71,60 +125,53 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     return b;
   };
 
-  gpu::KernelDefines heads = {{"N_HEADS", u32(c.n_heads)}, {"N_KV", u32(c.n_kv_heads)}, {"HEAD_DIM", u32(c.head_dim)}};
-
-  // token id (GPU) -> embedding row
-  GpuMatrix embd = matrix(weights.token_embd);
-  {
-    gpu::KernelDefines d = weight_defines(embd.type);
-    d["EMBED"] = "1";
-    for (const auto& ch : embd.chunks) {  // only the chunk holding the token's row writes
-      d["COLS"] = u32(embd.cols);
-      d["ROWS"] = u32(ch.rows);
-      d["Y_OFFSET"] = u32(ch.first_row);
-      std::vector<gpu::BufferSlice> b = {{ch.quants}};
-      if (ch.scales) b.push_back({ch.scales});
-      b.push_back({token_});
-      b.push_back({x_});
-      add(forward_ops_, "matvec", d, b, embd.cols, 256);
-    }
-  }
-
-  for (uint32_t l = 0; l < c.n_layers; ++l) {
+  if (first_stage() || (last_stage() && weights.output == weights.token_embd))
+    embd_ = matrix(weights.token_embd);
+  for (uint32_t l = first_layer_; l < last_layer_; ++l) {
     const model::LayerWeights& lw = weights.layers[l];
-    k_cache_.push_back(storage(uint64_t(n_ctx_) * c.kv_dim(), "k cache"));
-    v_cache_.push_back(storage(uint64_t(n_ctx_) * c.kv_dim(), "v cache"));
-    gpu::Buffer attn_norm = vec(lw.attn_norm), ffn_norm = vec(lw.ffn_norm);
-    GpuMatrix wq = matrix(lw.wq), wk = matrix(lw.wk), wv = matrix(lw.wv), wo = matrix(lw.wo);
-    GpuMatrix w_gate = matrix(lw.ffn_gate), w_up = matrix(lw.ffn_up), w_down = matrix(lw.ffn_down);
-
-    // attention block: x += Wo · attention(rope(Wq·norm(x)), cache(rope(Wk·norm(x)), Wv·norm(x)))
-    add_normed(forward_ops_, {&wq, &wk, &wv}, qkv_, attn_norm);
-    gpu::KernelDefines rope = heads;
-    rope["ROPE_DIM"] = u32(c.rope_dim);
-    add(forward_ops_, "rope_kv", rope, {{step_}, {rope_table_}, {qkv_}, {k_cache_[l]}, {v_cache_[l]}},
-        (c.n_heads + c.n_kv_heads) * c.head_dim / 2 + c.kv_dim() / 2, 64);
-    gpu::KernelDefines att = heads;
-    att["CTX"] = u32(n_ctx_);
-    att["SCALE"] = f32(1.0 / std::sqrt(double(c.head_dim)));
-    add(forward_ops_, "attention", att, {{step_}, {qkv_}, {k_cache_[l]}, {v_cache_[l]}, {scores_}, {attn_}},
-        c.n_heads * 256, 256);
-    add_matvec(forward_ops_, wo, attn_, x_, true);
-
-    // feed-forward block: x += W_down · (silu(W_gate·norm(x)) * W_up·norm(x))
-    add_normed(forward_ops_, {&w_gate, &w_up}, gate_up_, ffn_norm);
-    add(forward_ops_, "silu_mul", {{"N", u32(c.ffn_dim)}}, {{gate_up_}}, c.ffn_dim, 256);
-    add_matvec(forward_ops_, w_down, gate_up_, x_, true);
+    Layer layer{vec(lw.attn_norm),
+                vec(lw.ffn_norm),
+                matrix(lw.wq),
+                matrix(lw.wk),
+                matrix(lw.wv),
+                matrix(lw.wo),
+                matrix(lw.ffn_gate),
+                matrix(lw.ffn_up),
+                matrix(lw.ffn_down),
+                storage(cache_bytes / 4, "k cache"),
+                storage(cache_bytes / 4, "v cache")};
+    for (const GpuMatrix* m :
+         {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.gate, &layer.up, &layer.down})
+      gemv_bytes_ += m->bytes;
+    layers_.push_back(std::move(layer));
+  }
+  if (last_stage()) {
+    out_norm_ = vec(weights.output_norm);
+    head_ = weights.output == weights.token_embd ? embd_ : matrix(weights.output);
+    gemv_bytes_ += head_.bytes;
+    // sampler -> the next token id of each sampled row's slot, left on the GPU
+    add(sample_ops_, "sample", {{"N_VOCAB", u32(c.n_vocab)}, {"HISTORY", u32(kPenaltyHistory)}},
+        {rows_slice_, {logits_}, {history_}, {sampled_}}, 1, Over::Rows);
   }
 
-  // final norm -> LM head
-  gpu::Buffer out_norm = vec(weights.output_norm);
-  GpuMatrix head = weights.output == weights.token_embd ? embd : matrix(weights.output);
-  add_normed(forward_ops_, {&head}, logits_, out_norm);
-
-  // sampler -> the next token id, left on the GPU
-  add(sample_ops_, "sample", {{"N_VOCAB", u32(c.n_vocab)}, {"HISTORY", u32(kPenaltyHistory)}},
-      {{step_}, {logits_}, {history_}, {token_}}, 1);
+  // token ids (from the pass, or the sampler's last for the slot) -> embedding rows; only the chunk of the
+  // table holding a token's row writes it.
+  for (const auto& ch : first_stage() ? embd_.chunks : std::vector<GpuMatrix::Chunk>{}) {
+    gpu::KernelDefines d = weight_defines(embd_.type);
+    d["EMBED"] = "1";
+    d["COLS"] = u32(embd_.cols);
+    d["ROWS"] = u32(ch.rows);
+    d["Y_OFFSET"] = u32(ch.first_row);
+    std::vector<gpu::BufferSlice> b = {{ch.quants}};
+    if (ch.scales) b.push_back({ch.scales});
+    b.push_back(tokens_slice_);
+    b.push_back({x_});
+    b.push_back({sampled_});
+    add(embed_ops_, "matvec", d, b, (embd_.cols + 255) / 256);
+  }
+  // What a decode step needs is compiled at load; other widths on first use.
+  body(1);
+  if (last_stage()) head(0);
 }
 
 gpu::KernelDefines Forward::variant(gpu::KernelDefines defines) const {
@@ -132,15 +179,62 @@ gpu::KernelDefines Forward::variant(gpu::KernelDefines defines) const {
   return defines;
 }
 
-void Forward::add(std::vector<Op>& ops, std::string_view kernel, const gpu::KernelDefines& defines,
-                  std::vector<gpu::BufferSlice> bindings, uint32_t threads_x, uint32_t workgroup) {
+void Forward::add(Ops& ops, std::string_view kernel, const gpu::KernelDefines& defines,
+                  std::vector<gpu::BufferSlice> bindings, uint32_t groups_y, Over over, uint32_t width) {
   gpu::Kernel k = device_.kernel(kernel, variant(defines));
   gpu::BindGroup g = device_.bind(k, bindings);
-  uint32_t groups = (threads_x + workgroup - 1) / workgroup;
-  // Past the per-dimension limit the grid folds into y; kernels recompute the linear index.
-  uint32_t max_x = std::max<uint32_t>(1, device_.limits().max_compute_workgroups_per_dimension);
-  uint32_t x = std::min(groups, max_x);
-  ops.push_back({k, g, x, (groups + x - 1) / x});
+  // Past the per-dimension limit the grid folds into z; kernels recompute the linear index.
+  uint32_t max = std::max<uint32_t>(1, device_.limits().max_compute_workgroups_per_dimension);
+  uint32_t y = std::min(groups_y, max);
+  ops.push_back({k, g, y, (groups_y + y - 1) / y, over, width, 0});
+}
+
+void Forward::add_quantize(Ops& ops, gpu::Buffer x, uint32_t cols, uint32_t stride, gpu::Buffer norm) {
+  const kernels::KernelDispatch d =
+      kernels::quantize_act_dispatch(cols, max_batch_, stride, bool(norm), config_.rms_eps);
+  std::vector<gpu::BufferSlice> b = {{x}, {xq_}, {xs_}, header_slice_};
+  if (norm) b.push_back({norm});
+  gpu::Kernel k = device_.kernel("quantize_act", variant(d.defines));
+  ops.push_back({k, device_.bind(k, b), d.groups_x, 1, Over::Tokens, 1, 1});
+}
+
+void Forward::add_matmul(Ops& ops, const GpuMatrix& m, const Projection& p, bool int8) {
+  for (const auto& ch : m.chunks) {
+    kernels::MatmulShape shape{weight_defines(m.type),    ch.rows,    m.cols,       max_batch_, p.y_stride,
+                               p.y_offset + ch.first_row, p.x_stride, p.accumulate, int8};
+    const kernels::MatmulTile tile =
+        kernels::matmul_tile(shape, device_.limits().max_compute_workgroup_storage_size);
+    const kernels::KernelDispatch d = kernels::matmul_dispatch(shape, tile);
+    std::vector<gpu::BufferSlice> b = {{ch.quants}};
+    if (ch.scales) b.push_back({ch.scales});
+    b.push_back({int8 ? xq_ : p.x});
+    b.push_back({p.y});
+    b.push_back(header_slice_);
+    if (int8) b.push_back({xs_});
+    gpu::Kernel k = device_.kernel("matmul", variant(d.defines));
+    ops.push_back({k, device_.bind(k, b), d.groups_x, 1, Over::Tokens, tile.bm, 1});
+  }
+}
+
+void Forward::add_prefill_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer x, uint32_t cols,
+                                uint32_t x_stride, gpu::Buffer norm, const Projection& out) {
+  const bool int8 = std::all_of(ms.begin(), ms.end(), [&](const GpuMatrix* m) {
+    return kernels::matmul_int8_supported(weight_defines(m->type), m->cols);
+  });
+  Projection p = out;
+  p.x = x;
+  p.x_stride = x_stride;
+  if (int8) {
+    add_quantize(ops, x, cols, x_stride, norm);
+  } else if (norm) {
+    add(ops, "rms_norm", {{"N", u32(cols)}, {"EPS", f32(config_.rms_eps)}}, {{x}, {norm}, {xb_}}, 1);
+    p.x = xb_;
+    p.x_stride = cols;
+  }
+  for (const GpuMatrix* m : ms) {
+    add_matmul(ops, *m, p, int8);
+    p.y_offset += m->rows;
+  }
 }
 
 bool Forward::can_stage(const GpuMatrix& m) const {
@@ -149,70 +243,215 @@ bool Forward::can_stage(const GpuMatrix& m) const {
          uint64_t(m.cols) * 4 + kReductionBytes <= device_.limits().max_compute_workgroup_storage_size;
 }
 
-void Forward::add_normed(std::vector<Op>& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer y, gpu::Buffer norm) {
-  bool fused = std::all_of(ms.begin(), ms.end(), [&](const GpuMatrix* m) { return can_stage(*m); });
-  if (!fused)
-    add(ops, "rms_norm", {{"N", u32(config_.dim)}, {"EPS", f32(config_.rms_eps)}}, {{x_}, {norm}, {xb_}}, 1);
-  uint32_t offset = 0;
-  for (const GpuMatrix* m : ms) {
-    if (fused) add_matvec(ops, *m, x_, y, false, norm, offset);
-    else add_matvec(ops, *m, xb_, y, false, {}, offset);
-    offset += m->rows;
-  }
-}
-
-uint64_t Forward::bytes_per_token(uint32_t pos) const {
-  return gemv_bytes_ + 2ull * config_.n_layers * (pos + 1ull) * config_.kv_dim() * 4;
-}
-
-void Forward::add_matvec(std::vector<Op>& ops, const GpuMatrix& m, gpu::Buffer x, gpu::Buffer y, bool accumulate,
-                         gpu::Buffer norm, uint32_t y_offset) {
-  gemv_bytes_ += m.bytes;
+void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, uint32_t width, Over over) {
+  if (weight_defines(m.type).contains("QUANT") && p.x_stride % 4 != 0)
+    fail_runtime("matvec input stride " + std::to_string(p.x_stride) + " is not a multiple of 4");
   for (const auto& ch : m.chunks) {
     gpu::KernelDefines d = weight_defines(m.type);
     d["ROWS"] = u32(ch.rows);
     d["COLS"] = u32(m.cols);
-    d["Y_OFFSET"] = u32(y_offset + ch.first_row);
-    if (accumulate) d["ACCUMULATE"] = "1";
-    if (can_stage(m)) d["STAGE_X"] = "1";
-    if (norm) {
+    d["BATCH"] = u32(width);
+    d["X_STRIDE"] = u32(p.x_stride);
+    d["Y_STRIDE"] = u32(p.y_stride);
+    d["Y_OFFSET"] = u32(p.y_offset + ch.first_row);
+    if (p.accumulate) d["ACCUMULATE"] = "1";
+    if (width == 1 && can_stage(m)) d["STAGE_X"] = "1";
+    if (p.norm) {
       d["NORM"] = "1";
       d["EPS"] = f32(config_.rms_eps);
     }
     std::vector<gpu::BufferSlice> b = {{ch.quants}};
     if (ch.scales) b.push_back({ch.scales});
-    b.push_back({x});
-    b.push_back({y});
-    if (norm) b.push_back({norm});
-    constexpr uint32_t kRowsPerWorkgroup = 8;  // matvec.wgsl: WG / TPR
-    add(ops, "matvec", d, b, (ch.rows + kRowsPerWorkgroup - 1) / kRowsPerWorkgroup, 1);
+    b.push_back({p.x});
+    b.push_back({p.y});
+    if (p.norm) b.push_back({p.norm});
+    add(ops, "matvec", d, b, (ch.rows + kRowsPerWorkgroup - 1) / kRowsPerWorkgroup, over, width);
   }
 }
 
-void Forward::set_token(int32_t id) {
-  uint32_t v = static_cast<uint32_t>(id);
-  device_.write(token_, 0, as_bytes(v));
+void Forward::add_normed(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer y, uint32_t y_stride,
+                         gpu::Buffer norm, uint32_t width) {
+  const uint32_t dim = config_.dim;
+  bool fused =
+      width == 1 && std::all_of(ms.begin(), ms.end(), [&](const GpuMatrix* m) { return can_stage(*m); });
+  if (!fused)
+    add(ops, "rms_norm", {{"N", u32(dim)}, {"EPS", f32(config_.rms_eps)}}, {{x_}, {norm}, {xb_}}, 1);
+  uint32_t offset = 0;
+  for (const GpuMatrix* m : ms) {
+    Projection p{fused ? x_ : xb_, y, dim, y_stride, offset, false, fused ? norm : gpu::Buffer{}};
+    add_projection(ops, *m, p, width, Over::Tokens);
+    offset += m->rows;
+  }
 }
 
-void Forward::set_step(const StepParams& params) { device_.write(step_, 0, as_bytes(params)); }
+const Forward::Ops& Forward::body(uint32_t width) {
+  if (auto it = body_ops_.find(width); it != body_ops_.end()) return it->second;
+  const auto& c = config_;
+  const uint32_t qkv = c.q_dim() + 2 * c.kv_dim();
+  gpu::KernelDefines heads = {{"N_HEADS", u32(c.n_heads)},
+                              {"N_KV", u32(c.n_kv_heads)},
+                              {"HEAD_DIM", u32(c.head_dim)},
+                              {"CTX", u32(n_ctx_)}};
+  gpu::KernelDefines rope = heads;
+  rope["ROPE_DIM"] = u32(c.rope_dim);
+  gpu::KernelDefines att = heads;
+  att["SCALE"] = f32(1.0 / std::sqrt(double(c.head_dim)));
+  const uint32_t rope_threads = (c.n_heads + c.n_kv_heads) * c.head_dim / 2 + c.kv_dim() / 2;
 
-void Forward::set_history(std::span<const int32_t> tokens) {
-  std::vector<uint32_t> ring(kPenaltyHistory + 1, 0);
+  Ops ops;
+  for (const Layer& l : layers_) {
+    // attention block: x += Wo · attention(rope(Wq·norm(x)), cache(rope(Wk·norm(x)), Wv·norm(x)))
+    if (width == kPrefill)
+      add_prefill_group(ops, {&l.wq, &l.wk, &l.wv}, x_, c.dim, c.dim, l.attn_norm,
+                        {{}, qkv_, 0, qkv, 0, false, {}});
+    else
+      add_normed(ops, {&l.wq, &l.wk, &l.wv}, qkv_, qkv, l.attn_norm, width);
+    add(ops, "rope_kv", rope, {tokens_slice_, {rope_table_}, {qkv_}, {l.k_cache}, {l.v_cache}},
+        (rope_threads + 63) / 64);
+    add(ops, "attention", att, {tokens_slice_, {qkv_}, {l.k_cache}, {l.v_cache}, {attn_}}, c.n_heads);
+    if (width == kPrefill)
+      add_prefill_group(ops, {&l.wo}, attn_, c.q_dim(), c.q_dim(), {}, {{}, x_, 0, c.dim, 0, true, {}});
+    else
+      add_projection(ops, l.wo, {attn_, x_, c.q_dim(), c.dim, 0, true, {}}, width, Over::Tokens);
+
+    // feed-forward block: x += W_down · (silu(W_gate·norm(x)) * W_up·norm(x))
+    if (width == kPrefill)
+      add_prefill_group(ops, {&l.gate, &l.up}, x_, c.dim, c.dim, l.ffn_norm,
+                        {{}, gate_up_, 0, 2 * c.ffn_dim, 0, false, {}});
+    else
+      add_normed(ops, {&l.gate, &l.up}, gate_up_, 2 * c.ffn_dim, l.ffn_norm, width);
+    add(ops, "silu_mul", {{"N", u32(c.ffn_dim)}}, {{gate_up_}}, (c.ffn_dim + 255) / 256);
+    if (width == kPrefill)
+      add_prefill_group(ops, {&l.down}, gate_up_, c.ffn_dim, 2 * c.ffn_dim, {},
+                        {{}, x_, 0, c.dim, 0, true, {}});
+    else
+      add_projection(ops, l.down, {gate_up_, x_, 2 * c.ffn_dim, c.dim, 0, true, {}}, width, Over::Tokens);
+  }
+  return body_ops_.emplace(width, std::move(ops)).first->second;
+}
+
+const Forward::Ops& Forward::head(uint32_t width) {
+  if (auto it = head_ops_.find(width); it != head_ops_.end()) return it->second;
+  const auto& c = config_;
+  Ops ops;
+  if (width == 0 && can_stage(head_)) {
+    // One token: the final norm fused into the LM head, which reads row 0 of x.
+    add_projection(ops, head_, {x_, logits_, c.dim, c.n_vocab, 0, false, out_norm_}, 1, Over::Rows);
+  } else {
+    // The logits rows' tokens, normed into xb_ rows 0.., then the LM head over them.
+    add(ops, "rms_norm", {{"N", u32(c.dim)}, {"EPS", f32(c.rms_eps)}, {"GATHER", "1"}},
+        {{x_}, {out_norm_}, {xb_}, rows_slice_}, 1, Over::Rows);
+    add_projection(ops, head_, {xb_, logits_, c.dim, c.n_vocab, 0, false, {}}, std::max(width, 1u),
+                   Over::Rows);
+  }
+  return head_ops_.emplace(width, std::move(ops)).first->second;
+}
+
+uint64_t Forward::bytes_per_token(uint32_t pos) const {
+  return gemv_bytes_ + 2ull * layers_.size() * (pos + 1ull) * config_.kv_dim() * 4;
+}
+
+void Forward::set_history(uint32_t slot, std::span<const int32_t> tokens) {
+  if (slot >= n_seq_)
+    fail_input("slot " + std::to_string(slot) + " is outside the " + std::to_string(n_seq_) +
+               " KV-cache slots");
+  std::vector<uint32_t> ring(kPenaltyHistory + 1, 0);  // [ring, count]
   size_t n = tokens.size();
   for (size_t i = n > kPenaltyHistory ? n - kPenaltyHistory : 0; i < n; ++i)
     ring[i % kPenaltyHistory] = static_cast<uint32_t>(tokens[i]);
   ring[kPenaltyHistory] = static_cast<uint32_t>(n);
-  device_.write(history_, 0, {reinterpret_cast<const uint8_t*>(ring.data()), ring.size() * 4});
+  device_.write(history_, uint64_t(slot) * (kPenaltyHistory + 1) * 4,
+                bytes_of(std::span<const uint32_t>(ring)));
 }
 
-void Forward::record(bool sample) {
-  for (const Op& op : forward_ops_) device_.dispatch(op.kernel, op.group, op.x, op.y);
-  if (sample)
-    for (const Op& op : sample_ops_) device_.dispatch(op.kernel, op.group, op.x, op.y);
+void Forward::replay(const Ops& ops, uint32_t tokens, uint32_t rows) {
+  for (const Op& op : ops) {
+    const uint32_t count = op.over == Over::Tokens ? tokens : rows;
+    const uint32_t n = (count + op.width - 1) / op.width;
+    if (op.along == 0)
+      device_.dispatch(op.kernel, op.group, n, op.a, op.b);
+    else
+      device_.dispatch(op.kernel, op.group, op.a, n, op.b);
+  }
 }
 
-uint32_t Forward::dispatches_per_token(bool sample) const {
-  return static_cast<uint32_t>(forward_ops_.size() + (sample ? sample_ops_.size() : 0));
+const Forward::Ops& Forward::body_for(std::span<const PassToken> tokens) {
+  const auto n = static_cast<uint32_t>(tokens.size());
+  const bool one_slot =
+      std::all_of(tokens.begin(), tokens.end(), [&](const PassToken& t) { return t.slot == tokens[0].slot; });
+  return body(prefill_matmul_ && n > kMaxWidth && one_slot ? kPrefill : width_for(n));
+}
+
+void Forward::record(std::span<const PassToken> tokens, std::span<const RowSampling> sampling) {
+  const auto n = static_cast<uint32_t>(tokens.size());
+  if (n == 0 || n > max_batch_)
+    fail_input("a pass takes 1 to " + std::to_string(max_batch_) + " tokens, not " + std::to_string(n));
+  std::vector<GpuToken> gpu_tokens(n);  // [tokens]
+  std::vector<GpuRow> rows;             // [logits rows]
+  for (uint32_t i = 0; i < n; ++i) {
+    const PassToken& t = tokens[i];
+    if (t.slot >= n_seq_)
+      fail_input("slot " + std::to_string(t.slot) + " is outside the " + std::to_string(n_seq_) +
+                 " KV-cache slots");
+    if (t.pos >= n_ctx_)
+      fail_input("position " + std::to_string(t.pos) + " of slot " + std::to_string(t.slot) +
+                 " is outside the context of " + std::to_string(n_ctx_) +
+                 " tokens: the KV cache slot is full");
+    if (t.id != kSampledId && (t.id < 0 || static_cast<uint32_t>(t.id) >= config_.n_vocab))
+      fail_input("token id " + std::to_string(t.id) + " is outside the vocabulary of " +
+                 std::to_string(config_.n_vocab));
+    gpu_tokens[i] = {t.slot, t.pos, t.id == kSampledId ? 0u : static_cast<uint32_t>(t.id),
+                     t.id == kSampledId ? kFromSampler : 0u};
+    if (t.logits) rows.push_back({.token = i, .slot = t.slot});
+  }
+  const auto n_rows = static_cast<uint32_t>(rows.size());
+  if (n_rows > max_rows_)
+    fail_input("a pass computes at most " + std::to_string(max_rows_) + " logits rows, not " +
+               std::to_string(n_rows));
+  if (!sampling.empty()) {
+    if (sampling.size() != rows.size())
+      fail_input("sampling settings for " + std::to_string(sampling.size()) + " rows, but the pass has " +
+                 std::to_string(rows.size()) + " logits rows");
+    for (uint32_t r = 0; r < n_rows; ++r) {
+      for (uint32_t q = 0; q < r; ++q)
+        if (rows[q].slot == rows[r].slot)
+          fail_input("a pass samples at most one row per slot (slot " + std::to_string(rows[r].slot) + ")");
+      rows[r] = gpu_row(sampling[r].params, rows[r].token, rows[r].slot, sampling[r].sample_index);
+    }
+  }
+
+  // The metadata goes through region `region_` of the staging buffer: writes land before the next submit
+  // runs, so each pass recorded into one command buffer needs a region of its own.
+  if (device_.stats().submits != submits_seen_) region_ = 0;
+  if (region_ == kPassesPerSubmit) {
+    device_.submit();
+    region_ = 0;
+  }
+  const uint64_t base = uint64_t(region_++) * pass_bytes_;
+  const uint32_t header[4] = {n, n_rows, 0, 0};
+  device_.write(staging_, base, bytes_of(std::span<const uint32_t>(header)));
+  device_.write(staging_, base + tokens_offset_, bytes_of(std::span<const GpuToken>(gpu_tokens)));
+  if (n_rows) device_.write(staging_, base + rows_offset_, bytes_of(std::span<const GpuRow>(rows)));
+  device_.copy(staging_, base, pass_, 0,
+               n_rows ? rows_offset_ + n_rows * sizeof(GpuRow) : tokens_offset_ + n * sizeof(GpuToken));
+
+  replay(embed_ops_, n, n_rows);
+  replay(body_for(tokens), n, n_rows);
+  if (n_rows && last_stage()) {
+    replay(head_for(n, n_rows), n, n_rows);
+    if (!sampling.empty()) replay(sample_ops_, n, n_rows);
+  }
+  submits_seen_ = device_.stats().submits;
+}
+
+const Forward::Ops& Forward::head_for(uint32_t tokens, uint32_t rows) {
+  return tokens == 1 ? head(0) : head(width_for(rows));
+}
+
+uint32_t Forward::dispatches(uint32_t tokens, uint32_t rows, bool sample) {
+  size_t n = embed_ops_.size() + body(width_for(tokens)).size();
+  if (rows && last_stage()) n += head_for(tokens, rows).size() + (sample ? sample_ops_.size() : 0);
+  return static_cast<uint32_t>(n);
 }
 
 }  // namespace wgllm::runtime

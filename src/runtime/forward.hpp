@@ -1,9 +1,14 @@
-// The Llama forward pass on the GPU as a fixed list of dispatches, built once at load. Recording a step
-// creates nothing: it replays the list into the device's current command buffer.
+// The Llama forward pass on the GPU over a batch of tokens, as fixed lists of dispatches built at load.
+// A pass takes up to max_batch tokens, each (slot, position, id) of any KV-cache slot: prompt chunks of one
+// sequence, or one decode token for each of several. Recording a pass creates nothing (after the first use
+// of a batch width): it writes the pass's token list, replays the list into the device's current command
+// buffer, and computes logits (and samples) only for the tokens that ask for them.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "gguf/gguf_file.hpp"
@@ -15,8 +20,34 @@
 namespace wgllm::runtime {
 
 struct ForwardOptions {
-  uint32_t n_ctx = 0;  // KV cache positions; 0 = min(model context, 4096)
+  uint32_t n_ctx = 0;         // positions per KV-cache slot; 0 = min(model context, 4096)
+  uint32_t n_seq = 1;         // KV-cache slots (sequences in flight)
+  uint32_t max_batch = 0;     // tokens per pass; 0 = min(512, n_ctx), and at least n_seq
+  uint32_t max_logits = 0;    // logits rows per pass; 0 = n_seq (at most one sampled row per slot and pass)
   bool use_subgroups = true;  // take the subgroup kernel variants when the adapter has them
+  // Prefill passes (more than kMaxWidth tokens, all of one slot) use the tiled GEMM (matmul.wgsl; int8
+  // activations, as llama.cpp's q8_1, where every projection of a group reads a quantized type) instead
+  // of the batched GEMV. Decode passes (one token per slot) never do: their arithmetic stays the GEMV's.
+  bool prefill_matmul = true;
+  // A pipeline stage holds layers [first_layer, last_layer) (last 0: to the end). Only the first stage
+  // embeds tokens, only the last has the LM head and the sampler; the others take and leave their hidden
+  // states in hidden().
+  uint32_t first_layer = 0, last_layer = 0;
+};
+
+// The id a token takes from the GPU: the one the sampler last left for its slot (run-ahead decoding).
+constexpr int32_t kSampledId = -1;
+
+struct PassToken {
+  uint32_t slot = 0;
+  uint32_t pos = 0;
+  int32_t id = kSampledId;
+  bool logits = false;  // compute this token's logits: the pass's r-th such token fills logits row r
+};
+
+struct RowSampling {
+  SamplingParams params;
+  uint32_t sample_index = 0;  // tokens the sequence sampled before: its RNG stream position
 };
 
 class Forward {
@@ -25,65 +56,138 @@ class Forward {
 
   const model::LlamaConfig& config() const { return config_; }
   uint32_t n_ctx() const { return n_ctx_; }
+  uint32_t n_seq() const { return n_seq_; }
+  uint32_t max_batch() const { return max_batch_; }
+  uint32_t max_logits() const { return max_rows_; }
+  uint32_t first_layer() const { return first_layer_; }
+  uint32_t last_layer() const { return last_layer_; }
+  bool first_stage() const { return first_layer_ == 0; }
+  bool last_stage() const { return last_layer_ == config_.n_layers; }
   gpu::Device& device() { return device_; }
 
-  // The token the next recorded step embeds: written by the sampler, or by set_token for prompt tokens.
-  void set_token(int32_t id);
-  void set_step(const StepParams& params);
-  // Seeds the repetition-penalty history with tokens already in the context (e.g. the prompt).
-  void set_history(std::span<const int32_t> tokens);
+  // Seeds slot's penalty history with the tokens already in its context (e.g. the prompt).
+  void set_history(uint32_t slot, std::span<const int32_t> tokens);
 
-  // Records one token's pass (embedding .. logits) and, if `sample`, the sampler after it.
-  void record(bool sample);
+  // Records one pass over `tokens` (1..max_batch of them; any slots and positions, each token's K/V written
+  // before any attends, so a prompt chunk attends causally within the pass). `sampling`, when given, has
+  // one entry per logits row: each row is sampled into sampled()[slot] and the slot's history (at most one
+  // sampled row per slot). Throws Error(BadInput) for a slot, position or id out of range; never wraps.
+  // Passes recorded before one submit() run in order; a pass's token list goes through its own region of
+  // a staging buffer, so up to kPassesPerSubmit passes share a command buffer (more submit in between).
+  void record(std::span<const PassToken> tokens, std::span<const RowSampling> sampling = {});
+  static constexpr uint32_t kPassesPerSubmit = 4;
 
-  gpu::Buffer logits() const { return logits_; }   // [n_vocab] f32
-  gpu::Buffer token() const { return token_; }     // [1] u32: the last sampled id
+  gpu::Buffer logits() const { return logits_; }    // [max_logits, n_vocab] f32: row r of the last pass
+  gpu::Buffer sampled() const { return sampled_; }  // [n_seq] u32: the last id sampled for each slot
+  // [max_batch, dim] f32: the residual stream of the pass's tokens; a later stage's input (written before
+  // record()) and an earlier stage's output (read after it).
+  gpu::Buffer hidden() const { return x_; }
   uint64_t weight_bytes() const { return weight_bytes_; }          // the weights' size in the file
   uint64_t weight_gpu_bytes() const { return weight_gpu_bytes_; }  // the GPU buffers that hold them
   // Bytes one decode step must read at position `pos`: every GEMV's matrix once (the LM head included, the
-  // embedding table only one row) plus the K and V cache rows 0..pos of every layer.
+  // embedding table only one row) plus the K and V cache rows 0..pos of every layer (of this stage).
   uint64_t bytes_per_token(uint32_t pos) const;
-  uint32_t dispatches_per_token(bool sample) const;
+  // Dispatches of a pass of `tokens` tokens of different slots (the GEMV plan) with `rows` logits rows
+  // (and the sampler), and of a one-token pass with logits (a decode step).
+  uint32_t dispatches(uint32_t tokens, uint32_t rows, bool sample);
+  uint32_t dispatches_per_token(bool sample) { return dispatches(1, 1, sample); }
+
+  // Batch widths of the projections (tokens per workgroup tile): a pass of M tokens takes the smallest
+  // width >= M, or the largest in tiles. Each width's dispatch list is built on its first use.
+  static constexpr uint32_t kWidths[] = {1, 2, 4, 8, 16};
+  static constexpr uint32_t kMaxWidth = 16;
+  static uint32_t width_for(uint32_t tokens);
 
  private:
+  // How many workgroups an op runs along its `along` axis (0: x, 1: y): one per token (or logits row), or
+  // per tile of `width` of them; a and b are the other two axes' counts, in order.
+  enum class Over : uint8_t { Tokens, Rows };
   struct Op {
     gpu::Kernel kernel;
     gpu::BindGroup group;
-    uint32_t x, y;
+    uint32_t a, b;
+    Over over;
+    uint32_t width;
+    uint8_t along = 0;
   };
-  void add(std::vector<Op>& ops, std::string_view kernel, const gpu::KernelDefines& defines,
-           std::vector<gpu::BufferSlice> bindings, uint32_t threads_x, uint32_t workgroup = 1);
-  // y (+)= W · x, or with `norm` W · rmsnorm(x) * norm (fused into the GEMV where it can stage x in
-  // workgroup memory, else a separate rms_norm into xb_ first).
-  void add_matvec(std::vector<Op>& ops, const GpuMatrix& m, gpu::Buffer x, gpu::Buffer y, bool accumulate,
-                  gpu::Buffer norm = {}, uint32_t y_offset = 0);
+  using Ops = std::vector<Op>;
+  struct Layer {
+    gpu::Buffer attn_norm, ffn_norm;
+    GpuMatrix wq, wk, wv, wo, gate, up, down;
+    gpu::Buffer k_cache, v_cache;  // [n_seq * n_ctx, kv_dim]
+  };
+  struct Projection {
+    gpu::Buffer x, y;
+    uint32_t x_stride, y_stride, y_offset;
+    bool accumulate;
+    gpu::Buffer norm;  // fused RMSNorm of x (width 1, stageable matrices only)
+  };
+
+  void add(Ops& ops, std::string_view kernel, const gpu::KernelDefines& defines,
+           std::vector<gpu::BufferSlice> bindings, uint32_t groups_y, Over over = Over::Tokens,
+           uint32_t width = 1);
+  // y (+)= W · x over a tile of `width` tokens (x and y [tokens, stride]), and with `norm` W · rmsnorm(x)
+  // * norm staged in workgroup memory (width 1).
+  void add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, uint32_t width, Over over);
   bool can_stage(const GpuMatrix& m) const;
-  // The projections that read norm(x): one fused GEMV each, or rms_norm once and plain GEMVs.
-  // Each matrix writes its rows into `y` after the previous one's.
-  void add_normed(std::vector<Op>& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer y, gpu::Buffer norm);
+  // Prefill's GEMMs: y (+)= W · x for the pass's tokens through matmul.wgsl, from f32 x or (int8) from the
+  // activations quantize_act left in xq_, xs_.
+  void add_matmul(Ops& ops, const GpuMatrix& m, const Projection& p, bool int8);
+  // x [tokens, stride] (its first `cols`), RMS-normalised by `norm` when given, quantized into xq_, xs_.
+  void add_quantize(Ops& ops, gpu::Buffer x, uint32_t cols, uint32_t stride, gpu::Buffer norm);
+  // The projections of `ms` over input x (normed by `norm` when given) into y, for a prefill pass.
+  void add_prefill_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer x, uint32_t cols,
+                         uint32_t x_stride, gpu::Buffer norm, const Projection& out);
+  static constexpr uint32_t kPrefill = 0;  // body() key of prefill passes' GEMM plan
+  // The projections that read norm(x_): at width 1 one fused GEMV each where every matrix can stage its
+  // input, else rms_norm over the tokens into xb_ and plain projections. Each matrix writes its rows into
+  // `y` after the previous one's.
+  void add_normed(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer y, uint32_t y_stride,
+                  gpu::Buffer norm, uint32_t width);
+  const Ops& body(uint32_t width);  // the layers, over tiles of `width` tokens (or kPrefill)
+  const Ops& body_for(std::span<const PassToken> tokens);
+  // Final norm of the logits rows and the LM head over tiles of `width` rows; width 0: one token's, the
+  // norm fused into the LM head.
+  const Ops& head(uint32_t width);
+  const Ops& head_for(uint32_t tokens, uint32_t rows);
   gpu::KernelDefines variant(gpu::KernelDefines defines) const;
+  void replay(const Ops& ops, uint32_t tokens, uint32_t rows);
 
   gpu::Device& device_;
   model::LlamaConfig config_;
-  uint32_t n_ctx_ = 0;
+  uint32_t n_ctx_ = 0, n_seq_ = 1, max_batch_ = 0, max_rows_ = 0;
+  uint32_t first_layer_ = 0, last_layer_ = 0;
+  uint32_t tile_rows_ = 0;  // activation rows: max_batch rounded up to whole tiles of the widest width
   bool subgroups_ = false;
+  bool prefill_matmul_ = false;
   uint64_t weight_bytes_ = 0;
   uint64_t weight_gpu_bytes_ = 0;
   uint64_t gemv_bytes_ = 0;
 
-  gpu::Buffer step_, token_, history_;
-  gpu::Buffer x_;       // [dim] residual stream
-  gpu::Buffer xb_;      // [dim] normed input of a sub-block
-  gpu::Buffer qkv_;     // [q (n_heads * head_dim) | k | v (n_kv_heads * head_dim each)] this position's
-  gpu::Buffer attn_;    // [n_heads * head_dim] attention output
-  gpu::Buffer scores_;  // [n_heads, n_ctx] attention probabilities
-  gpu::Buffer gate_up_;    // [gate (ffn_dim) | up (ffn_dim)]
-  gpu::Buffer logits_;     // [n_vocab]
-  gpu::Buffer rope_table_;  // [n_ctx, rope_dim / 2] (cos, sin)
-  std::vector<gpu::Buffer> k_cache_, v_cache_;  // per layer [n_ctx, n_kv_heads * head_dim]
+  // The pass's metadata (step_params.hpp): a header (tokens, rows), the tokens and the rows at aligned
+  // offsets; written into region k of staging_ and copied into pass_ before the pass's dispatches.
+  uint64_t tokens_offset_ = 0, rows_offset_ = 0, pass_bytes_ = 0;
+  gpu::Buffer staging_, pass_;
+  gpu::BufferSlice tokens_slice_, rows_slice_, header_slice_;
+  uint32_t region_ = 0;
+  uint64_t submits_seen_ = 0;
 
-  std::vector<Op> forward_ops_;
-  std::vector<Op> sample_ops_;
+  gpu::Buffer sampled_;     // [n_seq] u32
+  gpu::Buffer history_;     // [n_seq][kPenaltyHistory ring, count] u32
+  gpu::Buffer x_;           // [tile_rows, dim] residual stream
+  gpu::Buffer xb_;          // [tile_rows, dim] normed input of a sub-block (or of the logits rows)
+  gpu::Buffer qkv_;         // [tile_rows, q (n_heads * head_dim) | k | v (n_kv_heads * head_dim each)]
+  gpu::Buffer attn_;        // [tile_rows, n_heads * head_dim] attention output
+  gpu::Buffer gate_up_;     // [tile_rows, gate (ffn_dim) | up (ffn_dim)]
+  gpu::Buffer xq_, xs_;     // prefill's int8 activations: [max_batch, widest input / 4] u32, [.., / 32] vec4
+  gpu::Buffer logits_;      // [max_rows rounded to whole tiles, n_vocab]
+  gpu::Buffer rope_table_;  // [n_ctx, rope_dim / 2] (cos, sin)
+  gpu::Buffer out_norm_;
+  GpuMatrix embd_, head_;
+  std::vector<Layer> layers_;
+
+  Ops embed_ops_, sample_ops_;
+  std::map<uint32_t, Ops> body_ops_, head_ops_;
 };
 
 }  // namespace wgllm::runtime

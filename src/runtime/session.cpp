@@ -10,19 +10,12 @@ namespace wgllm::runtime {
 
 Session::Session(Forward& forward, const SamplingParams& sampling) : forward_(forward), sampling_(sampling) {}
 
-StepParams Session::params(uint32_t pos) {
-  StepParams p;
-  p.pos = pos;
-  p.n_ctx = forward_.n_ctx();
-  p.seed = sampling_.seed;
-  p.sample_index = sampled_;
-  p.temperature = sampling_.temperature;
-  p.top_k = sampling_.top_k > 0 ? static_cast<uint32_t>(sampling_.top_k) : 0;
-  p.top_p = sampling_.top_p;
-  p.min_p = sampling_.min_p;
-  p.repeat_penalty = sampling_.repeat_penalty;
-  p.penalty_last_n = static_cast<uint32_t>(std::clamp<int32_t>(sampling_.penalty_last_n, 0, kPenaltyHistory));
-  return p;
+gpu::ReadTicket Session::read_sampled() {
+  gpu::Device& device = forward_.device();
+  gpu::ReadTicket t = device.read(forward_.sampled(), 0, 4);
+  device.submit();
+  ++sampled_;
+  return t;
 }
 
 gpu::ReadTicket Session::prefill(std::span<const int32_t> prompt) {
@@ -34,37 +27,30 @@ gpu::ReadTicket Session::prefill(std::span<const int32_t> prompt) {
     if (id < 0 || static_cast<uint32_t>(id) >= forward_.config().n_vocab)
       fail_input("token id " + std::to_string(id) + " is outside the vocabulary of " +
                  std::to_string(forward_.config().n_vocab));
-  forward_.set_history(prompt);
-  gpu::Device& device = forward_.device();
-  for (size_t i = 0; i < prompt.size(); ++i) {
-    // Each prompt token is its own submit (its position lives in the step uniform); nothing waits.
-    forward_.set_token(prompt[i]);
-    forward_.set_step(params(pos_));
-    bool last = i + 1 == prompt.size();
-    forward_.record(last);
-    ++pos_;
-    if (last) {
-      gpu::ReadTicket t = device.read(forward_.token(), 0, 4);
-      device.submit();
-      ++sampled_;
-      return t;
-    }
-    device.submit();
+  forward_.set_history(0, prompt);
+  // Passes of up to max_batch tokens, one submit each; only the last token's logits are computed.
+  const RowSampling sample{sampling_, sampled_};
+  std::vector<PassToken> pass;  // [chunk]
+  for (size_t first = 0; first < prompt.size(); first += forward_.max_batch()) {
+    const size_t n = std::min<size_t>(forward_.max_batch(), prompt.size() - first);
+    const bool last = first + n == prompt.size();
+    pass.clear();
+    for (size_t i = 0; i < n; ++i)
+      pass.push_back({0, pos_ + static_cast<uint32_t>(i), prompt[first + i], last && i + 1 == n});
+    forward_.record(pass, last ? std::span<const RowSampling>(&sample, 1) : std::span<const RowSampling>{});
+    pos_ += static_cast<uint32_t>(n);
+    if (!last) forward_.device().submit();
   }
-  return {};  // unreachable: the prompt is not empty
+  return read_sampled();
 }
 
 gpu::ReadTicket Session::step() {
-  if (context_full())
-    fail_input("the context of " + std::to_string(forward_.n_ctx()) + " tokens is full");
-  forward_.set_step(params(pos_));
-  forward_.record(true);
+  if (context_full()) fail_input("the context of " + std::to_string(forward_.n_ctx()) + " tokens is full");
+  const PassToken token{0, pos_, kSampledId, true};
+  const RowSampling sample{sampling_, sampled_};
+  forward_.record({&token, 1}, {&sample, 1});
   ++pos_;
-  gpu::Device& device = forward_.device();
-  gpu::ReadTicket t = device.read(forward_.token(), 0, 4);
-  device.submit();
-  ++sampled_;
-  return t;
+  return read_sampled();
 }
 
 gpu::ReadTicket Session::evaluate(int32_t token) {
@@ -72,14 +58,13 @@ gpu::ReadTicket Session::evaluate(int32_t token) {
   if (token < 0 || static_cast<uint32_t>(token) >= forward_.config().n_vocab)
     fail_input("token id " + std::to_string(token) + " is outside the vocabulary of " +
                std::to_string(forward_.config().n_vocab));
-  forward_.set_token(token);
-  forward_.set_step(params(pos_));
-  forward_.record(false);
+  const PassToken t{0, pos_, token, true};
+  forward_.record({&t, 1});
   ++pos_;
   gpu::Device& device = forward_.device();
-  gpu::ReadTicket t = device.read(forward_.logits(), 0, uint64_t(forward_.config().n_vocab) * 4);
+  gpu::ReadTicket ticket = device.read(forward_.logits(), 0, uint64_t(forward_.config().n_vocab) * 4);
   device.submit();
-  return t;
+  return ticket;
 }
 
 int32_t Session::id_of(gpu::ReadTicket ticket) {

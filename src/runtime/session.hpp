@@ -1,8 +1,8 @@
-// A step-driven generation session over one sequence. Each call records one token's work into a single
-// command buffer, submits it, and returns a ticket for the 4-byte sampled id; it never waits. The sampled id
-// stays on the GPU for the next step's embedding, so a native host may call step() again before the
-// previous ticket lands (the CPU encodes step t+1 while step t runs); a browser host calls it when the
-// read-back promise resolves.
+// A step-driven generation session over one sequence (KV-cache slot 0 of its Forward). Each call records
+// its work, submits it, and returns a ticket for the 4-byte sampled id (or the logits); it never waits. The
+// prompt runs in passes of up to max_batch tokens, one submit each. The sampled id stays on the GPU for the
+// next step's embedding, so a native host may call step() again before the previous ticket lands (the CPU
+// encodes step t+1 while step t runs); a browser host calls it when the read-back promise resolves.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +32,7 @@ class Session {
   bool context_full() const { return pos_ >= forward_.n_ctx(); }
 
  private:
-  StepParams params(uint32_t pos);
+  gpu::ReadTicket read_sampled();
   Forward& forward_;
   SamplingParams sampling_;
   uint32_t pos_ = 0;

@@ -101,7 +101,7 @@ TEST(Device, SiluMulMatchesDoubleReference) {
   Kernel k = d.kernel("silu_mul", {{"N", std::to_string(n) + "u"}});
   BufferSlice slices[] = {{bg}};
   BindGroup grp = d.bind(k, slices);
-  d.dispatch(k, grp, (n + 255) / 256);
+  d.dispatch(k, grp, 1, (n + 255) / 256);  // one token's row, its columns over y
   ReadTicket t = d.read(bg, 0, n * 4);
   d.submit();
   std::vector<float> out = floats_of(d.wait(t));

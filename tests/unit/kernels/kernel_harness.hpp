@@ -13,13 +13,13 @@
 
 #include "gpu/device.hpp"
 #include "runtime/step_params.hpp"
+#include "support/test_device.hpp"
 #include "support/test_support.hpp"
 
 namespace wgllm::kernels_test {
 
 inline gpu::Device& device() {
-  static std::unique_ptr<gpu::Device> d = gpu::open_device();
-  return *d;
+  return test::test_device();
 }
 
 // Define values written as WGSL literals, as runtime/forward.cpp writes them.
@@ -46,12 +46,6 @@ gpu::Buffer upload(const std::vector<T>& v, const char* label) {
   return b;
 }
 
-inline gpu::Buffer upload_step(const runtime::StepParams& p) {
-  gpu::Buffer b = device().buffer(sizeof p, gpu::kUniform, "step");
-  device().write(b, 0, {reinterpret_cast<const uint8_t*>(&p), sizeof p});
-  return b;
-}
-
 // Submits everything recorded so far and returns `n` elements of `b`.
 template <typename T>
 std::vector<T> download(gpu::Buffer b, size_t n) {
@@ -65,9 +59,9 @@ std::vector<T> download(gpu::Buffer b, size_t n) {
 
 // Records one dispatch of `name` specialised by `defines` over `slices` (in binding order).
 inline void dispatch(std::string_view name, const gpu::KernelDefines& defines,
-                     std::vector<gpu::BufferSlice> slices, uint32_t x, uint32_t y = 1) {
+                     std::vector<gpu::BufferSlice> slices, uint32_t x, uint32_t y = 1, uint32_t z = 1) {
   gpu::Kernel k = device().kernel(name, defines);
-  device().dispatch(k, device().bind(k, slices), x, y);
+  device().dispatch(k, device().bind(k, slices), x, y, z);
 }
 
 // Bit patterns, so that "untouched" and "exactly equal" checks also hold for NaN sentinels.

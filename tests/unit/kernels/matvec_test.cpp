@@ -1,8 +1,10 @@
 // matvec.wgsl against a float64 CPU reference: the GEMV over every weight type (weights quantized by
 // quant::quantize_rows, or random blocks with extreme scales; repacked by quant::repack; reference weights
-// from quant::dequantize_row), with and without ACCUMULATE and Y_OFFSET, the 2D-folded grid, and the EMBED
-// row gather, which must reproduce the CPU dequantization bit for bit (and ggml's own, on the blocks of
-// testdata/ggml-quants).
+// from quant::dequantize_row), with and without ACCUMULATE and Y_OFFSET, the folded grid, and the EMBED
+// row gather of a pass's tokens, which must reproduce the CPU dequantization bit for bit (and ggml's own,
+// on the blocks of testdata/ggml-quants). Batched (BATCH columns per workgroup): every column equals the
+// one-column result bit for bit, whatever the width and the other columns (batch invariance), and the
+// fused RMSNorm (STAGE_X NORM) equals rms_norm.wgsl followed by the GEMV bit for bit.
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -32,6 +34,9 @@ class Matvec : public KernelVariantTest {
     d["ROWS"] = u32(m.rows);
     d["COLS"] = u32(m.cols);
     d["Y_OFFSET"] = u32(y_offset);
+    d["BATCH"] = "1u";
+    d["X_STRIDE"] = u32(m.cols);
+    d["Y_STRIDE"] = u32(y_offset + m.rows);
     if (accumulate) d["ACCUMULATE"] = "1";
     return variant(d);
   }
@@ -43,7 +48,7 @@ class Matvec : public KernelVariantTest {
     s.push_back({upload(x, "x")});
     gpu::Buffer y = upload(y_init, "y");
     s.push_back({y});
-    dispatch("matvec", gemv_defines(m, y_offset, accumulate), s, groups_x, groups_y);
+    dispatch("matvec", gemv_defines(m, y_offset, accumulate), s, 1, groups_x, groups_y);
     return download<float>(y, y_init.size());
   }
 
@@ -99,21 +104,33 @@ class Matvec : public KernelVariantTest {
     check_gemv(type, cases, Weights::RandomBlocks);
   }
 
-  // Row `token` of m through EMBED: [cols] values followed by 2 sentinels, which must stay untouched.
-  std::vector<uint32_t> embed_row(const Matrix& m, uint32_t token) {
+  // Rows `ids` of m through EMBED, as one pass's tokens (token i's id from sampled[slot] where `from_sampler`
+  // has it): [tokens, cols] values followed by 2 sentinels, which must stay untouched.
+  std::vector<uint32_t> embed_rows(const Matrix& m, const std::vector<uint32_t>& ids,
+                                   const std::vector<bool>& from_sampler = {}) {
     gpu::KernelDefines d = type_defines(m.type);
     d["EMBED"] = "1";
     d["ROWS"] = u32(m.rows);
     d["COLS"] = u32(m.cols);
     d["Y_OFFSET"] = "0u";
+    std::vector<runtime::GpuToken> tokens(ids.size());
+    std::vector<uint32_t> sampled(ids.size() + 1, 0xFFFFFFFFu);  // [slots]: token i is in slot i + 1
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const bool gpu_id = i < from_sampler.size() && from_sampler[i];
+      tokens[i] = {static_cast<uint32_t>(i + 1), 0, gpu_id ? 0xFFFFFFFFu : ids[i],
+                   gpu_id ? runtime::kFromSampler : 0};
+      if (gpu_id) sampled[i + 1] = ids[i];
+    }
     std::vector<gpu::BufferSlice> s = weight_slices(m);
-    s.push_back({upload(std::vector<uint32_t>{token}, "token")});
-    std::vector<float> y_init(m.cols + 2, kSentinel);  // [cols + 2 sentinels]
+    s.push_back({upload(tokens, "tokens")});
+    std::vector<float> y_init(ids.size() * m.cols + 2, kSentinel);  // [tokens, cols] + 2 sentinels
     gpu::Buffer y = upload(y_init, "embedding");
     s.push_back({y});
-    dispatch("matvec", variant(d), s, (m.cols + 255) / 256);
+    s.push_back({upload(sampled, "sampled")});
+    dispatch("matvec", variant(d), s, static_cast<uint32_t>(ids.size()), (m.cols + 255) / 256);
     return bits_of(download<float>(y, y_init.size()));
   }
+  std::vector<uint32_t> embed_row(const Matrix& m, uint32_t token) { return embed_rows(m, {token}); }
 
   static std::vector<uint32_t> with_sentinels(std::vector<float> row) {
     row.push_back(kSentinel);
@@ -185,8 +202,8 @@ TEST_P(Matvec, GemvQ6_K) {
   check_quant_gemv(TensorType::Q6_K);
 }
 
-// Past maxComputeWorkgroupsPerDimension the runtime folds the grid into y; the kernel must recover the
-// linear workgroup index, and the spare workgroups of the last y row must write nothing.
+// Past maxComputeWorkgroupsPerDimension the runtime folds the row groups (workgroup y) into z; the kernel
+// must recover the linear row group, and the spare workgroups of the last z layer must write nothing.
 TEST_P(Matvec, FoldedGridEqualsLinearGrid) {
   SCOPED_TRACE(test::seed_note());
   auto rng = test::rng(300);
@@ -242,6 +259,167 @@ TEST_P(Matvec, EmbedIsGgmlDequantizationBitForBit) {
     }
   }
 }
+
+// Several tokens of one pass, some taking their id from the sampler's slot (run-ahead decoding).
+TEST_P(Matvec, EmbedGathersEveryTokenOfThePass) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(201);
+  for (TensorType type : {TensorType::F16, TensorType::Q4_K}) {
+    SCOPED_TRACE(name_of(type));
+    Matrix m = make_matrix(type, 37, 256, rng);
+    const std::vector<uint32_t> ids = {5, 36, 0, 5, 17};
+    std::vector<float> want;
+    for (uint32_t id : ids)
+      want.insert(want.end(), m.w.begin() + size_t(id) * m.cols, m.w.begin() + size_t(id + 1) * m.cols);
+    EXPECT_EQ(embed_rows(m, ids, {false, true, false, true, true}), with_sentinels(want));
+  }
+}
+
+// x [tokens, X_STRIDE] and y [tokens, Y_STRIDE] of a pass of `tokens` columns, run at each batch width.
+class BatchedMatvec : public KernelVariantTest {
+ protected:
+  struct Run {
+    std::vector<float> y;  // all of y: [tiles * width rows, y_stride] then one sentinel row
+  };
+  static constexpr uint32_t kYOffset = 2;
+
+  std::vector<float> run(const Matrix& m, const std::vector<float>& x, const std::vector<float>& y_init,
+                         uint32_t tokens, uint32_t width, uint32_t x_stride, uint32_t y_stride,
+                         bool accumulate) {
+    gpu::KernelDefines d = type_defines(m.type);
+    d["ROWS"] = u32(m.rows);
+    d["COLS"] = u32(m.cols);
+    d["Y_OFFSET"] = u32(kYOffset);
+    d["BATCH"] = u32(width);
+    d["X_STRIDE"] = u32(x_stride);
+    d["Y_STRIDE"] = u32(y_stride);
+    if (accumulate) d["ACCUMULATE"] = "1";
+    std::vector<gpu::BufferSlice> s = weight_slices(m);
+    s.push_back({upload(x, "x")});
+    gpu::Buffer y = upload(y_init, "y");
+    s.push_back({y});
+    dispatch("matvec", variant(d), s, (tokens + width - 1) / width,
+             (m.rows + kRowsPerWorkgroup - 1) / kRowsPerWorkgroup);
+    return download<float>(y, y_init.size());
+  }
+
+  // `tokens` columns at every width: each valid column within 1e-4 of the f64 reference and equal bit for
+  // bit to the width-1 run; y outside the written rows keeps its NaN sentinels.
+  void check(TensorType type, uint32_t rows, uint32_t cols, uint32_t tokens, std::vector<uint32_t> widths,
+             bool accumulate) {
+    SCOPED_TRACE(test::seed_note());
+    SCOPED_TRACE(name_of(type) + " rows " + std::to_string(rows) + " cols " + std::to_string(cols) +
+                 " tokens " + std::to_string(tokens) + (accumulate ? " accumulate" : ""));
+    auto rng = test::rng(800 + static_cast<uint64_t>(type));
+    std::normal_distribution<float> dist(0.f, 1.f);
+    Matrix m = make_matrix(type, rows, cols, rng);
+    constexpr uint32_t kMaxWidth = 16;
+    const uint32_t tile_rows = (tokens + kMaxWidth - 1) / kMaxWidth * kMaxWidth;
+    const uint32_t x_stride = cols + 4, y_stride = kYOffset + rows + 3;
+    std::vector<float> x(size_t(tile_rows) * x_stride);  // [tile rows, x_stride]: junk past the tokens too
+    for (float& v : x) v = dist(rng);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> y_init(size_t(tile_rows + 1) * y_stride,
+                              nan);  // [tile rows + 1 sentinel row, y_stride]
+    for (uint32_t t = 0; t < tile_rows && accumulate; ++t)
+      for (uint32_t r = 0; r < rows; ++r) y_init[size_t(t) * y_stride + kYOffset + r] = dist(rng);
+
+    std::vector<float> first;
+    for (uint32_t width : widths) {
+      SCOPED_TRACE("width " + std::to_string(width));
+      std::vector<float> y = run(m, x, y_init, tokens, width, x_stride, y_stride, accumulate);
+      const uint32_t written = (tokens + width - 1) / width * width;
+      for (size_t i = 0; i < y.size(); ++i) {
+        const size_t t = i / y_stride, r = i % y_stride;
+        if (t < written && r >= kYOffset && r < kYOffset + rows) continue;
+        ASSERT_EQ(bits_of({y[i]}), bits_of({y_init[i]})) << "y[" << t << ", " << r << "] written";
+      }
+      std::vector<float> valid;  // [tokens, rows]
+      for (uint32_t t = 0; t < tokens; ++t)
+        valid.insert(valid.end(), y.begin() + size_t(t) * y_stride + kYOffset,
+                     y.begin() + size_t(t) * y_stride + kYOffset + rows);
+      if (first.empty()) {
+        first = valid;
+        for (uint32_t t = 0; t < tokens; ++t) {
+          std::vector<double> want(rows);
+          for (uint32_t r = 0; r < rows; ++r) {
+            double acc = accumulate ? y_init[size_t(t) * y_stride + kYOffset + r] : 0.0;
+            for (uint32_t c = 0; c < cols; ++c)
+              acc += double(m.w[size_t(r) * cols + c]) * x[size_t(t) * x_stride + c];
+            want[r] = acc;
+          }
+          EXPECT_LT(test::relative_error(
+                        std::vector<float>(valid.begin() + t * rows, valid.begin() + (t + 1) * rows), want),
+                    1e-4)
+              << "token " << t;
+        }
+      } else {
+        EXPECT_EQ(bits_of(valid), bits_of(first)) << "a column depends on the batch width";
+      }
+    }
+  }
+};
+
+TEST_P(BatchedMatvec, EveryWidthGivesTheSameBits) {
+  const std::vector<uint32_t> all = {1, 2, 4, 8, 16};
+  check(TensorType::Q4_0, 37, 96, 19, all, true);   // 19 tokens: tiles with junk columns at every width
+  check(TensorType::Q4_K, 20, 512, 5, all, false);  // dequantized weights (mins)
+  check(TensorType::Q6_K, 9, 256, 3, {1, 4, 16}, true);
+  check(TensorType::Q8_0, 9, 64, 3, {1, 4, 16}, false);
+  check(TensorType::F16, 11, 173, 6, all, false);  // odd columns: a row starts mid-word
+  check(TensorType::F32, 7, 33, 3, {1, 4, 16}, true);
+  check(TensorType::BF16, 7, 34, 3, {1, 4, 16}, true);
+}
+
+// The RMSNorm fused into a one-token GEMV (STAGE_X NORM, input staged in workgroup memory) gives the bits
+// of rms_norm.wgsl followed by the GEMV of a batch: what makes a decode step alone and in a batch agree.
+TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(810);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q8_0}) {
+    SCOPED_TRACE(name_of(type));
+    const uint32_t rows = 21, cols = 512;
+    const double eps = 1e-5;
+    Matrix m = make_matrix(type, rows, cols, rng);
+    std::vector<float> x(cols), norm(cols);  // [cols]
+    for (float& v : x) v = 3.f * dist(rng);
+    for (float& v : norm) v = 1.f + 0.2f * dist(rng);
+    gpu::Buffer x_buf = upload(x, "x"), norm_buf = upload(norm, "norm");
+    const uint32_t groups = (rows + kRowsPerWorkgroup - 1) / kRowsPerWorkgroup;
+    auto defines = [&](uint32_t width) {
+      gpu::KernelDefines d = type_defines(type);
+      d["ROWS"] = u32(rows);
+      d["COLS"] = u32(cols);
+      d["Y_OFFSET"] = "0u";
+      d["BATCH"] = u32(width);
+      d["X_STRIDE"] = u32(cols);
+      d["Y_STRIDE"] = u32(rows);
+      return d;
+    };
+    gpu::KernelDefines fused = defines(1);
+    fused["STAGE_X"] = "1";
+    fused["NORM"] = "1";
+    fused["EPS"] = f32(eps);
+    std::vector<gpu::BufferSlice> s = weight_slices(m);
+    gpu::Buffer y_fused = device().buffer(size_t(rows) * 4, gpu::kStorage, "y");
+    s.insert(s.end(), {{x_buf}, {y_fused}, {norm_buf}});
+    dispatch("matvec", variant(fused), s, 1, groups);
+
+    for (uint32_t width : {1u, 4u}) {
+      SCOPED_TRACE("width " + std::to_string(width));
+      gpu::Buffer xb = device().buffer(size_t(width) * cols * 4, gpu::kStorage, "xb");
+      dispatch("rms_norm", variant({{"N", u32(cols)}, {"EPS", f32(eps)}}), {{x_buf}, {norm_buf}, {xb}}, 1);
+      std::vector<gpu::BufferSlice> t = weight_slices(m);
+      gpu::Buffer y = device().buffer(size_t(width) * rows * 4, gpu::kStorage, "y");
+      t.insert(t.end(), {{xb}, {y}});
+      dispatch("matvec", variant(defines(width)), t, 1, groups);
+      EXPECT_EQ(bits_of(download<float>(y, rows)), bits_of(download<float>(y_fused, rows)));
+    }
+  }
+}
+
+WGLLM_KERNEL_VARIANTS(BatchedMatvec);
 
 WGLLM_KERNEL_VARIANTS(Matvec);
 

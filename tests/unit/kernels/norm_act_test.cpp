@@ -1,5 +1,6 @@
-// rms_norm.wgsl and silu_mul.wgsl against float64 CPU references, on sizes that are not multiples of the
-// workgroup size, with NaN sentinels after the N elements that must stay untouched.
+// rms_norm.wgsl and silu_mul.wgsl against float64 CPU references, over several rows (tokens) per dispatch,
+// on sizes that are not multiples of the workgroup size, with NaN sentinels after the rows that must stay
+// untouched; rms_norm also gathering the rows named by a pass's logits rows.
 #include <cmath>
 #include <limits>
 
@@ -18,28 +19,44 @@ void expect_tail_untouched(const std::vector<float>& v, size_t n, const std::vec
 
 class RmsNorm : public KernelVariantTest {
  protected:
-  // x ~ N(0, scale), weight ~ N(1, 0.2); out has 2 sentinels after N.
-  void check(uint32_t n, double eps, float scale, std::mt19937_64& rng) {
+  // Three rows of x ~ N(0, scale), weight ~ N(1, 0.2); out has 2 sentinels after the rows. With `gather`,
+  // out row r is the norm of x row gather[r].
+  void check(uint32_t n, double eps, float scale, std::mt19937_64& rng, std::vector<uint32_t> gather = {}) {
     SCOPED_TRACE("N " + std::to_string(n) + " EPS " + f32(eps) + " x scale " + f32(scale));
+    constexpr uint32_t kRows = 3;
     std::normal_distribution<float> dist(0.f, 1.f);
-    std::vector<float> x(n), weight(n);  // [N]
+    std::vector<float> x(size_t(kRows) * n), weight(n);  // [rows, N], [N]
     for (float& v : x) v = dist(rng) * scale;
     for (float& v : weight) v = 1.f + 0.2f * dist(rng);
+    const auto out_rows = static_cast<uint32_t>(gather.empty() ? kRows : gather.size());
     const std::vector<float> sentinels(2, kNaN);
-    std::vector<float> out_init(n, kNaN);
+    std::vector<float> out_init(size_t(out_rows) * n, kNaN);
     out_init.insert(out_init.end(), sentinels.begin(), sentinels.end());
     gpu::Buffer out = upload(out_init, "out");
-    dispatch("rms_norm", variant({{"N", u32(n)}, {"EPS", f32(eps)}}),
-             {{upload(x, "x")}, {upload(weight, "weight")}, {out}}, 1);
+    gpu::KernelDefines d = {{"N", u32(n)}, {"EPS", f32(eps)}};
+    std::vector<gpu::BufferSlice> slices = {{upload(x, "x")}, {upload(weight, "weight")}, {out}};
+    if (!gather.empty()) {
+      d["GATHER"] = "1";
+      std::vector<runtime::GpuRow> rows(gather.size());
+      for (size_t r = 0; r < gather.size(); ++r) rows[r].token = gather[r];
+      slices.push_back({upload(rows, "rows")});
+    }
+    dispatch("rms_norm", variant(d), slices, out_rows);
     std::vector<float> got = download<float>(out, out_init.size());
 
-    double sum_sq = 0;
-    for (float v : x) sum_sq += double(v) * v;
-    const double inv = 1.0 / std::sqrt(sum_sq / n + eps);
-    std::vector<double> want(n);
-    for (uint32_t i = 0; i < n; ++i) want[i] = x[i] * inv * weight[i];
-    EXPECT_LT(test::relative_error(std::vector<float>(got.begin(), got.begin() + n), want), 1e-5);
-    expect_tail_untouched(got, n, sentinels);
+    for (uint32_t r = 0; r < out_rows; ++r) {
+      const uint32_t src = gather.empty() ? r : gather[r];
+      SCOPED_TRACE("row " + std::to_string(r) + " of x row " + std::to_string(src));
+      double sum_sq = 0;
+      for (uint32_t i = 0; i < n; ++i) sum_sq += double(x[size_t(src) * n + i]) * x[size_t(src) * n + i];
+      const double inv = 1.0 / std::sqrt(sum_sq / n + eps);
+      std::vector<double> want(n);
+      for (uint32_t i = 0; i < n; ++i) want[i] = x[size_t(src) * n + i] * inv * weight[i];
+      EXPECT_LT(test::relative_error(
+                    std::vector<float>(got.begin() + size_t(r) * n, got.begin() + size_t(r + 1) * n), want),
+                1e-5);
+    }
+    expect_tail_untouched(got, size_t(out_rows) * n, sentinels);
   }
 };
 
@@ -58,34 +75,57 @@ TEST_P(RmsNorm, EpsilonMattersForSmallInputs) {
   check(173, 1e-6, 1e-3f, rng);
 }
 
+// The logits rows' tokens, in any order and repeated.
+TEST_P(RmsNorm, GathersTheLogitsRowsTokens) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(403);
+  check(173, 1e-5, 3.f, rng, {2, 0});
+  check(256, 1e-5, 3.f, rng, {1, 1, 2, 0});
+}
+
 class SiluMul : public KernelVariantTest {};
 
 TEST_P(SiluMul, MatchesDoubleReferenceInPlace) {
   SCOPED_TRACE(test::seed_note());
   auto rng = test::rng(402);
   std::normal_distribution<float> dist(0.f, 4.f);
+  constexpr uint32_t kRows = 3;
   for (uint32_t n : {1u, 7u, 257u, 1000u}) {
     SCOPED_TRACE("N " + std::to_string(n));
-    std::vector<float> g(n), u(n);  // [N]
-    for (float& v : g) v = dist(rng);
-    for (float& v : u) v = dist(rng);
-    // Saturated gates: exp(-g) overflows f32 for g = -100; silu must still tend to 0 and to g.
-    const float extremes[] = {-100.f, 100.f, -30.f, 30.f};
-    for (uint32_t i = 0; i < 4 && n >= 7; ++i) g[n - 1 - i] = extremes[i];
-    // One buffer [gate (N) | up (N)], as the runtime's gate/up projection writes it.
+    // Rows [gate (N) | up (N)], as the runtime's gate/up projection writes them, then 3 sentinels.
+    std::vector<float> init;
+    std::vector<std::vector<float>> gates, ups;
+    for (uint32_t r = 0; r < kRows; ++r) {
+      std::vector<float> g(n), u(n);  // [N]
+      for (float& v : g) v = dist(rng);
+      for (float& v : u) v = dist(rng);
+      // Saturated gates: exp(-g) overflows f32 for g = -100; silu must still tend to 0 and to g.
+      const float extremes[] = {-100.f, 100.f, -30.f, 30.f};
+      for (uint32_t i = 0; i < 4 && n >= 7; ++i) g[n - 1 - i] = extremes[i];
+      init.insert(init.end(), g.begin(), g.end());
+      init.insert(init.end(), u.begin(), u.end());
+      gates.push_back(g);
+      ups.push_back(u);
+    }
     const std::vector<float> sentinels(3, kNaN);
-    std::vector<float> init = g;
-    init.insert(init.end(), u.begin(), u.end());
     init.insert(init.end(), sentinels.begin(), sentinels.end());
     gpu::Buffer gu = upload(init, "gate|up");
-    dispatch("silu_mul", variant({{"N", u32(n)}}), {{gu}}, (n + 255) / 256);
+    dispatch("silu_mul", variant({{"N", u32(n)}}), {{gu}}, kRows, (n + 255) / 256);
     std::vector<float> got = download<float>(gu, init.size());
 
-    std::vector<double> want(n);
-    for (uint32_t i = 0; i < n; ++i) want[i] = g[i] / (1.0 + std::exp(-double(g[i]))) * u[i];
-    EXPECT_LT(test::relative_error(std::vector<float>(got.begin(), got.begin() + n), want), 1e-6);
-    EXPECT_EQ(bits_of(std::vector<float>(got.begin() + n, got.begin() + 2 * n)), bits_of(u)) << "up was written";
-    expect_tail_untouched(got, 2 * n, sentinels);
+    for (uint32_t r = 0; r < kRows; ++r) {
+      SCOPED_TRACE("row " + std::to_string(r));
+      const size_t row = size_t(r) * 2 * n;
+      std::vector<double> want(n);
+      for (uint32_t i = 0; i < n; ++i)
+        want[i] = gates[r][i] / (1.0 + std::exp(-double(gates[r][i]))) * ups[r][i];
+      EXPECT_LT(test::relative_error(std::vector<float>(got.begin() + row, got.begin() + row + n), want),
+                1e-6);
+      EXPECT_EQ(bits_of(std::vector<float>(got.begin() + row + n, got.begin() + row + 2 * n)),
+                bits_of(ups[r]))
+          << "up was written";
+    }
+    expect_tail_untouched(got, size_t(kRows) * 2 * n, sentinels);
   }
 }
 

@@ -1,6 +1,8 @@
-// rope_kv.wgsl and attention.wgsl against float64 CPU references: RoPE of q in place and of k into the KV
-// cache row of the position (v copied), nothing else written; causal attention over positions 0..pos with
-// GQA, never reading the cache rows after pos.
+// rope_kv.wgsl and attention.wgsl against float64 CPU references, over passes of several tokens of
+// different slots and positions: RoPE of each token's q in place and of its k into the KV cache row of its
+// (slot, position) (v copied), nothing else written; causal attention of each token over its slot's
+// positions 0..pos with GQA, never reading rows after pos or of other slots, and independent of the other
+// tokens of the pass (bit for bit).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -71,11 +73,18 @@ class RopeKv : public KernelVariantTest {
     config.rope_freq_base = freq_base;
     const std::vector<float> inv_freq = model::rope_inv_freq(config, {});  // [rope_dim / 2]
 
+    // One pass: token i at positions[i] of slot i % kSlots.
+    constexpr uint32_t kSlots = 3;
     uint32_t ctx = 0;
     for (uint32_t p : positions) ctx = std::max(ctx, p + 3);
-    // The caches start random: every row but the position's must keep its bits.
-    std::vector<float> k_cache = random_vector(size_t(ctx) * h.kv_dim(), rng);  // [ctx, kv_dim]
-    std::vector<float> v_cache = random_vector(size_t(ctx) * h.kv_dim(), rng);  // [ctx, kv_dim]
+    const auto n = static_cast<uint32_t>(positions.size());
+    std::vector<runtime::GpuToken> tokens(n);
+    for (uint32_t i = 0; i < n; ++i) tokens[i] = {i % kSlots, positions[i], 0, 0};
+    // The caches start random: every row but the tokens' must keep its bits.
+    std::vector<float> k_cache =
+        random_vector(size_t(kSlots) * ctx * h.kv_dim(), rng);  // [slots * ctx, kv_dim]
+    std::vector<float> v_cache =
+        random_vector(size_t(kSlots) * ctx * h.kv_dim(), rng);  // [slots * ctx, kv_dim]
     gpu::Buffer k_cache_buf = upload(k_cache, "k cache"), v_cache_buf = upload(v_cache, "v cache");
     // The (cos, sin) table the runtime builds: [ctx, rope_dim / 2, 2], computed in double. NaN past the
     // end: the pairs left alone must not read it.
@@ -89,34 +98,36 @@ class RopeKv : public KernelVariantTest {
     gpu::Buffer inv_freq_buf = upload(table, "rope table");
     gpu::KernelDefines d = h.defines();
     d["ROPE_DIM"] = u32(rope_dim);
+    d["CTX"] = u32(ctx);
     d = variant(d);
     const uint32_t threads = (h.n_heads + h.n_kv) * h.head_dim / 2 + h.kv_dim() / 2;
 
-    for (uint32_t pos : positions) {
-      SCOPED_TRACE("pos " + std::to_string(pos));
-      std::vector<float> q = random_vector(h.q_dim(), rng), k = random_vector(h.kv_dim(), rng),
-                         v = random_vector(h.kv_dim(), rng);
-      runtime::StepParams step;
-      step.pos = pos;
-      step.n_ctx = ctx;
-      // One buffer [q | k | v], as the runtime's projections write it.
-      std::vector<float> qkv = q;
-      qkv.insert(qkv.end(), k.begin(), k.end());
-      qkv.insert(qkv.end(), v.begin(), v.end());
-      gpu::Buffer qkv_buf = upload(qkv, "qkv");
-      dispatch("rope_kv", d, {{upload_step(step)}, {inv_freq_buf}, {qkv_buf}, {k_cache_buf}, {v_cache_buf}},
-               (threads + 63) / 64);
-      std::vector<float> qkv_got = download<float>(qkv_buf, qkv.size());
-      std::vector<float> q_got(qkv_got.begin(), qkv_got.begin() + q.size());
-      EXPECT_EQ(bits_of(std::vector<float>(qkv_got.begin() + q.size(), qkv_got.end())),
-                bits_of(std::vector<float>(qkv.begin() + q.size(), qkv.end())))
+    // One buffer of rows [q | k | v], as the runtime's projections write it.
+    const uint32_t row_len = h.q_dim() + 2 * h.kv_dim();
+    std::vector<float> qkv = random_vector(size_t(n) * row_len, rng);  // [tokens, q | k | v]
+    gpu::Buffer qkv_buf = upload(qkv, "qkv");
+    dispatch("rope_kv", d,
+             {{upload(tokens, "tokens")}, {inv_freq_buf}, {qkv_buf}, {k_cache_buf}, {v_cache_buf}}, n,
+             (threads + 63) / 64);
+    std::vector<float> qkv_got = download<float>(qkv_buf, qkv.size());
+    std::vector<float> k_got = download<float>(k_cache_buf, k_cache.size());
+    std::vector<float> v_got = download<float>(v_cache_buf, v_cache.size());
+
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint32_t pos = positions[i];
+      SCOPED_TRACE("token " + std::to_string(i) + ": slot " + std::to_string(tokens[i].slot) + " pos " +
+                   std::to_string(pos));
+      const std::vector<float> q = slice(qkv, size_t(i) * row_len, h.q_dim());
+      const std::vector<float> k = slice(qkv, size_t(i) * row_len + h.q_dim(), h.kv_dim());
+      const std::vector<float> v = slice(qkv, size_t(i) * row_len + h.q_dim() + h.kv_dim(), h.kv_dim());
+      const std::vector<float> q_got = slice(qkv_got, size_t(i) * row_len, h.q_dim());
+      EXPECT_EQ(bits_of(slice(qkv_got, size_t(i) * row_len + h.q_dim(), 2 * h.kv_dim())),
+                bits_of(slice(qkv, size_t(i) * row_len + h.q_dim(), 2 * h.kv_dim())))
           << "k and v inputs must stay as they were";
-      std::vector<float> k_got = download<float>(k_cache_buf, k_cache.size());
-      std::vector<float> v_got = download<float>(v_cache_buf, v_cache.size());
 
       // The table's cos/sin are the double values rounded to f32: the error no longer grows with pos.
       const double tolerance = 2e-6;
-      const size_t row = size_t(pos) * h.kv_dim();
+      const size_t row = (size_t(tokens[i].slot) * ctx + pos) * h.kv_dim();
       const std::vector<float> k_row = slice(k_got, row, h.kv_dim());
       EXPECT_LT(test::relative_error(q_got, rope_reference(q, h.head_dim, rope_dim, inv_freq, pos)),
                 tolerance)
@@ -131,65 +142,80 @@ class RopeKv : public KernelVariantTest {
       EXPECT_EQ(unrotated_bits(q_got, h.head_dim, rope_dim), unrotated_bits(q, h.head_dim, rope_dim));
       EXPECT_EQ(unrotated_bits(k_row, h.head_dim, rope_dim), unrotated_bits(k, h.head_dim, rope_dim));
       EXPECT_EQ(bits_of(slice(v_got, row, h.kv_dim())), bits_of(v)) << "v row";
-
-      // Only row `pos` of each cache may change.
       std::copy(k_row.begin(), k_row.end(), k_cache.begin() + row);
       std::copy(v.begin(), v.end(), v_cache.begin() + row);
-      EXPECT_EQ(bits_of(k_got), bits_of(k_cache)) << "k cache rows other than pos written";
-      EXPECT_EQ(bits_of(v_got), bits_of(v_cache)) << "v cache rows other than pos written";
     }
+    // Only the tokens' rows may change.
+    EXPECT_EQ(bits_of(k_got), bits_of(k_cache)) << "k cache rows of no token written";
+    EXPECT_EQ(bits_of(v_got), bits_of(v_cache)) << "v cache rows of no token written";
   }
 };
 
 TEST_P(RopeKv, FullRotation) {
   SCOPED_TRACE(test::seed_note());
-  check({4, 4, 8}, 8, 10000.f, {0, 1, 7, 1000});
+  check({4, 4, 8}, 8, 10000.f, {0, 1, 7, 1000, 2});
 }
 
 TEST_P(RopeKv, PartialRotationWithGqa) {
   SCOPED_TRACE(test::seed_note());
   check({8, 2, 64}, 32, 10000.f, {0, 1, 300, 1000});
-  check({6, 3, 80}, 80, 500000.f, {3, 1000});
+  check({6, 3, 80}, 80, 500000.f, {3, 1000, 4});
 }
 
 class Attention : public KernelVariantTest {
  protected:
+  // One pass over tokens at `positions`, token i in slot i % kSlots; then each token alone, which must give
+  // the same bits.
   void check(const Heads& h, uint32_t ctx, const std::vector<uint32_t>& positions) {
     SCOPED_TRACE(h.name() + " ctx " + std::to_string(ctx));
+    constexpr uint32_t kSlots = 2;
     auto rng = test::rng(600 + h.n_heads * 100 + h.n_kv * 10 + h.head_dim);
     const uint32_t kv_dim = h.kv_dim(), group = h.n_heads / h.n_kv;
+    const uint32_t row_len = h.q_dim() + 2 * kv_dim;
     const double scale = 1.0 / std::sqrt(double(h.head_dim));
     gpu::KernelDefines d = h.defines();
     d["CTX"] = u32(ctx);
     d["SCALE"] = f32(scale);
     d = variant(d);
-    for (uint32_t pos : positions) {
-      SCOPED_TRACE("pos " + std::to_string(pos));
-      // Rows 0..pos hold data; later rows are NaN, so that reading one would poison the output.
-      std::vector<float> k_cache(size_t(ctx) * kv_dim, kNaN),
-          v_cache(size_t(ctx) * kv_dim, kNaN);  // [ctx, kv_dim]
-      std::vector<float> filled = random_vector(size_t(pos + 1) * kv_dim, rng, 1.5f);
-      std::copy(filled.begin(), filled.end(), k_cache.begin());
-      filled = random_vector(size_t(pos + 1) * kv_dim, rng);
-      std::copy(filled.begin(), filled.end(), v_cache.begin());
-      std::vector<float> q = random_vector(h.q_dim(), rng, 1.5f);  // [n_heads * head_dim]
-      std::vector<float> out_init(h.q_dim() + 2, kNaN);            // [q_dim + 2 sentinels]
-
-      runtime::StepParams step;
-      step.pos = pos;
-      step.n_ctx = ctx;
-      gpu::Buffer scores = device().buffer(size_t(h.n_heads) * ctx * 4, gpu::kStorage, "scores");
+    const auto n = static_cast<uint32_t>(positions.size());
+    std::vector<runtime::GpuToken> tokens(n);
+    for (uint32_t i = 0; i < n; ++i) tokens[i] = {i % kSlots, positions[i], 0, 0};
+    // Each slot's rows 0..(its largest position) hold data; later rows are NaN, so that reading one would
+    // poison the output.
+    std::vector<float> k_cache(size_t(kSlots) * ctx * kv_dim, kNaN),
+        v_cache(size_t(kSlots) * ctx * kv_dim, kNaN);  // [slots * ctx, kv_dim]
+    for (uint32_t slot = 0; slot < kSlots; ++slot) {
+      uint32_t filled = 0;
+      for (const auto& t : tokens)
+        if (t.slot == slot) filled = std::max(filled, t.pos + 1);
+      const size_t first = size_t(slot) * ctx * kv_dim;
+      std::vector<float> k = random_vector(size_t(filled) * kv_dim, rng, 1.5f),
+                         v = random_vector(size_t(filled) * kv_dim, rng);
+      std::copy(k.begin(), k.end(), k_cache.begin() + first);
+      std::copy(v.begin(), v.end(), v_cache.begin() + first);
+    }
+    std::vector<float> qkv = random_vector(size_t(n) * row_len, rng, 1.5f);  // [tokens, q | k | v]
+    gpu::Buffer k_buf = upload(k_cache, "k cache"), v_buf = upload(v_cache, "v cache");
+    gpu::Buffer qkv_buf = upload(qkv, "qkv");
+    auto run = [&](const std::vector<runtime::GpuToken>& pass, gpu::Buffer q) {
+      std::vector<float> out_init(pass.size() * h.q_dim() + 2, kNaN);  // [tokens, q_dim] + 2 sentinels
       gpu::Buffer out = upload(out_init, "out");
-      dispatch("attention", d,
-               {{upload_step(step)},
-                {upload(q, "q")},
-                {upload(k_cache, "k cache")},
-                {upload(v_cache, "v cache")},
-                {scores},
-                {out}},
-               h.n_heads);
+      dispatch("attention", d, {{upload(pass, "tokens")}, {q}, {k_buf}, {v_buf}, {out}},
+               static_cast<uint32_t>(pass.size()), h.n_heads);
       std::vector<float> got = download<float>(out, out_init.size());
+      EXPECT_EQ(bits_of(slice(got, pass.size() * h.q_dim(), 2)),
+                bits_of(slice(out_init, pass.size() * h.q_dim(), 2)))
+          << "written past the tokens' rows";
+      return got;
+    };
+    const std::vector<float> got = run(tokens, qkv_buf);
 
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint32_t pos = positions[i];
+      SCOPED_TRACE("token " + std::to_string(i) + ": slot " + std::to_string(tokens[i].slot) + " pos " +
+                   std::to_string(pos));
+      const size_t first_row = size_t(tokens[i].slot) * ctx;
+      const std::vector<float> q = slice(qkv, size_t(i) * row_len, h.q_dim());
       std::vector<double> want(h.q_dim());  // [n_heads * head_dim]
       for (uint32_t head = 0; head < h.n_heads; ++head) {
         const size_t kv = size_t(head / group) * h.head_dim, qh = size_t(head) * h.head_dim;
@@ -197,32 +223,37 @@ class Attention : public KernelVariantTest {
         double max = -INFINITY, sum = 0;
         for (uint32_t t = 0; t <= pos; ++t) {
           double s = 0;
-          for (uint32_t i = 0; i < h.head_dim; ++i) s += double(q[qh + i]) * k_cache[t * kv_dim + kv + i];
+          for (uint32_t e = 0; e < h.head_dim; ++e)
+            s += double(q[qh + e]) * k_cache[(first_row + t) * kv_dim + kv + e];
           p[t] = s * scale;
           max = std::max(max, p[t]);
         }
         for (double& x : p) sum += x = std::exp(x - max);
-        for (uint32_t i = 0; i < h.head_dim; ++i) {
+        for (uint32_t e = 0; e < h.head_dim; ++e) {
           double acc = 0;
-          for (uint32_t t = 0; t <= pos; ++t) acc += p[t] * v_cache[t * kv_dim + kv + i];
-          want[qh + i] = acc / sum;
+          for (uint32_t t = 0; t <= pos; ++t) acc += p[t] * v_cache[(first_row + t) * kv_dim + kv + e];
+          want[qh + e] = acc / sum;
         }
       }
-      EXPECT_LT(test::relative_error(slice(got, 0, h.q_dim()), want), 1e-5);
-      EXPECT_EQ(bits_of(slice(got, h.q_dim(), 2)), bits_of(slice(out_init, h.q_dim(), 2)))
-          << "written past q_dim";
+      const std::vector<float> row = slice(got, size_t(i) * h.q_dim(), h.q_dim());
+      EXPECT_LT(test::relative_error(row, want), 1e-5);
+      // Alone in a pass, the token's output has the same bits.
+      const std::vector<float> alone =
+          run({tokens[i]}, upload(slice(qkv, size_t(i) * row_len, row_len), "qkv"));
+      EXPECT_EQ(bits_of(slice(alone, 0, h.q_dim())), bits_of(row))
+          << "depends on the other tokens of the pass";
     }
   }
 };
 
 TEST_P(Attention, OneKvHeadPerQueryHead) {
   SCOPED_TRACE(test::seed_note());
-  check({4, 4, 8}, 320, {0, 1, 300});
+  check({4, 4, 8}, 320, {0, 1, 300, 5});
 }
 
 TEST_P(Attention, GqaGroupsOfTwoAndFour) {
   SCOPED_TRACE(test::seed_note());
-  check({4, 2, 64}, 320, {0, 1, 300});
+  check({4, 2, 64}, 600, {0, 1, 300, 256, 520});
   check({8, 2, 80}, 320, {0, 1, 300});
 }
 

@@ -1,9 +1,12 @@
-// sample.wgsl against the sampling rules it implements (llama.cpp's order: repetition penalty -> top-k ->
-// top-p -> min-p -> temperature -> draw), evaluated here on the CPU in float64: greedy picks the lowest id
-// among equal maxima; the penalty rewrites each distinct recent token's logit once; random draws stay in the
-// kept set and follow softmax(logits / T) over it; the sampled id lands in token[0] and the history ring.
+// sample.wgsl against the sampling rules it implements (llama.cpp's order: penalties -> top-k -> top-p ->
+// min-p -> temperature -> draw), evaluated here on the CPU in float64: greedy picks the lowest id among
+// equal maxima; the penalties rewrite each distinct recent token's logit once (repetition as llama.cpp,
+// presence and frequency as OpenAI); random draws stay in the kept set and follow softmax(logits / T) over
+// it; the sampled id lands in sampled[slot] and the slot's history ring, and nothing of other slots changes.
+// Many rows sample in one dispatch, each with its own settings, as each would alone.
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <set>
 
@@ -23,15 +26,19 @@ std::vector<uint32_t> history_ring(const std::vector<uint32_t>& tokens, uint32_t
   return ring;
 }
 
-// llama.cpp's penalty: each distinct token among the last min(penalty_last_n, ring length) tokens has its
-// logit divided by the penalty when positive, multiplied otherwise, once.
+// llama.cpp's penalties: each distinct token among the last min(penalty_last_n, ring length) tokens, seen n
+// times there, has its logit divided by the repetition penalty when positive, multiplied otherwise, then
+// lowered by presence + n * frequency, once.
 std::vector<float> penalised(std::vector<float> logits, const std::vector<uint32_t>& tokens,
-                             uint32_t ring_len, const runtime::StepParams& p) {
-  if (p.repeat_penalty == 1.0f) return logits;
+                             uint32_t ring_len, const runtime::GpuRow& p) {
   const size_t n = std::min<size_t>({tokens.size(), ring_len, p.penalty_last_n});
-  std::set<uint32_t> recent(tokens.end() - n, tokens.end());
-  for (uint32_t id : recent)
-    logits[id] = logits[id] > 0 ? logits[id] / p.repeat_penalty : logits[id] * p.repeat_penalty;
+  std::map<uint32_t, int> seen;
+  for (auto it = tokens.end() - n; it != tokens.end(); ++it) ++seen[*it];
+  for (auto [id, count] : seen) {
+    float l = logits[id];
+    if (p.repeat_penalty != 1.0f) l = l > 0 ? l / p.repeat_penalty : l * p.repeat_penalty;
+    logits[id] = l - (float(count) * p.frequency_penalty + p.presence_penalty);
+  }
   return logits;
 }
 
@@ -50,7 +57,7 @@ struct Distribution {
 
 // The distribution a draw follows, in float64: top-k, then top-p (the smallest prefix whose untempered
 // probability reaches top_p), then min-p (p >= min_p * p_max), then softmax(logit / T) over what is left.
-Distribution expected_distribution(const std::vector<float>& logits, const runtime::StepParams& s) {
+Distribution expected_distribution(const std::vector<float>& logits, const runtime::GpuRow& s) {
   std::vector<uint32_t> order = ranked(logits);
   size_t k = s.top_k > 0 ? std::min(s.top_k, kCandidateCap) : kCandidateCap;
   k = std::min(k, order.size());
@@ -92,48 +99,62 @@ class Sample : public KernelVariantTest {
 
   struct Result {
     uint32_t token;
-    std::vector<float> logits;      // after the kernel (the penalty rewrites them in place)
+    std::vector<float> logits;      // after the kernel (the penalties rewrite them in place)
     std::vector<uint32_t> history;  // the ring after the kernel
   };
 
-  // One sampling step over `logits`, with `tokens` as the generated history.
-  Result run(const std::vector<float>& logits, const std::vector<uint32_t>& tokens,
-             const runtime::StepParams& step) {
+  static constexpr uint32_t kSlots = 3;  // one row samples for slot 1; the others must stay untouched
+  static constexpr uint32_t kUntouched = 0xDEADBEEFu;
+
+  // One sampling step over `logits` for slot 1, with `tokens` as its generated history.
+  Result run(const std::vector<float>& logits, const std::vector<uint32_t>& tokens, runtime::GpuRow step) {
+    step.slot = 1;
     gpu::Buffer logits_buf = upload(logits, "logits");
-    gpu::Buffer history = upload(history_ring(tokens, kRing), "history");
-    gpu::Buffer token = upload(std::vector<uint32_t>{0xFFFFFFFFu}, "token");
+    std::vector<uint32_t> rings(kSlots * (kRing + 1), kUntouched);  // [slots][ring, count]
+    const std::vector<uint32_t> ring = history_ring(tokens, kRing);
+    std::copy(ring.begin(), ring.end(), rings.begin() + (kRing + 1));
+    gpu::Buffer history = upload(rings, "history");
+    gpu::Buffer sampled = upload(std::vector<uint32_t>(kSlots, kUntouched), "sampled");
     gpu::Kernel k = kernel(static_cast<uint32_t>(logits.size()));
-    gpu::BufferSlice slices[] = {{upload_step(step)}, {logits_buf}, {history}, {token}};
+    gpu::BufferSlice slices[] = {
+        {upload(std::vector<runtime::GpuRow>{step}, "rows")}, {logits_buf}, {history}, {sampled}};
     device().dispatch(k, device().bind(k, slices), 1);
+    const std::vector<uint32_t> ids = download<uint32_t>(sampled, kSlots);
+    const std::vector<uint32_t> rings_after = download<uint32_t>(history, rings.size());
+    EXPECT_EQ(ids[0], kUntouched);
+    EXPECT_EQ(ids[2], kUntouched);
+    for (uint32_t i = 0; i < kRing + 1; ++i) {
+      EXPECT_EQ(rings_after[i], kUntouched) << "slot 0's history written";
+      EXPECT_EQ(rings_after[2 * (kRing + 1) + i], kUntouched) << "slot 2's history written";
+    }
     Result r;
-    r.token = download<uint32_t>(token, 1)[0];
+    r.token = ids[1];
     r.logits = download<float>(logits_buf, logits.size());
-    r.history = download<uint32_t>(history, kRing + 1);
+    r.history = {rings_after.begin() + (kRing + 1), rings_after.begin() + 2 * (kRing + 1)};
     return r;
   }
 
-  // One draw per entry of `steps` over the same logits (penalty off: it would compound), all recorded into
-  // one submit: each dispatch reads its own slice of one uniform buffer and its id is copied out after it.
-  std::vector<uint32_t> draws(const std::vector<float>& logits,
-                              const std::vector<runtime::StepParams>& steps) {
-    gpu::Device& d = device();
-    const uint64_t stride =
-        std::max<uint64_t>(sizeof(runtime::StepParams), d.limits().min_uniform_buffer_offset_alignment);
-    gpu::Buffer params = d.buffer(stride * steps.size(), gpu::kUniform, "step params");
-    for (size_t i = 0; i < steps.size(); ++i)
-      d.write(params, i * stride, {reinterpret_cast<const uint8_t*>(&steps[i]), sizeof steps[i]});
-    gpu::Buffer logits_buf = upload(logits, "logits");
-    gpu::Buffer history = upload(history_ring({}, kRing), "history");
-    gpu::Buffer token = d.buffer(4, gpu::kStorage, "token");
-    gpu::Buffer ids = d.buffer(4 * steps.size(), gpu::kStorage, "sampled ids");
-    gpu::Kernel k = kernel(static_cast<uint32_t>(logits.size()));
-    for (size_t i = 0; i < steps.size(); ++i) {
-      gpu::BufferSlice slices[] = {
-          {params, i * stride, sizeof(runtime::StepParams)}, {logits_buf}, {history}, {token}};
-      d.dispatch(k, d.bind(k, slices), 1);
-      d.copy(token, 0, ids, 4 * i, 4);
+  // One draw per entry of `steps` over the same logits (penalties off: they would compound), in one
+  // dispatch of one row per draw, each row its own slot.
+  std::vector<uint32_t> draws(const std::vector<float>& logits, std::vector<runtime::GpuRow> steps) {
+    const auto n = static_cast<uint32_t>(steps.size());
+    std::vector<float> rows(size_t(n) * logits.size());  // [rows, vocab]
+    for (uint32_t i = 0; i < n; ++i) {
+      std::copy(logits.begin(), logits.end(), rows.begin() + size_t(i) * logits.size());
+      steps[i].token = i;
+      steps[i].slot = i;
     }
-    return download<uint32_t>(ids, steps.size());
+    std::vector<uint32_t> rings;  // [draws][ring, count]
+    for (uint32_t i = 0; i < n; ++i) {
+      const std::vector<uint32_t> ring = history_ring({}, kRing);
+      rings.insert(rings.end(), ring.begin(), ring.end());
+    }
+    gpu::Buffer sampled = device().buffer(4 * n, gpu::kStorage, "sampled ids");
+    gpu::Kernel k = kernel(static_cast<uint32_t>(logits.size()));
+    gpu::BufferSlice slices[] = {
+        {upload(steps, "rows")}, {upload(rows, "logits")}, {upload(rings, "history")}, {sampled}};
+    device().dispatch(k, device().bind(k, slices), n);
+    return download<uint32_t>(sampled, n);
   }
 
   // The ring after a step that sampled `id`: written at slot count % len, count incremented, nothing else.
@@ -171,7 +192,7 @@ TEST_P(Sample, GreedyIsArgmaxWithLowestIdOnTies) {
       SCOPED_TRACE("vocab " + std::to_string(vocab) + " shift " + f32(shift));
       std::vector<float> logits = logits_with_tied_max(vocab, shift, rng);
       std::vector<uint32_t> tokens = random_tokens(kRing + 5, vocab, rng);
-      runtime::StepParams step;
+      runtime::GpuRow step;
       step.temperature = 0;
       step.seed = static_cast<uint32_t>(rng());
       Result r = run(logits, tokens, step);
@@ -189,7 +210,7 @@ TEST_P(Sample, TopKOneIsGreedyAtAnyTemperature) {
     for (uint32_t vocab : {50u, 300u}) {
       SCOPED_TRACE("vocab " + std::to_string(vocab) + " temperature " + f32(temperature));
       std::vector<float> logits = logits_with_tied_max(vocab, 0.f, rng);
-      runtime::StepParams step;
+      runtime::GpuRow step;
       step.temperature = temperature;
       step.top_k = 1;
       step.seed = static_cast<uint32_t>(rng());
@@ -204,7 +225,7 @@ TEST_P(Sample, TopKOneIsGreedyAtAnyTemperature) {
 
 // The recent tokens are the likeliest ones, so the penalty usually moves the argmax; the window, the ring
 // wrap-around, repeated tokens (penalised once) and negative logits (multiplied) all occur.
-TEST_P(Sample, RepetitionPenaltyFollowsLlamaCppRule) {
+TEST_P(Sample, PenaltiesFollowLlamaCppRule) {
   SCOPED_TRACE(test::seed_note());
   auto rng = test::rng(702);
   const uint32_t vocab = 50, recent_ids = 12;
@@ -216,18 +237,23 @@ TEST_P(Sample, RepetitionPenaltyFollowsLlamaCppRule) {
     for (uint32_t i = 0; i < vocab; ++i) logits[i] = dist(rng) + (i < recent_ids ? 1.5f : 0.f);
     std::vector<uint32_t> tokens =
         random_tokens(std::uniform_int_distribution<size_t>(0, 3 * kRing)(rng), recent_ids, rng);
-    runtime::StepParams step;
+    runtime::GpuRow step;
     step.temperature = 0;
     step.repeat_penalty = trial % 6 == 5 ? 0.7f : penalty(rng);  // < 1 raises them (allowed by llama.cpp)
     step.penalty_last_n = std::uniform_int_distribution<uint32_t>(0, 2 * kRing)(rng);
+    // OpenAI's presence and frequency penalties alone, with the repetition penalty, or not at all.
+    if (trial % 4 == 1) step.repeat_penalty = 1.0f;
+    step.presence_penalty = trial % 4 >= 1 && trial % 4 <= 2 ? 0.8f : 0.0f;
+    step.frequency_penalty = trial % 4 >= 1 && trial % 4 <= 2 ? 0.3f : 0.0f;
     SCOPED_TRACE("trial " + std::to_string(trial) + ": " + std::to_string(tokens.size()) +
                  " tokens, last_n " + std::to_string(step.penalty_last_n) + ", penalty " +
-                 f32(step.repeat_penalty));
+                 f32(step.repeat_penalty) + ", presence " + f32(step.presence_penalty) + ", frequency " +
+                 f32(step.frequency_penalty));
     Result r = run(logits, tokens, step);
     std::vector<float> want = penalised(logits, tokens, kRing, step);
-    // Division may be off by a few ulps in WGSL; a token penalised twice would be off by a factor.
+    // Division may be off by a few ulps in WGSL; a token penalised twice would be off by a factor or a term.
     for (uint32_t i = 0; i < vocab; ++i)
-      EXPECT_NEAR(r.logits[i], want[i], 1e-6 * std::fabs(want[i])) << "logit " << i;
+      EXPECT_NEAR(r.logits[i], want[i], 1e-6 * (std::fabs(want[i]) + std::fabs(logits[i]))) << "logit " << i;
     EXPECT_EQ(r.token, ranked(want)[0]);
     expect_history_updated(tokens, r);
     argmax_moved += ranked(want)[0] != ranked(logits)[0];
@@ -263,7 +289,7 @@ TEST_P(Sample, DrawsFollowTruncatedTemperedSoftmax) {
                  " min_p " + f32(c.min_p));
     std::vector<float> logits(vocab);
     for (float& x : logits) x = dist(rng);
-    std::vector<runtime::StepParams> steps(n_draws);
+    std::vector<runtime::GpuRow> steps(n_draws);
     for (uint32_t i = 0; i < n_draws; ++i) {
       steps[i].temperature = c.temperature;
       steps[i].top_k = c.top_k;
@@ -315,7 +341,7 @@ TEST_P(Sample, TopKBreaksTiesAtTheCutByLowestId) {
   logits[30] = 3.f;
   logits[5] = 2.f;
   for (uint32_t i : {33u, 8u, 21u, 12u}) logits[i] = 1.f;  // four tied for third place: 8 is kept
-  std::vector<runtime::StepParams> steps(60);
+  std::vector<runtime::GpuRow> steps(60);
   for (uint32_t i = 0; i < steps.size(); ++i) {
     steps[i].temperature = 100.f;
     steps[i].top_k = 3;
@@ -324,6 +350,60 @@ TEST_P(Sample, TopKBreaksTiesAtTheCutByLowestId) {
   }
   std::vector<uint32_t> got = draws(logits, steps);
   EXPECT_EQ(std::set<uint32_t>(got.begin(), got.end()), (std::set<uint32_t>{30, 5, 8}));
+}
+
+// Rows of one dispatch, each with its own logits, history and settings (greedy, penalties, top-k draws),
+// sample what each samples alone.
+TEST_P(Sample, RowsOfOneDispatchSampleAsEachAlone) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(705);
+  const uint32_t vocab = 300, n = kSlots;
+  std::vector<runtime::GpuRow> steps(n);
+  steps[0].temperature = 0;
+  steps[1].temperature = 0;
+  steps[1].repeat_penalty = 1.5f;
+  steps[1].frequency_penalty = 0.5f;
+  steps[1].penalty_last_n = 64;
+  steps[2].temperature = 1.2f;
+  steps[2].top_k = 20;
+  steps[2].top_p = 0.9f;
+  steps[2].presence_penalty = 1.0f;
+  steps[2].penalty_last_n = 64;
+  std::vector<float> all_logits;  // [rows, vocab]
+  std::vector<uint32_t> rings;    // [rows][ring, count]
+  std::vector<Result> alone;
+  for (uint32_t i = 0; i < n; ++i) {
+    steps[i].seed = static_cast<uint32_t>(rng());
+    steps[i].sample_index = static_cast<uint32_t>(rng() % 100);
+    const std::vector<float> logits = logits_with_tied_max(vocab, 0.f, rng);
+    const std::vector<uint32_t> tokens = random_tokens(10 + i, vocab, rng);
+    all_logits.insert(all_logits.end(), logits.begin(), logits.end());
+    const std::vector<uint32_t> ring = history_ring(tokens, kRing);
+    rings.insert(rings.end(), ring.begin(), ring.end());
+    alone.push_back(run(logits, tokens, steps[i]));
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    steps[i].token = i;
+    steps[i].slot = i;
+  }
+  gpu::Buffer logits_buf = upload(all_logits, "logits"), history = upload(rings, "history");
+  gpu::Buffer sampled = device().buffer(4 * n, gpu::kStorage, "sampled");
+  gpu::Kernel k = kernel(vocab);
+  gpu::BufferSlice slices[] = {{upload(steps, "rows")}, {logits_buf}, {history}, {sampled}};
+  device().dispatch(k, device().bind(k, slices), n);
+  const std::vector<uint32_t> ids = download<uint32_t>(sampled, n);
+  const std::vector<float> logits_after = download<float>(logits_buf, all_logits.size());
+  const std::vector<uint32_t> rings_after = download<uint32_t>(history, rings.size());
+  for (uint32_t i = 0; i < n; ++i) {
+    SCOPED_TRACE("row " + std::to_string(i));
+    EXPECT_EQ(ids[i], alone[i].token);
+    EXPECT_EQ(
+        bits_of(std::vector<float>(logits_after.begin() + i * vocab, logits_after.begin() + (i + 1) * vocab)),
+        bits_of(alone[i].logits));
+    EXPECT_EQ(std::vector<uint32_t>(rings_after.begin() + i * (kRing + 1),
+                                    rings_after.begin() + (i + 1) * (kRing + 1)),
+              alone[i].history);
+  }
 }
 
 WGLLM_KERNEL_VARIANTS(Sample);

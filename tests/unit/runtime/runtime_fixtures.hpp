@@ -14,14 +14,14 @@
 #include "gpu/device.hpp"
 #include "runtime/forward.hpp"
 #include "runtime/session.hpp"
+#include "support/test_device.hpp"
 #include "support/test_support.hpp"
 #include "unit/model/tiny_llama.hpp"
 
 namespace wgllm::test {
 
 inline gpu::Device& device() {
-  static std::unique_ptr<gpu::Device> d = gpu::open_device();
-  return *d;
+  return test_device();
 }
 
 // dim 256, 4 layers, GQA 8 query heads over 4 KV heads of 32 dims, ffn 352 (11 blocks of 32: not a multiple

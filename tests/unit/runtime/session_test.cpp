@@ -138,24 +138,25 @@ TEST_F(SessionLimits, FullContextIsBadInput) {
 }
 
 // The hot path's contract (ARCHITECTURE.md): a step records the fixed dispatch list into one command
-// buffer, submits once, reads back the 4-byte id, and creates no GPU memory.
+// buffer, submits once, reads back the 4-byte id, writes only the pass's metadata, and creates no GPU
+// memory. The prompt runs in passes of max_batch tokens, one submit each.
 TEST(SessionStats, OneStepIsOneSubmitAndFourBytesReadBack) {
   SCOPED_TRACE(test::seed_note());
   const test::TinyLlama m(test::model_shape(TensorType::Q4_0), 1100);
   auto file = m.open("stats.gguf");
   gpu::Device& device = test::device();
-  Forward forward(device, *file);
+  Forward forward(device, *file, ForwardOptions{.max_batch = 4});
   EXPECT_EQ(forward.dispatches_per_token(true), forward.dispatches_per_token(false) + 1);
   Session session(forward, SamplingParams{.seed = 7});
 
-  const std::vector<int32_t> prompt = {5, 6, 7};
+  const std::vector<int32_t> prompt = {5, 6, 7, 8, 9, 10, 11};  // passes of 4 and 3 tokens
   gpu::DeviceStats before = device.stats();
   gpu::ReadTicket t = session.prefill(prompt);
   gpu::DeviceStats after = device.stats();
-  EXPECT_EQ(after.submits - before.submits, prompt.size());  // one per prompt token
+  EXPECT_EQ(after.submits - before.submits, 2u);
   EXPECT_EQ(after.bytes_read_back - before.bytes_read_back, 4u);
   EXPECT_EQ(after.dispatches - before.dispatches,
-            prompt.size() * forward.dispatches_per_token(false) + 1);  // the sampler once, at the end
+            forward.dispatches(4, 0, false) + forward.dispatches(3, 1, true));
 
   for (int i = 0; i < 3; ++i) {
     const uint64_t allocated = device.allocated_bytes();
@@ -165,7 +166,8 @@ TEST(SessionStats, OneStepIsOneSubmitAndFourBytesReadBack) {
     EXPECT_EQ(after.submits - before.submits, 1u);
     EXPECT_EQ(after.bytes_read_back - before.bytes_read_back, 4u);
     EXPECT_EQ(after.dispatches - before.dispatches, forward.dispatches_per_token(true));
-    EXPECT_LE(after.bytes_written - before.bytes_written, sizeof(StepParams));  // the step uniform only
+    // The pass header, one token and one sampling row.
+    EXPECT_LE(after.bytes_written - before.bytes_written, 16 + sizeof(GpuToken) + sizeof(GpuRow));
     EXPECT_EQ(device.allocated_bytes(), allocated);
     const int32_t id = session.id_of(t);
     EXPECT_GE(id, 0);
