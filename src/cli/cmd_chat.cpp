@@ -150,9 +150,7 @@ class Chat {
     sampling_ = f.sampling;
     sampling_.seed = f.seed >= 0 ? static_cast<uint32_t>(f.seed) : std::random_device{}();
     if (f.seed < 0) std::fprintf(stderr, "seed: %u\n", sampling_.seed);
-    runtime::ForwardOptions fo;
-    fo.n_ctx = f.ctx_size;
-    fo.use_subgroups = !f.no_subgroups;
+    runtime::ForwardOptions fo = forward_options(*device_, f.ctx_size, f.no_subgroups);
     forward_ = std::make_unique<runtime::Forward>(*device_, *file_, fo);
     session_ = std::make_unique<runtime::Session>(*forward_, sampling_);
     conversation_.set_system(utf8::sanitize(f.system));

@@ -13,10 +13,20 @@ namespace {
 std::string show(const gguf::Value& v, size_t max_items = 6) {
   using T = gguf::ValueType;
   switch (v.type) {
-    case T::U8: case T::U16: case T::U32: case T::U64: return std::to_string(v.u);
-    case T::BOOL: return v.u ? "true" : "false";
-    case T::I8: case T::I16: case T::I32: case T::I64: return std::to_string(v.i);
-    case T::F32: case T::F64: {
+    case T::U8:
+    case T::U16:
+    case T::U32:
+    case T::U64:
+      return std::to_string(v.u);
+    case T::BOOL:
+      return v.u ? "true" : "false";
+    case T::I8:
+    case T::I16:
+    case T::I32:
+    case T::I64:
+      return std::to_string(v.i);
+    case T::F32:
+    case T::F64: {
       char buf[64];
       std::snprintf(buf, sizeof buf, "%.9g", v.f);
       return buf;
@@ -28,15 +38,21 @@ std::string show(const gguf::Value& v, size_t max_items = 6) {
       return out + "\"";
     }
     case T::ARRAY: {
-      std::string out = "[" + std::string(gguf::value_type_name(v.elem_type)) + " x " + std::to_string(v.array_size()) + "] [";
+      std::string out = "[" + std::string(gguf::value_type_name(v.elem_type)) + " x " +
+                        std::to_string(v.array_size()) + "] [";
       size_t n = std::min<uint64_t>(v.array_size(), max_items);
       for (size_t i = 0; i < n; ++i) {
         if (i) out += ", ";
-        if (!v.strings.empty()) out += show(gguf::Value{.type = T::STRING, .str = v.strings[i]});
-        else if (!v.ints.empty()) out += std::to_string(v.ints[i]);
-        else if (!v.uints.empty()) out += std::to_string(v.uints[i]);
-        else if (!v.floats.empty()) out += show(gguf::Value{.type = T::F64, .f = v.floats[i]});
-        else if (!v.arrays.empty()) out += show(v.arrays[i], 2);
+        if (!v.strings.empty())
+          out += show(gguf::Value{.type = T::STRING, .str = v.strings[i]});
+        else if (!v.ints.empty())
+          out += std::to_string(v.ints[i]);
+        else if (!v.uints.empty())
+          out += std::to_string(v.uints[i]);
+        else if (!v.floats.empty())
+          out += show(gguf::Value{.type = T::F64, .f = v.floats[i]});
+        else if (!v.arrays.empty())
+          out += show(v.arrays[i], 2);
       }
       if (v.array_size() > n) out += ", ...";
       return out + "]";
@@ -47,10 +63,14 @@ std::string show(const gguf::Value& v, size_t max_items = 6) {
 
 std::string human_bytes(uint64_t b) {
   char buf[32];
-  if (b >= (1ull << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", b / 1073741824.0);
-  else if (b >= (1ull << 20)) std::snprintf(buf, sizeof buf, "%.2f MiB", b / 1048576.0);
-  else if (b >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
-  else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
+  if (b >= (1ull << 30))
+    std::snprintf(buf, sizeof buf, "%.2f GiB", b / 1073741824.0);
+  else if (b >= (1ull << 20))
+    std::snprintf(buf, sizeof buf, "%.2f MiB", b / 1048576.0);
+  else if (b >= 1024)
+    std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+  else
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
   return buf;
 }
 
@@ -66,11 +86,12 @@ Action add_info(CLI::App& app) {
     std::printf("%s: GGUF v%u, %s, %zu metadata keys, %zu tensors (%s), alignment %llu, data at byte %llu\n",
                 path->c_str(), f->version(), human_bytes(f->file_size()).c_str(), f->metadata().size(),
                 f->tensors().size(), human_bytes(f->tensor_data_bytes()).c_str(),
-                static_cast<unsigned long long>(f->alignment()), static_cast<unsigned long long>(f->data_offset()));
+                static_cast<unsigned long long>(f->alignment()),
+                static_cast<unsigned long long>(f->data_offset()));
     std::printf("\nmetadata:\n");
     for (const auto& kv : f->metadata())
-      std::printf("  %-44s %-6s %s\n", kv.key.c_str(), std::string(gguf::value_type_name(kv.value.type)).c_str(),
-                  show(kv.value).c_str());
+      std::printf("  %-44s %-6s %s\n", kv.key.c_str(),
+                  std::string(gguf::value_type_name(kv.value.type)).c_str(), show(kv.value).c_str());
     std::map<std::string, std::pair<size_t, uint64_t>> by_type;
     for (const auto& t : f->tensors()) {
       auto& e = by_type[std::string(gguf::type_name(t.type))];
@@ -78,7 +99,8 @@ Action add_info(CLI::App& app) {
       e.second += t.n_bytes;
     }
     std::printf("\ntensor types:");
-    for (const auto& [name, e] : by_type) std::printf("  %s: %zu (%s)", name.c_str(), e.first, human_bytes(e.second).c_str());
+    for (const auto& [name, e] : by_type)
+      std::printf("  %s: %zu (%s)", name.c_str(), e.first, human_bytes(e.second).c_str());
     std::printf("\n\ntensors:\n");
     size_t shown = 0;
     for (const auto& t : f->tensors()) {
@@ -88,8 +110,8 @@ Action add_info(CLI::App& app) {
       }
       std::string dims;
       for (size_t i = 0; i < t.dims.size(); ++i) dims += (i ? " x " : "") + std::to_string(t.dims[i]);
-      std::printf("  %-40s %-6s [%s] %s\n", t.name.c_str(), std::string(gguf::type_name(t.type)).c_str(), dims.c_str(),
-                  human_bytes(t.n_bytes).c_str());
+      std::printf("  %-40s %-6s [%s] %s\n", t.name.c_str(), std::string(gguf::type_name(t.type)).c_str(),
+                  dims.c_str(), human_bytes(t.n_bytes).c_str());
       ++shown;
     }
     return 0;

@@ -56,9 +56,8 @@ int logits(const LogitsFlags& f) {
     if (ids.empty()) fail_input("the prompt has no tokens");
   }
   auto device = gpu::open_device(f.device);
-  runtime::ForwardOptions fo;
-  fo.n_ctx = f.ctx_size ? f.ctx_size : static_cast<uint32_t>(ids.size() + 1);
-  fo.use_subgroups = !f.no_subgroups;
+  runtime::ForwardOptions fo = forward_options(
+      *device, f.ctx_size ? f.ctx_size : static_cast<uint32_t>(ids.size() + 1), f.no_subgroups);
   runtime::Forward forward(*device, *file, fo);
   runtime::Session session(forward, runtime::SamplingParams{});
   std::vector<gpu::ReadTicket> tickets;
@@ -95,9 +94,11 @@ int logits(const LogitsFlags& f) {
 
 Action add_logits(CLI::App& app) {
   auto f = std::make_shared<LogitsFlags>();
-  app.add_option("-m,--model", f->model, "GGUF model file (default: the built-in stories260K)")->check(CLI::ExistingFile);
+  app.add_option("-m,--model", f->model, "GGUF model file (default: the built-in stories260K)")
+      ->check(CLI::ExistingFile);
   auto* ids = app.add_option("--ids", f->ids, "comma-separated token ids (no BOS added)");
-  auto* p = app.add_option("-p,--prompt", f->prompt, "text, tokenized as `run` does (BOS added as the vocabulary says)");
+  auto* p = app.add_option("-p,--prompt", f->prompt,
+                           "text, tokenized as `run` does (BOS added as the vocabulary says)");
   ids->excludes(p);
   app.add_option("-o,--output", f->out, "write raw little-endian f32 [positions x vocabulary] to this file");
   app.add_option("-c,--ctx-size", f->ctx_size, "context size (default: the number of tokens)");

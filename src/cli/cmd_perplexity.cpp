@@ -60,9 +60,7 @@ int perplexity(const PerplexityFlags& f) {
   const uint32_t first = n_ctx / 2;
 
   auto device = gpu::open_device(f.device);
-  runtime::ForwardOptions fo;
-  fo.n_ctx = n_ctx;
-  fo.use_subgroups = !f.no_subgroups;
+  runtime::ForwardOptions fo = forward_options(*device, n_ctx, f.no_subgroups);
   runtime::Forward forward(*device, *file, fo);
   std::fprintf(stderr,
                "perplexity: %zu tokens, %u windows of %u (BOS %s), scoring positions %u..%u of each: %u "

@@ -70,9 +70,7 @@ int run(const RunFlags& f) {
   sampling.seed = seed;
 
   auto device = gpu::open_device(f.device);
-  runtime::ForwardOptions fo;
-  fo.n_ctx = f.ctx_size;
-  fo.use_subgroups = !f.no_subgroups;
+  runtime::ForwardOptions fo = forward_options(*device, f.ctx_size, f.no_subgroups);
   runtime::Forward forward(*device, *file, fo);
   runtime::Session session(forward, sampling);
   double load_s = seconds_since(t_load);

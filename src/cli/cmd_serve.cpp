@@ -46,9 +46,7 @@ int serve(ServeFlags& f) {
   if (f.server.model_id.empty()) f.server.model_id = std::filesystem::path(model_path).stem().string();
 
   auto device = gpu::open_device(f.device);
-  runtime::ForwardOptions fo;
-  fo.n_ctx = f.ctx_size;
-  fo.use_subgroups = !f.no_subgroups;
+  runtime::ForwardOptions fo = forward_options(*device, f.ctx_size, f.no_subgroups);
   runtime::Forward forward(*device, *file, fo);
   server::SessionGenerator generator(forward);
   if (f.parallel > generator.slots())

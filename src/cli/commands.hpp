@@ -37,6 +37,9 @@ Action add_serve(CLI::App& app);
 // Shared pieces.
 std::string default_model_path();  // the built-in stories260K, found beside the binary
 void add_device_flags(CLI::App& cmd, gpu::DeviceOptions& options, bool& no_subgroups);
+// Forward's options from the common flags, with the device's memory where the Vulkan loader tells it (so a
+// model too large fails before its upload, naming the bytes).
+runtime::ForwardOptions forward_options(const gpu::Device& device, uint32_t ctx_size, bool no_subgroups);
 std::string read_text_file(const std::string& path);
 
 // Generation shared by run and chat (cmd_run.cpp).

@@ -6,6 +6,7 @@
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "mesh/device_memory.hpp"
 
 namespace wgllm::cli {
 
@@ -33,7 +34,8 @@ void add_device_flags(CLI::App& cmd, gpu::DeviceOptions& options, bool& no_subgr
           CLI::ignore_case));
   cmd.add_option("--adapter", options.adapter, "use adapter N of `wgllm devices` (GPUs are numbered first)")
       ->check(CLI::NonNegativeNumber);
-  cmd.add_flag("--no-subgroups", no_subgroups, "use the kernels' workgroup-memory reductions even where subgroups exist");
+  cmd.add_flag("--no-subgroups", no_subgroups,
+               "use the kernels' workgroup-memory reductions even where subgroups exist");
 }
 
 std::string read_text_file(const std::string& path) {
@@ -42,6 +44,14 @@ std::string read_text_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+runtime::ForwardOptions forward_options(const gpu::Device& device, uint32_t ctx_size, bool no_subgroups) {
+  runtime::ForwardOptions fo;
+  fo.n_ctx = ctx_size;
+  fo.use_subgroups = !no_subgroups;
+  fo.device_memory = mesh::device_memory_bytes(device.info());
+  return fo;
 }
 
 }  // namespace wgllm::cli

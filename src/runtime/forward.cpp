@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "core/error.hpp"
 #include "kernels/matmul.hpp"
+#include "runtime/memory_plan.hpp"
 
 namespace wgllm::runtime {
 
@@ -67,6 +69,14 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
   auto storage = [&](uint64_t floats, const char* label) {
     return device.buffer(floats * 4, gpu::kStorage, label);
   };
+
+  // A model the device cannot hold fails here, with the bytes needed and available, before any upload.
+  check_memory(plan_memory(file, c, {n_ctx_, n_seq_, max_batch_, max_rows_}),
+               {limits.max_buffer_size, options.device_memory}, file.path());
+  // Quantized matrices are repacked on the GPU (kernels/repack.wgsl) unless the adapter is a CPU, where the
+  // C++ repack is faster (docs/quantization.md), or the host already set up its own upload (the browser).
+  std::optional<WeightUpload> upload;
+  if (!WeightUpload::active()) upload.emplace(device, WeightUpload::Options{});
 
   const uint64_t cache_bytes = uint64_t(n_seq_) * n_ctx_ * c.kv_dim() * 4;
   if (cache_bytes > limits.max_storage_buffer_binding_size)

@@ -33,6 +33,9 @@ struct ForwardOptions {
   // embeds tokens, only the last has the LM head and the sampler; the others take and leave their hidden
   // states in hidden().
   uint32_t first_layer = 0, last_layer = 0;
+  // The device's memory in bytes when the host knows it (mesh::device_memory_bytes); 0: unknown, and only
+  // the per-buffer limit is checked before anything is allocated.
+  uint64_t device_memory = 0;
 };
 
 // The id a token takes from the GPU: the one the sampler last left for its slot (run-ahead decoding).

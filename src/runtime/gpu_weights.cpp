@@ -181,6 +181,10 @@ WeightUpload::~WeightUpload() {
   current_upload = impl_->outer;
 }
 
+bool WeightUpload::active() {
+  return current_upload != nullptr;
+}
+
 const std::vector<WeightUpload::Piece>& WeightUpload::pieces() {
   Impl& m = *impl_;
   if (!m.sorted) {

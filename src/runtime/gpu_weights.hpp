@@ -61,6 +61,8 @@ class WeightUpload {
   ~WeightUpload();
   WeightUpload(const WeightUpload&) = delete;
   WeightUpload& operator=(const WeightUpload&) = delete;
+  // Whether one is alive on the calling thread (a host that streams the file itself set it up).
+  static bool active();
 
   // Bytes [file_offset, file_offset + size) of the GGUF file, written unchanged into `dst` at `dst_offset`
   // (the scratch buffer, or a matrix's own buffer for F32/F16/BF16). Sizes are whole words except where a

@@ -1,6 +1,7 @@
 // `wgllm run` as a subprocess, against CONTRACTS.md: stdout is exactly prompt + generated text + '\n', greedy
 // text equals llama2.c's (another implementation) and the CPU reference's, seeds reproduce, and everything
 // else (seed, stats, the summary) goes to stderr.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -67,10 +68,11 @@ INSTANTIATE_TEST_SUITE_P(Steps, GreedyLlama2c, ::testing::Values(200, 256));
 
 // The other backends give the same text: OpenGL ES (no subgroups there) and Vulkan without subgroups.
 TEST(Run, OpenGlBackendAndNoSubgroupsMatchLlama2c) {
-  const std::string expected =
-      without_final_newline(test::read_file(test::testdata_path("karpathy-llama2.c/expected_stories260K_t0_n200.txt")));
-  for (const std::vector<std::string>& flags : {std::vector<std::string>{"--backend", "gl"},
-                                               std::vector<std::string>{"--backend", "vulkan", "--no-subgroups"}}) {
+  const std::string expected = without_final_newline(
+      test::read_file(test::testdata_path("karpathy-llama2.c/expected_stories260K_t0_n200.txt")));
+  for (const std::vector<std::string>& flags :
+       {std::vector<std::string>{"--backend", "gl"},
+        std::vector<std::string>{"--backend", "vulkan", "--no-subgroups"}}) {
     std::vector<std::string> args = {"run", "--temp", "0", "-n", "200"};
     args.insert(args.end(), flags.begin(), flags.end());
     const test::Process p = run_wgllm(args);
@@ -137,6 +139,20 @@ TEST(Run, StatsShowOneSubmitAndFourBytesPerStep) {
   }
   // Every new token but the first (sampled by the prompt's pass) comes from a step.
   EXPECT_EQ(steps, 19) << p.err;
+}
+
+// A context no device can hold fails before anything is uploaded (no partial allocation, no crash), naming
+// the file and the bytes: the device's memory where the Vulkan loader tells it, else the buffer limit.
+TEST(Run, ModelTooLargeForTheDeviceNamesTheBytesBeforeUploading) {
+  const test::Process p = run_wgllm({"run", "-c", "100000000", "-n", "1"});
+  EXPECT_EQ(p.exit_code, 2) << p.command << "\n" << p.err;
+  EXPECT_THAT(p.err, ::testing::HasSubstr("stories260K.gguf: "));
+  EXPECT_THAT(p.err,
+              ::testing::AnyOf(::testing::HasSubstr("of GPU memory (weights 1.1 MiB (1171200 bytes), KV "
+                                                    "cache 119.21 GiB (128000000000 bytes)"),
+                               ::testing::HasSubstr("(maxBufferSize)")));
+  EXPECT_THAT(p.err, ::testing::HasSubstr("100000000 positions x 1 sequences"));
+  EXPECT_EQ(p.out, "");
 }
 
 TEST(Run, StderrEndsWithTheSummaryAndStdoutHasOnlyText) {
