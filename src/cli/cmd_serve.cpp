@@ -10,9 +10,9 @@
 #include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "gguf/gguf_file.hpp"
+#include "runtime/batcher.hpp"
 #include "runtime/forward.hpp"
 #include "server/server.hpp"
-#include "server/session_generator.hpp"
 #include "tokenizer/chat_template.hpp"
 #include "tokenizer/tokenizer.hpp"
 
@@ -47,11 +47,9 @@ int serve(ServeFlags& f) {
 
   auto device = gpu::open_device(f.device);
   runtime::ForwardOptions fo = forward_options(*device, f.ctx_size, f.no_subgroups);
+  fo.n_seq = f.parallel;  // --ctx-size is per sequence (CONTRACTS.md): the KV cache holds parallel x n_ctx
   runtime::Forward forward(*device, *file, fo);
-  server::SessionGenerator generator(forward);
-  if (f.parallel > generator.slots())
-    std::fprintf(stderr, "wgllm: warning: --parallel %u: this build serves %u sequence at a time\n",
-                 f.parallel, generator.slots());
+  runtime::Batcher generator(forward);
 
   server::Server server(generator, *tok, chat_template, f.server);
   int port = server.bind();

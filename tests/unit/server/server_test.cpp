@@ -17,9 +17,9 @@
 #include "cpu/reference_model.hpp"
 #include "gguf/gguf_file.hpp"
 #include "gpu/device.hpp"
+#include "runtime/batcher.hpp"
 #include "runtime/forward.hpp"
 #include "server/server.hpp"
-#include "server/session_generator.hpp"
 #include "support/test_support.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "unit/cli/wgllm_process.hpp"
@@ -40,8 +40,8 @@ struct Model {
   std::unique_ptr<tokenizer::Tokenizer> tok = tokenizer::Tokenizer::from_gguf(*file);
   std::unique_ptr<gpu::Device> device = gpu::open_device();
   std::unique_ptr<runtime::Forward> forward =
-      std::make_unique<runtime::Forward>(*device, *file, runtime::ForwardOptions{.n_ctx = 256});
-  SessionGenerator generator{*forward};
+      std::make_unique<runtime::Forward>(*device, *file, runtime::ForwardOptions{.n_ctx = 256, .n_seq = 8});
+  runtime::Batcher generator{*forward};
 };
 
 Model& model() {
@@ -52,11 +52,13 @@ Model& model() {
   return *m;
 }
 
-// Lets the test decide when each step runs: step() waits for a permit.
+// Lets the test decide when each step runs: step() waits for a permit. With `slots`, the scheduler sees
+// only that many of the inner generator's slots.
 class GatedGenerator : public runtime::Generator {
  public:
-  explicit GatedGenerator(runtime::Generator& inner) : inner_(inner) {}
-  uint32_t slots() const override { return inner_.slots(); }
+  explicit GatedGenerator(runtime::Generator& inner, uint32_t slots = 0)
+      : inner_(inner), slots_(slots ? slots : inner.slots()) {}
+  uint32_t slots() const override { return slots_; }
   uint32_t context_size() const override { return inner_.context_size(); }
   uint32_t vocab_size() const override { return inner_.vocab_size(); }
   std::optional<Started> start(std::span<const int32_t> prompt, const runtime::SamplingParams& s) override {
@@ -97,6 +99,7 @@ class GatedGenerator : public runtime::Generator {
 
  private:
   runtime::Generator& inner_;
+  const uint32_t slots_;
   std::mutex mutex_;
   std::condition_variable cv_;
   int permits_ = 0;
@@ -418,7 +421,7 @@ TEST(Server, ApiKeyGuardsTheApi) {
 
 // One slot and no queue: while a request generates, the next gets 429; once it is over, requests pass again.
 TEST(Server, BusyPastTheQueueLimitIs429) {
-  GatedGenerator gate(model().generator);
+  GatedGenerator gate(model().generator, /*slots=*/1);
   Running s(ServerOptions{.queue_limit = 0}, &gate);
   std::thread first([&] {
     auto c = s.client();
