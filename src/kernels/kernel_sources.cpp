@@ -1,6 +1,11 @@
 #include "kernels/kernel_sources.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -8,7 +13,29 @@
 
 namespace wgllm::kernels {
 
+namespace {
+
+// WGLLM_KERNEL_DIR: kernels are read from NAME.wgsl in that folder where one exists, so that a kernel can
+// be changed and measured on a machine without rebuilding the binary there (performance work; docs/perf.md).
+// Read once per name and kept for the life of the process.
+std::string_view override_source(std::string_view name) {
+  static const char* dir = std::getenv("WGLLM_KERNEL_DIR");
+  if (!dir || !*dir) return {};
+  static std::mutex mutex;
+  static std::map<std::string, std::string, std::less<>> loaded;
+  std::lock_guard lock(mutex);
+  if (auto it = loaded.find(name); it != loaded.end()) return it->second;
+  std::ifstream in(std::string(dir) + "/" + std::string(name) + ".wgsl", std::ios::binary);
+  if (!in) return loaded[std::string(name)] = {};
+  std::stringstream text;
+  text << in.rdbuf();
+  return loaded[std::string(name)] = text.str();
+}
+
+}  // namespace
+
 std::string_view source(std::string_view name) {
+  if (std::string_view o = override_source(name); !o.empty()) return o;
   for (const auto& k : all_sources())
     if (k.name == name) return k.wgsl;
   fail_runtime("no embedded WGSL kernel named '" + std::string(name) + "'");
