@@ -1,5 +1,6 @@
 // runtime::Generator on one device: continuous batching over the KV-cache slots of a Forward.
-// - start() takes the free slot whose cached tokens share the longest prefix with the prompt and skips that
+// - start() takes the free slot whose cached tokens share the longest prefix with the prompt, if at least
+//   half of the prompt or of the slot's cache (else the least recently used free slot), and skips that
 //   prefix (at least the prompt's last token is computed: its logits sample the first new token).
 // - step() records at most two passes into one submit: the next prompt chunk (up to max_batch tokens) of
 //   the earliest-started sequence still prefilling, and one token for every decoding sequence; then it

@@ -25,7 +25,9 @@ class Generator {
     uint32_t cached_tokens;  // prompt tokens whose KV cache was reused instead of recomputed
   };
   // Starts a sequence in a free slot, or returns nullopt when every slot is busy. The slot chosen is the
-  // free one whose cached tokens share the longest prefix with `prompt`; that prefix is not recomputed.
+  // free one whose cached tokens share the longest prefix with `prompt` (when that is a real share: at
+  // least half of the prompt or of the slot's cache; else the least recently used); that prefix is not
+  // recomputed.
   // Throws Error(BadInput) when the prompt is empty, holds an id outside the vocabulary, or leaves no room
   // in the context for a generated token.
   virtual std::optional<Started> start(std::span<const int32_t> prompt, const SamplingParams& sampling) = 0;

@@ -140,6 +140,17 @@ test("8 concurrent greedy requests each return exactly the text it returns alone
   together.forEach((r, i) => assert.equal(r.choices[0].text, alone[i], `prompt ${JSON.stringify(prompts[i])}`));
 });
 
+test("a follow-up chat turn reports the reused prefix in cached_tokens", async () => {
+  const first = [{ role: "user", content: "Tell me a story about a red ball." }];
+  const r1 = await client.chat.completions.create({ ...chat(""), messages: first, max_tokens: 16 });
+  const follow = [...first, { role: "assistant", content: r1.choices[0].message.content },
+    { role: "user", content: "And then?" }];
+  const r2 = await client.chat.completions.create({ ...chat(""), messages: follow, max_tokens: 8 });
+  const cached = r2.usage.prompt_tokens_details.cached_tokens;
+  // At least the first turn's prompt; never the last prompt token, whose logits sample the reply.
+  assert.ok(cached >= r1.usage.prompt_tokens && cached < r2.usage.prompt_tokens, JSON.stringify(r2.usage));
+});
+
 test("errors arrive as the client's typed errors", async () => {
   await assert.rejects(client.chat.completions.create({ ...chat("hi"), model: "gpt-4o" }), (e) => {
     assert.equal(e.status, 404);

@@ -191,6 +191,38 @@ TEST(BatcherPrefix, FollowUpReusesTheCachedPrefix) {
   EXPECT_LE(test::relative_error(got, want), test::tolerance(TensorType::F32));
 }
 
+// A prompt that shares only its first token with a finished conversation (as every prompt shares BOS) takes
+// an unused slot instead of evicting that conversation's cache, which its follow-up then reuses.
+TEST(BatcherPrefix, AShortShareDoesNotEvictAConversation) {
+  const test::TinyLlama m(test::model_shape(TensorType::F32), 1750);
+  auto file = m.open("prefix-evict.gguf");
+  Forward forward(test::device(), *file, ForwardOptions{.n_ctx = 32, .n_seq = 2, .max_batch = 4});
+  Batcher batcher(forward);
+  const uint32_t vocab = m.shape().n_vocab;
+  const std::vector<int32_t> conversation = test::random_tokens(10, vocab, 75);
+  const auto first = batcher.start(conversation, kGreedy);
+  ASSERT_TRUE(first);
+  while (batcher.step().empty()) {
+  }
+  batcher.finish(first->slot);
+
+  std::vector<int32_t> other = test::random_tokens(4, vocab, 76);
+  other.insert(other.begin(), conversation[0]);
+  const auto second = batcher.start(other, kGreedy);
+  ASSERT_TRUE(second);
+  EXPECT_NE(second->slot, first->slot);
+  EXPECT_EQ(second->cached_tokens, 0u);
+  batcher.finish(second->slot);
+
+  std::vector<int32_t> follow = conversation;
+  follow.push_back(3);
+  follow.push_back(4);
+  const auto third = batcher.start(follow, kGreedy);
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->slot, first->slot);
+  EXPECT_EQ(third->cached_tokens, conversation.size());
+}
+
 // A context of 16: a prompt of 10 leaves room for 7 sampled tokens (the 7th can no longer be fed back);
 // the step that samples it says so, and a sequence left running past it is an error.
 TEST(BatcherLimits, ContextFullIsReportedOnTheLastToken) {

@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <thread>
 
 #include "cpu/reference_model.hpp"
@@ -186,19 +188,122 @@ std::string chatml(const std::string& user) {
   return "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
 }
 
-// The float64 CPU reference's greedy continuation of `prompt` ids, decoded as a reply of its own.
-std::string reference_reply(const std::vector<int32_t>& prompt, int n_new) {
+// The float64 CPU reference's greedy continuation of `prompt` ids: at most n_new ids, ending before an
+// end-of-generation token.
+std::vector<int32_t> reference_ids(const std::vector<int32_t>& prompt, size_t n_new) {
   cpu::ReferenceModel ref(*model().file);
-  tokenizer::StreamDecoder decoder(*model().tok, /*strip_leading_space=*/true);
   std::vector<double> logits = ref.forward(prompt).back();
-  std::string text;
-  for (int i = 0; i < n_new; ++i) {
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < n_new; ++i) {
     const int32_t id = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     if (model().tok->is_eog(id)) break;
-    text += decoder.push(id);
+    ids.push_back(id);
     if (i + 1 < n_new) logits = ref.step(id);
   }
+  return ids;
+}
+
+std::string text_of(std::span<const int32_t> ids, bool strip_leading_space) {
+  tokenizer::StreamDecoder decoder(*model().tok, strip_leading_space);
+  std::string text;
+  for (int32_t id : ids) text += decoder.push(id);
   return text + decoder.flush();
+}
+
+// The reference's greedy continuation of `prompt` ids, decoded as a reply of its own.
+std::string reference_reply(const std::vector<int32_t>& prompt, int n_new) {
+  return text_of(reference_ids(prompt, static_cast<size_t>(n_new)), /*strip_leading_space=*/true);
+}
+
+// llama2.c's greedy story from BOS (200 tokens) as token ids: the reference's greedy ids, checked to spell
+// llama2.c's text. A prompt of BOS and the first k of them continues with the rest of the story.
+struct Story {
+  std::vector<int32_t> ids;
+  std::string text;
+
+  static const Story& get() {
+    static const Story story = [] {
+      Story s;
+      s.ids = reference_ids({model().tok->vocab().bos}, 200);
+      s.text = test::without_final_newline(
+          test::read_file(test::testdata_path("karpathy-llama2.c/expected_stories260K_t0_n200.txt")));
+      EXPECT_EQ(s.ids.size(), 200u);
+      EXPECT_EQ(text_of(s.ids, true), s.text) << "the reference's greedy ids do not spell llama2.c's story";
+      return s;
+    }();
+    return story;
+  }
+  // BOS and the story's first k ids.
+  std::vector<int32_t> prompt(size_t k) const {
+    std::vector<int32_t> p = {model().tok->vocab().bos};
+    p.insert(p.end(), ids.begin(), ids.begin() + static_cast<long>(k));
+    return p;
+  }
+  // What a completion of prompt(k) with n new tokens must say: the story's text after its first k tokens
+  // (a completion continues its prompt's text, so its first word keeps its space).
+  std::string continuation(size_t k, size_t n) const {
+    const std::string before = text_of(std::span(ids).first(k), true);
+    const std::string upto = text_of(std::span(ids).first(k + n), true);
+    EXPECT_EQ(upto.substr(0, before.size()), before);
+    return upto.substr(before.size());
+  }
+};
+
+json story_request(size_t k, size_t n, bool stream = false) {
+  return {{"prompt", Story::get().prompt(k)}, {"temperature", 0}, {"max_tokens", n}, {"stream", stream}};
+}
+
+// A completion or chat reply's text, from a JSON body or from a stream of server-sent events.
+std::string reply_text(const std::string& body) {
+  std::string text;
+  auto add = [&](const json& j) {
+    const json& c = j["choices"][0];
+    if (c.contains("text")) text += c["text"].get<std::string>();
+    if (c.contains("message")) text += c["message"].value("content", "");
+    if (c.contains("delta")) text += c["delta"].value("content", "");
+  };
+  if (!body.starts_with("data: ")) {
+    add(json::parse(body));
+    return text;
+  }
+  for (size_t at = 0; (at = body.find("data: ", at)) != std::string::npos;) {
+    const size_t end = body.find("\n\n", at);
+    const std::string data = body.substr(at + 6, end - at - 6);
+    at = end;
+    if (data == "[DONE]") break;
+    json j = json::parse(data);
+    if (!j["choices"].empty()) add(j);
+  }
+  return text;
+}
+
+// POSTs `body` (streamed or not) and returns the reply's text; empty when there was no 200 response.
+std::string complete(const Running& s, const json& body, const std::string& path = "/v1/completions") {
+  auto c = s.client();
+  std::string received;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = path;
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    received.append(data, n);
+    return true;
+  };
+  auto res = c.send(req);
+  if (!res || res->status != 200) {
+    ADD_FAILURE() << body.dump() << ": " << (res ? res->body : httplib::to_string(res.error()));
+    return {};
+  }
+  return reply_text(received);
+}
+
+// The value of a gauge or counter without labels in /metrics; -1 when absent.
+double metric(const Running& s, const std::string& name) {
+  auto res = s.client().Get("/metrics");
+  if (!res) return -1;
+  const size_t at = res->body.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(res->body.substr(at + name.size() + 2));
 }
 
 TEST(Server, GreedyCompletionFromBosIsLlama2csStory) {
@@ -526,6 +631,165 @@ TEST(Server, StreamingSendsRoleTextFinishUsageAndDone) {
   std::vector<int32_t> prompt = model().tok->encode(chatml("Hi"), true);
   const std::string expected = reference_reply(prompt, 8);
   EXPECT_EQ(text, expected);
+}
+
+// Batch invariance: 8 greedy requests at once (prompts of 2-91 tokens, so some prefill through the GEMM)
+// each give the text they give alone, and that text is llama2.c's story after the prompt.
+TEST(ServerBatching, ConcurrentGreedyRequestsGiveTheirTextAlone) {
+  const Story& story = Story::get();
+  const std::vector<size_t> given = {1, 5, 12, 20, 33, 47, 64, 90};
+  std::vector<std::string> alone, together(given.size());
+  {
+    runtime::Batcher fresh(*model().forward);
+    Running s(ServerOptions{}, &fresh);
+    for (size_t k : given) alone.push_back(complete(s, story_request(k, 200 - k)));
+  }
+  runtime::Batcher fresh(*model().forward);
+  Running s(ServerOptions{}, &fresh);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < given.size(); ++i)
+    clients.emplace_back(
+        [&, i] { together[i] = complete(s, story_request(given[i], 200 - given[i], i % 2)); });
+  for (auto& t : clients) t.join();
+  for (size_t i = 0; i < given.size(); ++i) {
+    SCOPED_TRACE("prompt of BOS and " + std::to_string(given[i]) + " tokens of the story");
+    EXPECT_EQ(together[i], alone[i]);
+    EXPECT_EQ(alone[i], story.continuation(given[i], 200 - given[i]));
+  }
+  // One by one they would take 1328 steps.
+  EXPECT_LT(s.server().stats().steps, 400u) << "the requests did not run together";
+}
+
+// A follow-up chat turn reuses the KV cache of its shared prefix: cached_tokens is that prefix (the first
+// prompt and the reply tokens fed back, as far as the new prompt's tokens agree with them), and the reply
+// is the reference's greedy continuation, the same as from a server that reuses nothing.
+TEST(ServerBatching, FollowUpTurnReusesTheCachedPrefix) {
+  const std::string u1 = "Tell me a story about a cat.", u2 = "What did the cat do next?";
+  const std::vector<int32_t> prompt1 = model().tok->encode(chatml(u1), true);
+  const std::vector<int32_t> reply1 = reference_ids(prompt1, 12);
+  const std::string reply1_text = text_of(reply1, true);
+  const std::vector<int32_t> prompt2 =
+      model().tok->encode(chatml(u1) + reply1_text + "<|im_end|>\n" + chatml(u2), true);
+  // The slot holds the first prompt and the reply's tokens but the last (never fed back).
+  std::vector<int32_t> cached = prompt1;
+  cached.insert(cached.end(), reply1.begin(), reply1.end() - 1);
+  const size_t common = std::mismatch(cached.begin(), cached.end(), prompt2.begin()).first - cached.begin();
+  const size_t expected_cached = std::min(common, prompt2.size() - 1);
+  ASSERT_GT(expected_cached, prompt1.size());
+  const std::string reply2 = reference_reply(prompt2, 16);
+
+  const json turn1 = {
+      {"messages", {{{"role", "user"}, {"content", u1}}}}, {"temperature", 0}, {"max_tokens", 12}};
+  const json turn2 = {{"messages",
+                       {{{"role", "user"}, {"content", u1}},
+                        {{"role", "assistant"}, {"content", reply1_text}},
+                        {{"role", "user"}, {"content", u2}}}},
+                      {"temperature", 0},
+                      {"max_tokens", 16}};
+  runtime::Batcher fresh(*model().forward);
+  Running s(ServerOptions{}, &fresh);
+  auto c = s.client();
+  json r1 = post(c, "/v1/chat/completions", turn1, 200);
+  EXPECT_EQ(r1["choices"][0]["message"]["content"], reply1_text);
+  EXPECT_EQ(r1["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  // Another conversation in between takes another slot and leaves the first one's cache alone.
+  post(c, "/v1/completions", story_request(3, 5), 200);
+  json r2 = post(c, "/v1/chat/completions", turn2, 200);
+  EXPECT_EQ(r2["usage"]["prompt_tokens"], prompt2.size());
+  EXPECT_EQ(r2["usage"]["prompt_tokens_details"]["cached_tokens"], expected_cached);
+  EXPECT_EQ(r2["choices"][0]["message"]["content"], reply2);
+  // The same turn again: everything but the prompt's last token (whose logits it needs) is reused.
+  json again = post(c, "/v1/chat/completions", turn2, 200);
+  EXPECT_EQ(again["usage"]["prompt_tokens_details"]["cached_tokens"], prompt2.size() - 1);
+  EXPECT_EQ(again["choices"][0]["message"]["content"], reply2);
+  EXPECT_EQ(metric(s, "wgllm_prompt_tokens_cached_total"), double(expected_cached + prompt2.size() - 1));
+
+  runtime::Batcher nothing_cached(*model().forward);
+  Running t(ServerOptions{}, &nothing_cached);
+  auto d = t.client();
+  json without = post(d, "/v1/chat/completions", turn2, 200);
+  EXPECT_EQ(without["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_EQ(without["choices"][0]["message"]["content"], reply2);
+}
+
+// While two requests decode, one with a long prompt joins and one finishes after 5 tokens: every text is
+// still llama2.c's story after its prompt.
+TEST(ServerBatching, JoiningAndEarlyFinishingRequestsLeaveTheOthersAlone) {
+  const Story& story = Story::get();
+  runtime::Batcher fresh(*model().forward);
+  GatedGenerator gate(fresh);
+  Running s(ServerOptions{}, &gate);
+  std::string a, b, joining, early;
+  std::thread ta([&] { a = complete(s, story_request(3, 150, /*stream=*/true)); });
+  std::thread tb([&] { b = complete(s, story_request(10, 120)); });
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (s.server().stats().active + s.server().stats().queued < 2 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  gate.allow(6);
+  ASSERT_TRUE(gate.wait_steps(6));
+  ASSERT_EQ(s.server().stats().active, 2u);
+  std::thread tc([&] { joining = complete(s, story_request(90, 100)); });
+  std::thread td([&] { early = complete(s, story_request(40, 5, /*stream=*/true)); });
+  while (s.server().stats().queued < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(s.server().stats().queued, 2u);
+  gate.open();
+  for (std::thread* t : {&ta, &tb, &tc, &td}) t->join();
+  EXPECT_EQ(a, story.continuation(3, 150));
+  EXPECT_EQ(b, story.continuation(10, 120));
+  EXPECT_EQ(joining, story.continuation(90, 100));
+  EXPECT_EQ(early, story.continuation(40, 5));
+}
+
+// A streaming client that leaves while two others generate: its slot is free within one step (/metrics
+// says so), and the others' texts are unchanged.
+TEST(ServerBatching, DisconnectFreesTheSlotWithinOneStep) {
+  const Story& story = Story::get();
+  runtime::Batcher fresh(*model().forward);
+  GatedGenerator gate(fresh);
+  Running s(ServerOptions{}, &gate);
+  std::string a, b;
+  std::thread ta([&] { a = complete(s, story_request(3, 120)); });
+  std::thread tb([&] { b = complete(s, story_request(30, 100, /*stream=*/true)); });
+  std::atomic<bool> left{false};
+  std::atomic<int> chunks{0};
+  std::thread leaver([&] {
+    auto c = s.client();
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = story_request(20, 150, /*stream=*/true).dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+      ++chunks;
+      return false;  // closes the connection
+    };
+    c.send(req);
+    left = true;
+  });
+  // Step by step until the leaving client has had its first text and gone.
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!left && std::chrono::steady_clock::now() < deadline) {
+    const uint64_t n = gate.steps();
+    gate.allow(1);
+    ASSERT_TRUE(gate.wait_steps(n + 1));
+    std::this_thread::sleep_for(20ms);  // the token's text reaches the client
+  }
+  leaver.join();
+  ASSERT_GE(chunks.load(), 1);
+  const uint64_t steps = gate.steps();
+  gate.allow(1);  // the step that may have begun before the client left
+  while (metric(s, "wgllm_slots_active") != 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(metric(s, "wgllm_slots_active"), 2);
+  EXPECT_LE(gate.steps(), steps + 1);
+  gate.open();
+  ta.join();
+  tb.join();
+  EXPECT_EQ(a, story.continuation(3, 120));
+  EXPECT_EQ(b, story.continuation(30, 100));
+  EXPECT_EQ(metric(s, "wgllm_slots_active"), 0);
 }
 
 // `wgllm serve` as a user starts it: a port that is taken is a clear error and exit code 1.
