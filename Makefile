@@ -55,6 +55,11 @@ fuzz: fuzz-build
 test-fuzz: fuzz-build
 	tests/fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(JOBS)
 
+# Long runs by hand, recorded in docs/: the server's load test at 64 connections for 60 s
+# (docs/reliability.md; the figures also go to $(BUILD)/load-test.json).
+test-long: build
+	WGLLM_BINARY=$(BUILD)/wgllm node tests/node/load_test.mjs --connections 64 --seconds 60 --json $(BUILD)/load-test.json
+
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp')
 

@@ -26,6 +26,8 @@ export async function startServer(args = []) {
   });
   return {
     url,
+    pid: child.pid,
+    exited: () => child.exitCode ?? child.signalCode,  // null while it runs
     log: () => log,
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
