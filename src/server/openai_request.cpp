@@ -117,8 +117,8 @@ GenerationRequest parse_common(const json& body) {
   }
   if (auto x = integer(body, "repeat_last_n", 0, runtime::kPenaltyHistory))
     s.penalty_last_n = static_cast<int32_t>(*x);
-  if (auto x = number(body, "presence_penalty", -2, 2)) r.presence_penalty = static_cast<float>(*x);
-  if (auto x = number(body, "frequency_penalty", -2, 2)) r.frequency_penalty = static_cast<float>(*x);
+  if (auto x = number(body, "presence_penalty", -2, 2)) s.presence_penalty = static_cast<float>(*x);
+  if (auto x = number(body, "frequency_penalty", -2, 2)) s.frequency_penalty = static_cast<float>(*x);
   // OpenAI's seeds are 64-bit; the sampler's RNG takes 32 bits, so seeds equal modulo 2^32 draw alike.
   if (auto x =
           integer(body, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()))

@@ -19,11 +19,10 @@ struct GenerationRequest {
   // completions: the prompt, as text or as token ids
   std::string prompt;
   std::optional<std::vector<int32_t>> prompt_ids;
-  // Sampling: llama.cpp's defaults where the request is silent (CONTRACTS.md); seed random when absent.
+  // Sampling (with OpenAI's presence and frequency penalties): llama.cpp's defaults where the request is
+  // silent (CONTRACTS.md); seed random when absent.
   runtime::SamplingParams sampling;
   std::optional<uint32_t> seed;
-  float presence_penalty = 0;
-  float frequency_penalty = 0;
   std::optional<uint64_t> max_tokens;  // absent: until end of generation or a full context
   std::vector<std::string> stop;
   bool stream = false;

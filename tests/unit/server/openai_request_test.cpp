@@ -41,8 +41,8 @@ TEST(OpenAiRequest, ChatFieldsMapToSettings) {
   EXPECT_EQ(r.stop, std::vector<std::string>{"END"});
   EXPECT_TRUE(r.stream);
   EXPECT_TRUE(r.include_usage);
-  EXPECT_EQ(r.presence_penalty, 0.5f);
-  EXPECT_EQ(r.frequency_penalty, -0.25f);
+  EXPECT_EQ(r.sampling.presence_penalty, 0.5f);
+  EXPECT_EQ(r.sampling.frequency_penalty, -0.25f);
 }
 
 TEST(OpenAiRequest, DefaultsAreLlamaCpps) {

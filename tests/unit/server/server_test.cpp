@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <thread>
@@ -790,6 +791,42 @@ TEST(ServerBatching, DisconnectFreesTheSlotWithinOneStep) {
   EXPECT_EQ(a, story.continuation(3, 120));
   EXPECT_EQ(b, story.continuation(30, 100));
   EXPECT_EQ(metric(s, "wgllm_slots_active"), 0);
+}
+
+// OpenAI's presence and frequency penalties reach the sampler: a greedy completion with them is the
+// reference's greedy continuation with the penalties applied as defined (a token seen n > 0 times among the
+// last repeat_last_n tokens, the prompt's included, loses presence_penalty + n * frequency_penalty).
+TEST(Server, PresenceAndFrequencyPenaltiesApplyAsDefined) {
+  const Story& story = Story::get();
+  const std::vector<int32_t> prompt = story.prompt(10);
+  constexpr size_t kNew = 40, kWindow = 16;
+  constexpr double kPresence = 1.5, kFrequency = 0.75;
+  cpu::ReferenceModel ref(*model().file);
+  std::vector<int32_t> seq = prompt, ids;
+  std::vector<double> logits = ref.forward(prompt).back();
+  while (ids.size() < kNew) {
+    std::map<int32_t, int> seen;
+    for (size_t i = seq.size() - std::min(seq.size(), kWindow); i < seq.size(); ++i) ++seen[seq[i]];
+    for (const auto& [id, n] : seen) logits[static_cast<size_t>(id)] -= kPresence + n * kFrequency;
+    const auto id = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (model().tok->is_eog(id)) break;
+    ids.push_back(id);
+    seq.push_back(id);
+    logits = ref.step(id);
+  }
+  const std::string expected = text_of(ids, /*strip_leading_space=*/false);
+  ASSERT_NE(expected, story.continuation(10, ids.size())) << "the penalties change nothing here";
+  Running s;
+  auto c = s.client();
+  json r = post(c, "/v1/completions",
+                {{"prompt", prompt},
+                 {"temperature", 0},
+                 {"max_tokens", kNew},
+                 {"presence_penalty", kPresence},
+                 {"frequency_penalty", kFrequency},
+                 {"repeat_last_n", kWindow}},
+                200);
+  EXPECT_EQ(r["choices"][0]["text"], expected);
 }
 
 // `wgllm serve` as a user starts it: a port that is taken is a clear error and exit code 1.
