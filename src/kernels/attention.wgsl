@@ -8,6 +8,12 @@
 // HEAD_DIM, added up in a fixed order at the end.
 // qkv [tokens, q | k | v] (q: N_HEADS*HEAD_DIM); caches [slots * CTX, N_KV*HEAD_DIM]; out [tokens, N_HEADS*HEAD_DIM].
 // HEAD_DIM is a multiple of 4 and at most WG.
+// Each reduction reads its result from an array of its own, written again only in the next tile, and needs
+// no barrier after that read: under Dawn's OpenGL ES backend, Mesa's GLSL compiler (22.3) moves a read of
+// workgroup memory whose value is used once down to that use, across barrier() (its tree grafting does not
+// stop at barriers). With one array for both, `r = red[0]; barrier(); m_new = max(m, r); ...; red[tid] = e`
+// read the e of the invocations that had run ahead (llvmpipe runs a workgroup as SIMD groups of 8, one after
+// another between barriers): wrong from position 8 on.
 #use step_params
 @group(0) @binding(0) var<storage, read> tokens: array<Token>;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
@@ -24,35 +30,32 @@ const SPLIT = WG / HEAD_DIM;
 const NONE = -3.0e38;
 
 var<workgroup> q: array<vec4<f32>, D4>;
-var<workgroup> p: array<f32, WG>;    // this tile's exp(score - m)
-var<workgroup> red: array<f32, WG>;  // reductions, then the SPLIT partial outputs
+var<workgroup> p: array<f32, WG>;        // this tile's exp(score - m)
+var<workgroup> red_max: array<f32, WG>;
+var<workgroup> red_sum: array<f32, WG>;  // then the SPLIT partial outputs
 
 fn reduce_max(tid: u32, v: f32) -> f32 {
-  red[tid] = v;
+  red_max[tid] = v;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
     if (tid < s) {
-      red[tid] = max(red[tid], red[tid + s]);
+      red_max[tid] = max(red_max[tid], red_max[tid + s]);
     }
     workgroupBarrier();
   }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
+  return red_max[0];
 }
 
 fn reduce_sum(tid: u32, v: f32) -> f32 {
-  red[tid] = v;
+  red_sum[tid] = v;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
     if (tid < s) {
-      red[tid] += red[tid + s];
+      red_sum[tid] += red_sum[tid + s];
     }
     workgroupBarrier();
   }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
+  return red_sum[0];
 }
 
 @compute @workgroup_size(WG)
@@ -99,13 +102,13 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     workgroupBarrier();
   }
   if (g < SPLIT) {
-    red[tid] = acc;
+    red_sum[tid] = acc;
   }
   workgroupBarrier();
   if (tid < HEAD_DIM) {
     var o = 0.0;
     for (var i = 0u; i < SPLIT; i++) {
-      o += red[i * HEAD_DIM + tid];
+      o += red_sum[i * HEAD_DIM + tid];
     }
     out[(wid.x * N_HEADS + h) * HEAD_DIM + tid] = o / l;
   }

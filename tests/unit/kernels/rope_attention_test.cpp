@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 #include "kernel_harness.hpp"
 #include "model/llama.hpp"
@@ -255,6 +256,18 @@ TEST_P(Attention, GqaGroupsOfTwoAndFour) {
   SCOPED_TRACE(test::seed_note());
   check({4, 2, 64}, 600, {0, 1, 300, 256, 520});
   check({8, 2, 80}, 320, {0, 1, 300});
+}
+
+// Software renderers run a workgroup as SIMD groups of 8 or 16 invocations, one group after another between
+// barriers: from position 8 on, keys land in later groups, which see a reduction's result only if the shader
+// compiler keeps its reads on the right side of the barriers (Mesa 22.3's GLSL compiler, under the OpenGL ES
+// backend, did not).
+TEST_P(Attention, EveryPositionFrom8To40) {
+  SCOPED_TRACE(test::seed_note());
+  std::vector<uint32_t> positions(33);
+  std::iota(positions.begin(), positions.end(), 8u);
+  check({4, 2, 64}, 48, positions);
+  check({4, 4, 8}, 48, positions);
 }
 
 WGLLM_KERNEL_VARIANTS(RopeKv);
