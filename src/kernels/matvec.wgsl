@@ -35,7 +35,11 @@ enable subgroups;
 #else
 #if STAGE_X
 @group(0) @binding(2) var<storage, read> x_in: array<vec4<f32>>;
-var<workgroup> x: array<vec4<f32>, COLS / 4u>;
+// One vec4 of padding after each chunk's 8: a row's lanes read the same vec4 of 32 consecutive chunks at
+// once, 144 bytes apart instead of 128, which spreads them over all the banks (at 128 they all hit the
+// same four: a 32-way conflict that held every staged GEMV to ~0.4 TB/s on the H200, docs/perf.md).
+const X_PAD = 9u;  // vec4 slots per chunk in workgroup memory
+var<workgroup> x: array<vec4<f32>, COLS / 32u * X_PAD>;
 #if NORM
 @group(0) @binding(4) var<storage, read> norm_w: array<vec4<f32>>;
 #endif
@@ -60,7 +64,12 @@ var<workgroup> x: array<vec4<f32>, COLS / 4u>;
 
 const WG = 256u;
 const TPR = 32u;         // threads per row
-const RPW = WG / TPR;    // rows per workgroup
+#if STAGE_X
+const RPL = STAGE_ROWS;  // rows per lane group (they share each chunk's staged inputs)
+#else
+const RPL = 1u;
+#endif
+const RPW = WG / TPR * RPL;  // rows per workgroup
 
 #use weight_decode
 
@@ -112,12 +121,21 @@ fn decode_chunk(g: u32) -> Chunk {
   return k;
 }
 
-// The chunk's share of a row's dot product with the inputs x[xb .. xb + 8) (vec4s).
-fn chunk_dot(k: Chunk, xb: u32) -> f32 {
+// A chunk's 32 inputs x[xb .. xb + 8) (vec4s), held in registers so that several rows can use them.
+fn load_x(xb: u32) -> array<vec4<f32>, 8> {
+  var v: array<vec4<f32>, 8>;
+  for (var j = 0u; j < 8u; j++) {
+    v[j] = x[xb + j];
+  }
+  return v;
+}
+
+// The chunk's share of a row's dot product with its 32 inputs.
+fn chunk_dot(k: Chunk, xv: array<vec4<f32>, 8>) -> f32 {
   var q = vec2<f32>(0.0);
   for (var j = 0u; j < 4u; j++) {
-    q.x += dot(k.v[j], x[xb + j]);
-    q.y += dot(k.v[4u + j], x[xb + 4u + j]);
+    q.x += dot(k.v[j], xv[j]);
+    q.y += dot(k.v[4u + j], xv[4u + j]);
   }
   if (MINS) {
     return q.x + q.y;
@@ -174,12 +192,31 @@ fn row_dots(r: u32, lane: u32, col0: u32) -> array<f32, BATCH> {
   for (var c = lane; c < CHUNKS; c += TPR) {
     let k = decode_chunk(r * CHUNKS + c);
     for (var j = 0u; j < BATCH; j++) {
-      acc[j] += chunk_dot(k, x_base(col0, j) + 8u * c);
+      acc[j] += chunk_dot(k, load_x(x_base(col0, j) + 8u * c));
     }
   }
 #endif
   return acc;
 }
+
+#if STAGE_X
+// The staged one-token GEMV: this lane's partial dot products of rows r0 .. r0 + RPL, each chunk's inputs
+// read from workgroup memory once for all of them (the inputs, not the weights, were what the lanes
+// waited on). A row's arithmetic is row_dots' (the same chunks in the same order, the same chunk_dot), so
+// the output bits do not depend on RPL, nor on whether the batched path computed it.
+fn staged_rows(r0: u32, lane: u32) -> array<f32, RPL> {
+  var acc: array<f32, RPL>;
+  for (var c = lane; c < CHUNKS; c += TPR) {
+    let xv = load_x(X_PAD * c);
+    for (var i = 0u; i < RPL; i++) {
+      if (r0 + i < ROWS) {
+        acc[i] += chunk_dot(decode_chunk((r0 + i) * CHUNKS + c), xv);
+      }
+    }
+  }
+  return acc;
+}
+#endif
 
 // Columns reduced together through workgroup memory (fewer barriers than one column at a time; each
 // column's additions are the same tree whatever GROUPS is).
@@ -202,8 +239,13 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
         , @builtin(subgroup_size) sg_size: u32
 #endif
 ) {
+#if SUBGROUPS
+  let sg = sg_size;
+#else
+  let sg = 0u;
+#endif
   let lane = tid % TPR;
-  let r = (wid.y + wid.z * nwg.y) * RPW + tid / TPR;
+  let r0 = (wid.y + wid.z * nwg.y) * RPW + (tid / TPR) * RPL;  // this lane group's first row
   let col0 = wid.x * BATCH;
 #if STAGE_X
   const_assert BATCH == 1u;
@@ -224,25 +266,40 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   let inv_rms = inverseSqrt(partial[0] / f32(COLS) + EPS);
   workgroupBarrier();
   for (var i = tid; i < COLS / 4u; i += WG) {
-    x[i] = x_in[i] * inv_rms * norm_w[i];
+    x[i / 8u * X_PAD + i % 8u] = x_in[i] * inv_rms * norm_w[i];
   }
 #else
   for (var i = tid; i < COLS / 4u; i += WG) {
-    x[i] = x_in[i];
+    x[i / 8u * X_PAD + i % 8u] = x_in[i];
   }
 #endif
   workgroupBarrier();
 #endif
-  var acc: array<f32, BATCH>;
-  if (r < ROWS) {
-    acc = row_dots(r, lane, col0);
+#if STAGE_X
+  let dots = staged_rows(r0, lane);
+  for (var i = 0u; i < RPL; i++) {
+    var acc: array<f32, BATCH>;
+    acc[0] = dots[i];
+    finish_row(acc, r0 + i, lane, tid, col0, sg);
   }
+#else
+  var acc: array<f32, BATCH>;
+  if (r0 < ROWS) {
+    acc = row_dots(r0, lane, col0);
+  }
+  finish_row(acc, r0, lane, tid, col0, sg);
+#endif
+}
+
+// Sums a row's partials over its TPR lanes and stores them (every invocation of the workgroup calls it the
+// same number of times: it holds barriers).
+fn finish_row(acc: array<f32, BATCH>, r: u32, lane: u32, tid: u32, col0: u32, sg: u32) {
   let write = lane == 0u && r < ROWS;
 #if SUBGROUPS
   // Subgroups hold consecutive invocations; when one fits inside a row's TPR lanes, its sum is that
   // row's partial (added up over the row's subgroups in workgroup memory when smaller). A wider subgroup
   // (64 on some GPUs) takes the workgroup-memory path below.
-  if (sg_size == TPR) {
+  if (sg == TPR) {
     for (var j = 0u; j < BATCH; j++) {
       let total = subgroupAdd(acc[j]);
       if (write) {
@@ -251,13 +308,13 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     }
     return;
   }
-  if (sg_size < TPR) {
+  if (sg < TPR) {
     for (var j = 0u; j < BATCH; j++) {
       partial[tid] = subgroupAdd(acc[j]);
       workgroupBarrier();
       if (write) {
         var total = 0.0;
-        for (var i = 0u; i < TPR; i += sg_size) {
+        for (var i = 0u; i < TPR; i += sg) {
           total += partial[tid + i];
         }
         store(col0 + j, r, total);

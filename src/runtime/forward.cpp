@@ -36,6 +36,13 @@ uint64_t align_up(uint64_t v, uint64_t a) {
 }
 
 constexpr uint32_t kRowsPerWorkgroup = 8;  // matvec.wgsl: WG / TPR
+// Rows each lane group of a staged one-token GEMV computes from one read of each chunk's inputs
+// (matvec.wgsl's STAGE_ROWS). 4 cut the workgroup-memory reads per weight byte by 4, which pays on tall
+// matrices (FFN, LM head) but starves short ones of workgroups (1024 rows: 32), so those keep 1
+// (H200 figures in docs/perf.md).
+uint32_t stage_rows(uint32_t rows) {
+  return rows >= 8192 ? 4 : 1;
+}
 static_assert(Forward::kMaxWidth == Forward::kWidths[std::size(Forward::kWidths) - 1]);
 
 }  // namespace
@@ -249,8 +256,10 @@ void Forward::add_prefill_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu:
 
 bool Forward::can_stage(const GpuMatrix& m) const {
   constexpr uint64_t kReductionBytes = 256 * 4;  // matvec.wgsl's `partial`
-  return weight_defines(m.type).contains("QUANT") && m.cols % 4 == 0 &&
-         uint64_t(m.cols) * 4 + kReductionBytes <= device_.limits().max_compute_workgroup_storage_size;
+  // matvec.wgsl's staged input: 9 vec4 slots per 32-column chunk (one of padding).
+  return weight_defines(m.type).contains("QUANT") && m.cols % 32 == 0 &&
+         uint64_t(m.cols) / 32 * 9 * 16 + kReductionBytes <=
+             device_.limits().max_compute_workgroup_storage_size;
 }
 
 void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, uint32_t width, Over over) {
@@ -265,7 +274,11 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
     d["Y_STRIDE"] = u32(p.y_stride);
     d["Y_OFFSET"] = u32(p.y_offset + ch.first_row);
     if (p.accumulate) d["ACCUMULATE"] = "1";
-    if (width == 1 && can_stage(m)) d["STAGE_X"] = "1";
+    const bool staged = width == 1 && can_stage(m);
+    if (staged) {
+      d["STAGE_X"] = "1";
+      d["STAGE_ROWS"] = u32(stage_rows(ch.rows));
+    }
     if (p.norm) {
       d["NORM"] = "1";
       d["EPS"] = f32(config_.rms_eps);
@@ -275,7 +288,8 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
     b.push_back({p.x});
     b.push_back({p.y});
     if (p.norm) b.push_back({p.norm});
-    add(ops, "matvec", d, b, (ch.rows + kRowsPerWorkgroup - 1) / kRowsPerWorkgroup, over, width);
+    const uint32_t per_group = staged ? kRowsPerWorkgroup * stage_rows(ch.rows) : kRowsPerWorkgroup;
+    add(ops, "matvec", d, b, (ch.rows + per_group - 1) / per_group, over, width);
   }
 }
 

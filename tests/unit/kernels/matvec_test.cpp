@@ -397,24 +397,29 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
       d["Y_STRIDE"] = u32(rows);
       return d;
     };
-    gpu::KernelDefines fused = defines(1);
-    fused["STAGE_X"] = "1";
-    fused["NORM"] = "1";
-    fused["EPS"] = f32(eps);
-    std::vector<gpu::BufferSlice> s = weight_slices(m);
-    gpu::Buffer y_fused = device().buffer(size_t(rows) * 4, gpu::kStorage, "y");
-    s.insert(s.end(), {{x_buf}, {y_fused}, {norm_buf}});
-    dispatch("matvec", variant(fused), s, 1, groups);
+    for (uint32_t stage_rows : {1u, 4u}) {  // rows per lane group: each row's bits are the same
+      SCOPED_TRACE("stage rows " + std::to_string(stage_rows));
+      gpu::KernelDefines fused = defines(1);
+      fused["STAGE_X"] = "1";
+      fused["STAGE_ROWS"] = u32(stage_rows);
+      fused["NORM"] = "1";
+      fused["EPS"] = f32(eps);
+      std::vector<gpu::BufferSlice> s = weight_slices(m);
+      gpu::Buffer y_fused = device().buffer(size_t(rows) * 4, gpu::kStorage, "y");
+      s.insert(s.end(), {{x_buf}, {y_fused}, {norm_buf}});
+      const uint32_t per_group = kRowsPerWorkgroup * stage_rows;
+      dispatch("matvec", variant(fused), s, 1, (rows + per_group - 1) / per_group);
 
-    for (uint32_t width : {1u, 4u}) {
-      SCOPED_TRACE("width " + std::to_string(width));
-      gpu::Buffer xb = device().buffer(size_t(width) * cols * 4, gpu::kStorage, "xb");
-      dispatch("rms_norm", variant({{"N", u32(cols)}, {"EPS", f32(eps)}}), {{x_buf}, {norm_buf}, {xb}}, 1);
-      std::vector<gpu::BufferSlice> t = weight_slices(m);
-      gpu::Buffer y = device().buffer(size_t(width) * rows * 4, gpu::kStorage, "y");
-      t.insert(t.end(), {{xb}, {y}});
-      dispatch("matvec", variant(defines(width)), t, 1, groups);
-      EXPECT_EQ(bits_of(download<float>(y, rows)), bits_of(download<float>(y_fused, rows)));
+      for (uint32_t width : {1u, 4u}) {
+        SCOPED_TRACE("width " + std::to_string(width));
+        gpu::Buffer xb = device().buffer(size_t(width) * cols * 4, gpu::kStorage, "xb");
+        dispatch("rms_norm", variant({{"N", u32(cols)}, {"EPS", f32(eps)}}), {{x_buf}, {norm_buf}, {xb}}, 1);
+        std::vector<gpu::BufferSlice> t = weight_slices(m);
+        gpu::Buffer y = device().buffer(size_t(width) * rows * 4, gpu::kStorage, "y");
+        t.insert(t.end(), {{xb}, {y}});
+        dispatch("matvec", variant(defines(width)), t, 1, groups);
+        EXPECT_EQ(bits_of(download<float>(y, rows)), bits_of(download<float>(y_fused, rows)));
+      }
     }
   }
 }
