@@ -3,9 +3,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/mesh_flags.hpp"
 #include "core/error.hpp"
 #include "gguf/gguf_file.hpp"
 #include "runtime/forward.hpp"
@@ -24,6 +26,7 @@ struct LogitsFlags {
   uint32_t ctx_size = 0;
   bool no_subgroups = false;
   gpu::DeviceOptions device;
+  MeshFlags mesh;
 };
 
 std::vector<int32_t> parse_ids(const std::string& text) {
@@ -46,23 +49,9 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   return ids;
 }
 
-int logits(const LogitsFlags& f) {
-  auto file = gguf::GgufFile::open(f.model.empty() ? default_model_path() : f.model);
-  std::vector<int32_t> ids;
-  if (!f.ids.empty()) {
-    ids = parse_ids(f.ids);
-  } else {
-    ids = tokenizer::Tokenizer::from_gguf(*file)->encode(f.prompt, /*add_bos=*/true);
-    if (ids.empty()) fail_input("the prompt has no tokens");
-  }
-  auto device = gpu::open_device(f.device);
-  runtime::ForwardOptions fo = forward_options(
-      *device, f.ctx_size ? f.ctx_size : static_cast<uint32_t>(ids.size() + 1), f.no_subgroups);
-  runtime::Forward forward(*device, *file, fo);
-  runtime::Session session(forward, runtime::SamplingParams{});
-  std::vector<gpu::ReadTicket> tickets;
-  for (int32_t id : ids) tickets.push_back(session.evaluate(id));
-
+// Every position's logits, as JSON on stdout or raw f32 into -o; row(p) gives position p's bytes.
+void write_logits(const LogitsFlags& f, size_t positions,
+                  const std::function<std::vector<uint8_t>(size_t)>& row) {
   std::ofstream raw;
   if (!f.out.empty()) {
     raw.open(f.out, std::ios::binary | std::ios::trunc);
@@ -70,8 +59,8 @@ int logits(const LogitsFlags& f) {
   } else {
     std::fputc('[', stdout);
   }
-  for (size_t p = 0; p < tickets.size(); ++p) {
-    std::vector<uint8_t> bytes = device->wait(tickets[p]);
+  for (size_t p = 0; p < positions; ++p) {
+    std::vector<uint8_t> bytes = row(p);
     if (raw.is_open()) {
       raw.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
       continue;
@@ -87,6 +76,41 @@ int logits(const LogitsFlags& f) {
   } else {
     std::fputs("]\n", stdout);
   }
+}
+
+int logits(const LogitsFlags& f) {
+  const std::string model_path = f.model.empty() ? default_model_path() : f.model;
+  auto file = gguf::GgufFile::open(model_path);
+  std::vector<int32_t> ids;
+  if (!f.ids.empty()) {
+    ids = parse_ids(f.ids);
+  } else {
+    ids = tokenizer::Tokenizer::from_gguf(*file)->encode(f.prompt, /*add_bos=*/true);
+    if (ids.empty()) fail_input("the prompt has no tokens");
+  }
+  const uint32_t n_ctx = f.ctx_size ? f.ctx_size : static_cast<uint32_t>(ids.size() + 1);
+  if (f.mesh.enabled()) {
+    runtime::ForwardOptions fo;
+    fo.n_ctx = n_ctx;
+    fo.use_subgroups = !f.no_subgroups;
+    fo.max_logits = runtime::Forward::kMaxWidth;  // the pipeline's logits passes
+    std::unique_ptr<mesh::Mesh> mesh = start_mesh(f.mesh, model_path, fo, f.device);
+    if (!mesh->driver()) return serve_stage(*mesh);
+    const std::vector<std::vector<float>> rows = mesh->pipeline().logits(ids);
+    mesh->shutdown();
+    write_logits(f, rows.size(), [&](size_t p) {
+      const auto* b = reinterpret_cast<const uint8_t*>(rows[p].data());
+      return std::vector<uint8_t>(b, b + rows[p].size() * 4);
+    });
+    return 0;
+  }
+  auto device = gpu::open_device(f.device);
+  runtime::ForwardOptions fo = forward_options(*device, n_ctx, f.no_subgroups);
+  runtime::Forward forward(*device, *file, fo);
+  runtime::Session session(forward, runtime::SamplingParams{});
+  std::vector<gpu::ReadTicket> tickets;
+  for (int32_t id : ids) tickets.push_back(session.evaluate(id));
+  write_logits(f, tickets.size(), [&](size_t p) { return device->wait(tickets[p]); });
   return 0;
 }
 
@@ -103,6 +127,7 @@ Action add_logits(CLI::App& app) {
   app.add_option("-o,--output", f->out, "write raw little-endian f32 [positions x vocabulary] to this file");
   app.add_option("-c,--ctx-size", f->ctx_size, "context size (default: the number of tokens)");
   add_device_flags(app, f->device, f->no_subgroups);
+  add_mesh_flags(app, f->mesh, /*with_micro_batch=*/false);
   app.callback([ids, p] {
     if (ids->count() == 0 && p->count() == 0) throw CLI::RequiredError("--ids or --prompt");
   });

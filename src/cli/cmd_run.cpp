@@ -6,6 +6,7 @@
 #include <random>
 
 #include "cli/commands.hpp"
+#include "cli/mesh_flags.hpp"
 #include "core/error.hpp"
 #include "core/utf8.hpp"
 #include "gguf/gguf_file.hpp"
@@ -34,13 +35,37 @@ struct RunFlags {
   bool verbose_prompt = false;
   bool no_subgroups = false;
   gpu::DeviceOptions device;
+  MeshFlags mesh;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
+// The prompt's token ids: the text with BOS as the vocabulary says, or with --chat a user turn through the
+// chat template.
+std::vector<int32_t> prompt_ids(const RunFlags& f, const gguf::GgufFile& file,
+                                const tokenizer::Tokenizer& tok, const std::string& prompt) {
+  std::vector<int32_t> ids;
+  if (f.chat) {
+    std::vector<tokenizer::ChatMessage> messages;
+    // Templates work on text: bytes that are not UTF-8 become U+FFFD, as a terminal would show them.
+    if (!f.system.empty()) messages.push_back({"system", utf8::sanitize(f.system)});
+    messages.push_back({"user", utf8::sanitize(prompt)});
+    const tokenizer::ChatTemplate tmpl = model_chat_template(file, f.chat_template_file);
+    ids = tokenizer::tokenize_chat(tok, tokenizer::render_chat(tmpl, tok, messages, true));
+  } else {
+    ids = tok.encode(prompt, /*add_bos=*/true);
+  }
+  if (ids.empty())
+    fail_input("the prompt is empty and the vocabulary adds no BOS token: give a prompt with -p");
+  return ids;
+}
+
+int run_mesh(const RunFlags& f);
+
 int run(const RunFlags& f) {
+  if (f.mesh.enabled()) return run_mesh(f);
   using clock = std::chrono::steady_clock;
   auto t_load = clock::now();
   std::string model_path = f.model.empty() ? default_model_path() : f.model;
@@ -49,19 +74,7 @@ int run(const RunFlags& f) {
 
   auto file = gguf::GgufFile::open(model_path);
   auto tok = tokenizer::Tokenizer::from_gguf(*file);
-  std::vector<int32_t> ids;
-  if (f.chat) {
-    std::vector<tokenizer::ChatMessage> messages;
-    // Templates work on text: bytes that are not UTF-8 become U+FFFD, as a terminal would show them.
-    if (!f.system.empty()) messages.push_back({"system", utf8::sanitize(f.system)});
-    messages.push_back({"user", utf8::sanitize(prompt)});
-    const tokenizer::ChatTemplate tmpl = model_chat_template(*file, f.chat_template_file);
-    ids = tokenizer::tokenize_chat(*tok, tokenizer::render_chat(tmpl, *tok, messages, true));
-  } else {
-    ids = tok->encode(prompt, /*add_bos=*/true);
-  }
-  if (ids.empty())
-    fail_input("the prompt is empty and the vocabulary adds no BOS token: give a prompt with -p");
+  const std::vector<int32_t> ids = prompt_ids(f, *file, *tok, prompt);
   if (f.verbose_prompt) print_prompt_tokens(ids, 0);
 
   runtime::SamplingParams sampling = f.sampling;
@@ -113,6 +126,76 @@ int run(const RunFlags& f) {
                static_cast<unsigned long long>(generated),
                gen_s > 0 && generated > 1 ? (generated - 1) / gen_s : 0.0,
                device->allocated_bytes() / 1048576.0, forward.weight_bytes() / 1048576.0);
+  return 0;
+}
+
+// run over pipeline stages (--mesh, --devices): the same output, generated through mesh::Pipeline.
+int run_mesh(const RunFlags& f) {
+  using clock = std::chrono::steady_clock;
+  auto t_load = clock::now();
+  if (f.stats) fail_input("--stats counts one device's work: it does not combine with --mesh or --devices");
+  const std::string model_path = f.model.empty() ? default_model_path() : f.model;
+  runtime::ForwardOptions fo;
+  fo.n_ctx = f.ctx_size;
+  fo.use_subgroups = !f.no_subgroups;
+  std::unique_ptr<mesh::Mesh> mesh = start_mesh(f.mesh, model_path, fo, f.device);
+  if (!mesh->driver()) return serve_stage(*mesh);
+
+  std::string prompt = f.prompt;
+  if (!f.prompt_file.empty()) prompt = read_text_file(f.prompt_file);
+  auto file = gguf::GgufFile::open(model_path);
+  auto tok = tokenizer::Tokenizer::from_gguf(*file);
+  const std::vector<int32_t> ids = prompt_ids(f, *file, *tok, prompt);
+  if (f.verbose_prompt) print_prompt_tokens(ids, 0);
+  runtime::SamplingParams sampling = f.sampling;
+  sampling.seed = f.seed >= 0 ? static_cast<uint32_t>(f.seed) : std::random_device{}();
+  if (f.seed < 0) std::fprintf(stderr, "seed: %u\n", sampling.seed);
+
+  mesh::Pipeline& pipeline = mesh->pipeline();
+  const double load_s = seconds_since(t_load);
+  const bool echo = !f.no_echo && !f.chat;
+  if (echo) std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+  std::fflush(stdout);
+  tokenizer::StreamDecoder decoder(*tok, /*strip_leading_space=*/f.chat || prompt.empty());
+  const uint64_t max_new = f.n_predict < 0 ? UINT64_MAX : static_cast<uint64_t>(f.n_predict);
+  const auto t_prompt = clock::now();
+  auto t_first = t_prompt;
+  uint64_t generated = 0;
+  if (max_new > 0) {
+    const std::optional<runtime::Generator::Started> started = pipeline.start(ids, sampling);
+    if (!started) fail_runtime("mesh: no free slot for the prompt");
+    for (bool done = false; !done;) {
+      for (const runtime::Generator::Sampled& s : pipeline.step()) {
+        if (s.slot != started->slot) continue;
+        if (generated == 0 && t_first == t_prompt) t_first = clock::now();
+        if (tok->is_eog(s.token)) {
+          done = true;
+          break;
+        }
+        const std::string text = decoder.push(s.token);
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fflush(stdout);
+        done = ++generated >= max_new || s.context_full;
+        if (s.context_full && generated < max_new)
+          std::fprintf(stderr, "\nwgllm: stopped: the context of %u tokens is full\n",
+                       pipeline.context_size());
+      }
+    }
+    pipeline.finish(started->slot);
+  }
+  const std::string tail = decoder.flush();
+  std::fwrite(tail.data(), 1, tail.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  const double prompt_s = std::chrono::duration<double>(t_first - t_prompt).count();
+  const double gen_s = seconds_since(t_prompt) - prompt_s;
+  mesh->shutdown();
+  std::fprintf(stderr,
+               "load %.2f s | prompt %zu tokens, %.1f tok/s | generated %llu tokens, %.1f tok/s | "
+               "%u pipeline stages\n",
+               load_s, ids.size(), prompt_s > 0 ? ids.size() / prompt_s : 0.0,
+               static_cast<unsigned long long>(generated),
+               gen_s > 0 && generated > 1 ? (generated - 1) / gen_s : 0.0, mesh->stages());
   return 0;
 }
 
@@ -206,6 +289,7 @@ Action add_run(CLI::App& app) {
       ->needs(chat);
   app.add_flag("--verbose-prompt", f->verbose_prompt, "print the prompt's token ids on stderr");
   add_device_flags(app, f->device, f->no_subgroups);
+  add_mesh_flags(app, f->mesh);
   return [f] { return run(*f); };
 }
 

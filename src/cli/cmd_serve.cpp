@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "cli/mesh_flags.hpp"
 #include "core/error.hpp"
 #include "gguf/gguf_file.hpp"
 #include "runtime/batcher.hpp"
@@ -27,6 +28,7 @@ struct ServeFlags {
   uint32_t ctx_size = 0;
   bool no_subgroups = false;
   gpu::DeviceOptions device;
+  MeshFlags mesh;
 };
 
 int serve(ServeFlags& f) {
@@ -40,25 +42,42 @@ int serve(ServeFlags& f) {
   std::signal(SIGPIPE, SIG_IGN);
 
   std::string model_path = f.model.empty() ? default_model_path() : f.model;
+  // After the signal mask: MPI's threads start here and must not take SIGTERM from the watcher.
+  std::unique_ptr<mesh::Mesh> mesh;
+  if (f.mesh.enabled()) {
+    runtime::ForwardOptions fo;
+    fo.n_ctx = f.ctx_size;
+    fo.n_seq = f.parallel;
+    fo.use_subgroups = !f.no_subgroups;
+    mesh = start_mesh(f.mesh, model_path, fo, f.device);
+    if (!mesh->driver()) return serve_stage(*mesh);
+  }
   auto file = gguf::GgufFile::open(model_path);
   auto tok = tokenizer::Tokenizer::from_gguf(*file);
   std::optional<std::string> chat_template = tokenizer::chat_template_from_gguf(*file);
   if (f.server.model_id.empty()) f.server.model_id = std::filesystem::path(model_path).stem().string();
 
-  auto device = gpu::open_device(f.device);
-  runtime::ForwardOptions fo = forward_options(*device, f.ctx_size, f.no_subgroups);
-  fo.n_seq = f.parallel;  // --ctx-size is per sequence (CONTRACTS.md): the KV cache holds parallel x n_ctx
-  runtime::Forward forward(*device, *file, fo);
-  runtime::Batcher generator(forward);
+  std::unique_ptr<gpu::Device> device;
+  std::unique_ptr<runtime::Forward> forward;
+  std::unique_ptr<runtime::Batcher> batcher;
+  if (!mesh) {
+    device = gpu::open_device(f.device);
+    runtime::ForwardOptions fo = forward_options(*device, f.ctx_size, f.no_subgroups);
+    fo.n_seq = f.parallel;  // --ctx-size is per sequence (CONTRACTS.md): the KV cache holds parallel x n_ctx
+    forward = std::make_unique<runtime::Forward>(*device, *file, fo);
+    batcher = std::make_unique<runtime::Batcher>(*forward);
+  }
+  runtime::Generator& generator = mesh ? static_cast<runtime::Generator&>(mesh->pipeline()) : *batcher;
 
   server::Server server(generator, *tok, chat_template, f.server);
   int port = server.bind();
   if (!chat_template)
     std::fprintf(stderr, "wgllm: warning: %s has no chat template; chat requests use ChatML\n",
                  model_path.c_str());
-  std::fprintf(stderr, "wgllm: serving %s as \"%s\" on %s (%s): %u slots x %u positions\n",
-               model_path.c_str(), f.server.model_id.c_str(), device->info().device.c_str(),
-               device->info().backend.c_str(), generator.slots(), generator.context_size());
+  const std::string on = mesh ? std::to_string(mesh->stages()) + " pipeline stages"
+                              : device->info().device + " (" + device->info().backend + ")";
+  std::fprintf(stderr, "wgllm: serving %s as \"%s\" on %s: %u slots x %u positions\n", model_path.c_str(),
+               f.server.model_id.c_str(), on.c_str(), generator.slots(), generator.context_size());
   std::fprintf(stderr, "wgllm: listening on http://%s:%d/\n", f.server.host.c_str(), port);
   std::fflush(stderr);
 
@@ -77,6 +96,7 @@ int serve(ServeFlags& f) {
   server.serve();
   done = true;
   watcher.join();
+  if (mesh) mesh->shutdown();
   std::fprintf(stderr, "wgllm: stopped\n");
   return 0;
 }
@@ -114,6 +134,7 @@ Action add_serve(CLI::App& app) {
                  "serve the .gguf files in this folder at /models/NAME.gguf")
       ->check(CLI::ExistingDirectory);
   add_device_flags(app, f->device, f->no_subgroups);
+  add_mesh_flags(app, f->mesh);
   return [f] { return serve(*f); };
 }
 
