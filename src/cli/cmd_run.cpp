@@ -196,6 +196,8 @@ int run_mesh(const RunFlags& f) {
                load_s, ids.size(), prompt_s > 0 ? ids.size() / prompt_s : 0.0,
                static_cast<unsigned long long>(generated),
                gen_s > 0 && generated > 1 ? (generated - 1) / gen_s : 0.0, mesh->stages());
+  if (const std::string traffic = mesh->traffic(); !traffic.empty())
+    std::fprintf(stderr, "%s\n", traffic.c_str());
   return 0;
 }
 

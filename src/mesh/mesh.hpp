@@ -44,6 +44,8 @@ class Mesh {
   // The driver: waits for the passes on their way, then ends every stage in order. The destructor does it
   // too, unless the mesh has failed.
   virtual void shutdown() = 0;
+  // Rank 0's traffic so far ("mesh traffic: ..."), empty without MPI.
+  virtual std::string traffic() const { return {}; }
 };
 
 // "0,1" -> {0, 1} (repetition allowed: two stages on one adapter). Throws Error(BadInput) naming --devices.

@@ -67,6 +67,7 @@ class MpiMesh final : public Mesh, private Stages {
   uint32_t stages() const override { return static_cast<uint32_t>(transport_.size()); }
   int serve_stage() override;
   void shutdown() override;
+  std::string traffic() const override;
 
  private:
   void start(const MeshOptions& options);
@@ -88,7 +89,8 @@ class MpiMesh final : public Mesh, private Stages {
   std::unique_ptr<StageRunner> runner_;
   std::unique_ptr<Pipeline> pipeline_;
   std::deque<Result> results_;  // a one-stage mesh's own
-  int failed_ = 0;              // the exit code of a start that failed
+  uint64_t passes_sent_ = 0, tokens_sent_ = 0, bytes_sent_ = 0, results_received_ = 0, bytes_received_ = 0;
+  int failed_ = 0;  // the exit code of a start that failed
   bool done_ = false;
 };
 
@@ -183,10 +185,15 @@ std::optional<Result> MpiMesh::poll() {
   transport_.progress();
   local([&] {
     while (std::optional<StageRunner::Output> out = runner_->poll()) {
-      if (Pass* next = std::get_if<Pass>(&*out))
-        transport_.send(1, Transport::kPass, encode(*next));
-      else
+      if (Pass* next = std::get_if<Pass>(&*out)) {
+        std::vector<uint8_t> bytes = encode(*next);
+        ++passes_sent_;
+        tokens_sent_ += next->tokens.size();
+        bytes_sent_ += bytes.size();
+        transport_.send(1, Transport::kPass, std::move(bytes));
+      } else {
         results_.push_back(std::move(std::get<Result>(*out)));
+      }
     }
   });
   if (!results_.empty()) {
@@ -196,9 +203,27 @@ std::optional<Result> MpiMesh::poll() {
   }
   const int last = transport_.size() - 1;
   if (last > 0)
-    if (std::optional<std::vector<uint8_t>> bytes = transport_.poll(last, Transport::kResult))
+    if (std::optional<std::vector<uint8_t>> bytes = transport_.poll(last, Transport::kResult)) {
+      ++results_received_;
+      bytes_received_ += bytes->size();
       return decode_result(*bytes, transport_.name(last));
+    }
   return std::nullopt;
+}
+
+std::string MpiMesh::traffic() const {
+  if (transport_.size() < 2) return {};
+  char line[256];
+  std::snprintf(
+      line, sizeof line,
+      "mesh traffic: %llu passes of %llu tokens to stage 1, %llu bytes (%.1f per token); %llu results "
+      "back to rank 0, %llu bytes (%.1f per result)",
+      static_cast<unsigned long long>(passes_sent_), static_cast<unsigned long long>(tokens_sent_),
+      static_cast<unsigned long long>(bytes_sent_),
+      tokens_sent_ ? double(bytes_sent_) / double(tokens_sent_) : 0.0,
+      static_cast<unsigned long long>(results_received_), static_cast<unsigned long long>(bytes_received_),
+      results_received_ ? double(bytes_received_) / double(results_received_) : 0.0);
+  return line;
 }
 
 int MpiMesh::serve_stage() {
