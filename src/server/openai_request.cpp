@@ -42,6 +42,9 @@ json parse_body(std::string_view body) {
     return parsed;
   } catch (const json::parse_error& e) {
     bad_request(std::string("the request body is not valid JSON: ") + e.what());
+  } catch (const json::exception& e) {
+    // Valid JSON the parser cannot hold, e.g. a number beyond a double's range (1e400).
+    bad_request(std::string("the request body holds a value this server cannot read: ") + e.what());
   } catch (const TooDeep&) {
     bad_request("the request body nests JSON deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   }
@@ -112,7 +115,10 @@ GenerationRequest parse_common(const json& body) {
   if (auto x = integer(body, "top_k", 0, std::numeric_limits<int32_t>::max()))
     s.top_k = static_cast<int32_t>(*x);
   if (auto x = number(body, "repeat_penalty", 0, 100)) {
-    if (*x == 0) bad_request("'repeat_penalty' must be above 0 (1 = off), got 0", "repeat_penalty");
+    // The sampler divides by it in f32, where a positive double below 1e-45 is 0.
+    if (!(static_cast<float>(*x) > 0))
+      bad_request("'repeat_penalty' must be above 0 (1 = off), got " + field(body, "repeat_penalty")->dump(),
+                  "repeat_penalty");
     s.repeat_penalty = static_cast<float>(*x);
   }
   if (auto x = integer(body, "repeat_last_n", 0, runtime::kPenaltyHistory))

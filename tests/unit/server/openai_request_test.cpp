@@ -78,6 +78,19 @@ TEST(OpenAiRequest, MalformedBodies) {
   EXPECT_NE(std::string(e.what()).find("deeper than"), std::string::npos) << e.what();
 }
 
+// Valid JSON whose number no double holds: nlohmann's parser throws out_of_range there, not parse_error,
+// which reached the server's catch-all as a 500 (found by fuzz_openai_request's seeds).
+TEST(OpenAiRequest, NumberBeyondADoubleIs400) {
+  for (const char* body : {R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 1e400})",
+                           R"({"prompt": "x", "temperature": -1e309})"}) {
+    for (bool chat : {true, false}) {
+      ApiError e = error_of(body, chat);
+      EXPECT_EQ(e.status, 400) << body;
+      EXPECT_NE(std::string(e.what()).find("number overflow"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(OpenAiRequest, WrongFieldsAreNamed) {
   struct Case {
     const char* body;
@@ -113,6 +126,8 @@ TEST(OpenAiRequest, WrongFieldsAreNamed) {
       {R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})", "logprobs"},
       {R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", "tools"},
       {R"({"messages": [{"role": "user", "content": "x"}], "repeat_penalty": 0})", "repeat_penalty"},
+      // 0 in f32, which the sampler divides by (found with fuzz_openai_request's write-back check).
+      {R"({"messages": [{"role": "user", "content": "x"}], "repeat_penalty": 1e-50})", "repeat_penalty"},
   };
   for (const Case& c : chat_cases) {
     ApiError e = error_of(c.body);
