@@ -4,6 +4,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -29,6 +30,45 @@ struct ServeFlags {
   bool no_subgroups = false;
   gpu::DeviceOptions device;
   MeshFlags mesh;
+};
+
+// Fault injection for tests (docs/reliability.md, "Device loss"): WGLLM_FAULT_DEVICE_LOSS=N destroys the
+// GPU device at the start of the N-th generation step, as a driver reset or a removed GPU would; once.
+uint64_t fault_step_from_environment() {
+  const char* v = std::getenv("WGLLM_FAULT_DEVICE_LOSS");
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  const uint64_t n = std::strtoull(v, &end, 10);
+  if (*end != '\0' || n == 0)
+    fail_input(std::string("WGLLM_FAULT_DEVICE_LOSS must be a step number, got ") + v);
+  std::fprintf(stderr, "wgllm: WGLLM_FAULT_DEVICE_LOSS: the GPU device will be destroyed at step %llu\n",
+               static_cast<unsigned long long>(n));
+  return n;
+}
+
+class LoseDeviceAtStep final : public runtime::Generator {
+ public:
+  // `steps_left` outlives this generator, so that a generator made again after the loss counts on (at 0).
+  LoseDeviceAtStep(runtime::Generator& inner, gpu::Device& device, uint64_t& steps_left)
+      : inner_(inner), device_(device), steps_left_(steps_left) {}
+  uint32_t slots() const override { return inner_.slots(); }
+  uint32_t context_size() const override { return inner_.context_size(); }
+  uint32_t vocab_size() const override { return inner_.vocab_size(); }
+  std::optional<Started> start(std::span<const int32_t> prompt,
+                               const runtime::SamplingParams& sampling) override {
+    return inner_.start(prompt, sampling);
+  }
+  void finish(uint32_t slot) override { inner_.finish(slot); }
+  bool busy() const override { return inner_.busy(); }
+  std::vector<Sampled> step() override {
+    if (steps_left_ > 0 && --steps_left_ == 0) device_.simulate_loss();
+    return inner_.step();
+  }
+
+ private:
+  runtime::Generator& inner_;
+  gpu::Device& device_;
+  uint64_t& steps_left_;
 };
 
 int serve(ServeFlags& f) {
@@ -60,16 +100,30 @@ int serve(ServeFlags& f) {
   std::unique_ptr<gpu::Device> device;
   std::unique_ptr<runtime::Forward> forward;
   std::unique_ptr<runtime::Batcher> batcher;
-  if (!mesh) {
+  std::unique_ptr<LoseDeviceAtStep> faulty;
+  uint64_t fault_step = fault_step_from_environment();
+  // Also after a failed step (the device lost, say): the scheduler drops everything of the old device and
+  // asks for all of it again.
+  auto open_generator = [&]() -> runtime::Generator& {
+    faulty.reset();
+    batcher.reset();
+    forward.reset();
+    device.reset();
     device = gpu::open_device(f.device);
     runtime::ForwardOptions fo = forward_options(*device, f.ctx_size, f.no_subgroups);
     fo.n_seq = f.parallel;  // --ctx-size is per sequence (CONTRACTS.md): the KV cache holds parallel x n_ctx
     forward = std::make_unique<runtime::Forward>(*device, *file, fo);
     batcher = std::make_unique<runtime::Batcher>(*forward);
-  }
-  runtime::Generator& generator = mesh ? static_cast<runtime::Generator&>(mesh->pipeline()) : *batcher;
+    if (fault_step == 0) return *batcher;
+    faulty = std::make_unique<LoseDeviceAtStep>(*batcher, *device, fault_step);
+    return *faulty;
+  };
+  runtime::Generator& generator =
+      mesh ? static_cast<runtime::Generator&>(mesh->pipeline()) : open_generator();
+  server::Recover recover;
+  if (!mesh) recover = open_generator;
 
-  server::Server server(generator, *tok, chat_template, f.server);
+  server::Server server(generator, *tok, chat_template, f.server, recover);
   int port = server.bind();
   if (!chat_template)
     std::fprintf(stderr, "wgllm: warning: %s has no chat template; chat requests use ChatML\n",

@@ -1,5 +1,9 @@
 #include "server/scheduler.hpp"
 
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
 #include "core/error.hpp"
 #include "server/api_error.hpp"
 
@@ -79,8 +83,9 @@ void Job::end(FinishReason reason, std::string error, int error_status) {
 }
 
 Scheduler::Scheduler(runtime::Generator& generator, const tokenizer::Tokenizer& tokenizer,
-                     uint32_t queue_limit)
-    : generator_(generator),
+                     uint32_t queue_limit, Recover recover)
+    : generator_(&generator),
+      recover_(std::move(recover)),
       tokenizer_(tokenizer),
       queue_limit_(queue_limit),
       slots_(generator.slots()),
@@ -105,6 +110,7 @@ void Scheduler::stop() {
 std::shared_ptr<Job> Scheduler::submit(std::shared_ptr<Job> job) {
   std::lock_guard lock(mutex_);
   if (stopping_) throw ApiError(503, "server_error", "the server is shutting down");
+  if (!unavailable_.empty()) throw ApiError(503, "server_error", unavailable_);
   if (queue_.size() + stats_.active >= size_t(slots_) + queue_limit_)
     throw ApiError(429, "rate_limit_error",
                    "the server is busy: all " + std::to_string(slots_) + " slots are generating and " +
@@ -166,9 +172,11 @@ void Scheduler::run() {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<runtime::Generator::Sampled> sampled;
     try {
-      sampled = generator_.step();
+      sampled = generator_->step();
     } catch (const std::exception& e) {
-      fail_all(std::string("generation failed: ") + e.what());
+      const std::string failure = std::string("generation failed: ") + e.what();
+      fail_all(failure);
+      if (recover_ && !recover(failure)) break;
       continue;
     }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -191,7 +199,7 @@ void Scheduler::run() {
   // Shutting down: nobody will step these any more.
   for (auto& [slot, a] : active_) {
     a.job->end(FinishReason::Error, "the server is shutting down", 503);
-    generator_.finish(slot);
+    generator_->finish(slot);
   }
   active_.clear();
   std::lock_guard lock(mutex_);
@@ -204,7 +212,7 @@ void Scheduler::admit(std::shared_ptr<Job> job) {
   if (job->cancelled()) return;
   std::optional<runtime::Generator::Started> started;
   try {
-    started = generator_.start(job->spec().prompt, job->spec().sampling);
+    started = generator_->start(job->spec().prompt, job->spec().sampling);
   } catch (const Error& e) {
     job->end(FinishReason::Error, e.what(), e.kind() == ErrorKind::BadInput ? 400 : 500);
     return;
@@ -258,7 +266,7 @@ void Scheduler::end(uint32_t slot, FinishReason reason) {
   }
   std::shared_ptr<Job> job = std::move(a.job);
   active_.erase(it);
-  generator_.finish(slot);
+  generator_->finish(slot);
   {
     // Counted free before the client hears of the end, so its next request finds the slot.
     std::lock_guard lock(mutex_);
@@ -272,7 +280,7 @@ void Scheduler::fail_all(const std::string& message) {
   for (auto& [slot, a] : active_) {
     a.job->end(FinishReason::Error, message, 500);
     try {
-      generator_.finish(slot);
+      generator_->finish(slot);
     } catch (const std::exception&) {
       // The generator is already broken; the slot is gone with it.
     }
@@ -282,6 +290,57 @@ void Scheduler::fail_all(const std::string& message) {
   stats_.active = 0;
   stats_.degraded = true;
   stats_.degraded_reason = message;
+}
+
+bool Scheduler::recover(const std::string& failure) {
+  std::fprintf(stderr, "wgllm: %s; making the generator (device, weights, KV cache) again\n",
+               failure.c_str());
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int attempt = 1;; ++attempt) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return false;
+      stats_.degraded_reason =
+          failure + "; making the generator again (attempt " + std::to_string(attempt) + ")";
+    }
+    std::string error;
+    try {
+      runtime::Generator& g = recover_();
+      if (g.slots() != slots_ || g.context_size() != context_size_)
+        fail_runtime("the new generator has " + std::to_string(g.slots()) + " slots of " +
+                     std::to_string(g.context_size()) + " positions, not " + std::to_string(slots_) + " of " +
+                     std::to_string(context_size_));
+      generator_ = &g;
+      std::lock_guard lock(mutex_);
+      stats_.degraded = false;
+      stats_.degraded_reason.clear();
+      unavailable_.clear();
+      ++stats_.recoveries;
+      std::fprintf(stderr, "wgllm: generating again after %.1f s\n",
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      return true;
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    // Requests would wait for a generator that may not come back: those queued end, new ones are refused
+    // until it does.
+    const std::string message =
+        "the server cannot generate: " + failure + "; making the generator again failed: " + error;
+    std::fprintf(stderr, "wgllm: %s\n", message.c_str());
+    fail_queue(503, message);
+    std::unique_lock lock(mutex_);
+    stats_.degraded_reason = message;
+    unavailable_ = message + " (retrying)";
+    const auto pause = std::chrono::seconds(std::min(1 << std::min(attempt - 1, 5), 30));
+    if (cv_.wait_for(lock, pause, [&] { return stopping_; })) return false;
+  }
+}
+
+void Scheduler::fail_queue(int status, const std::string& message) {
+  std::lock_guard lock(mutex_);
+  for (auto& job : queue_) job->end(FinishReason::Error, message, status);
+  queue_.clear();
+  stats_.queued = 0;
 }
 
 }  // namespace wgllm::server

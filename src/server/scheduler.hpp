@@ -84,6 +84,11 @@ class Job {
   Usage usage_;
 };
 
+// Makes a working generator again after a step failed (the GPU device lost, say): a new device, the model's
+// weights, an empty KV cache, with the same slots and context. Throws when it cannot; the scheduler tries
+// again later. The previous generator is never called again once this is.
+using Recover = std::function<runtime::Generator&()>;
+
 struct SchedulerStats {
   uint32_t slots = 0;
   uint32_t active = 0;
@@ -94,19 +99,23 @@ struct SchedulerStats {
   uint64_t generated_tokens = 0;
   uint64_t steps = 0;
   double tokens_per_second = 0;  // generated tokens per second of stepping over the last 10 s
-  bool degraded = false;         // the generator failed (e.g. the device was lost)
+  bool degraded = false;         // the generator failed (e.g. the device was lost), not yet recovered
   std::string degraded_reason;
+  uint64_t recoveries = 0;  // generators made again after a failure
 };
 
 class Scheduler {
  public:
-  // `queue_limit`: requests that may wait for a slot; more get 429 (submit throws ApiError).
-  Scheduler(runtime::Generator& generator, const tokenizer::Tokenizer& tokenizer, uint32_t queue_limit);
+  // `queue_limit`: requests that may wait for a slot; more get 429 (submit throws ApiError). Without
+  // `recover`, a failed step leaves the server degraded until a step succeeds again.
+  Scheduler(runtime::Generator& generator, const tokenizer::Tokenizer& tokenizer, uint32_t queue_limit,
+            Recover recover = {});
   ~Scheduler();  // ends every job and stops the thread
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Queues a job (see Job::watch); throws ApiError 429 when the queue is full, 503 once stopped.
+  // Queues a job (see Job::watch); throws ApiError 429 when the queue is full, 503 once stopped or while
+  // the generator cannot be made again.
   std::shared_ptr<Job> submit(std::shared_ptr<Job> job);
   // Ends every job (503) and refuses new ones; the generator is not stepped again.
   void stop();
@@ -126,8 +135,13 @@ class Scheduler {
   void on_token(Active& a, const runtime::Generator::Sampled& s);
   void end(uint32_t slot, FinishReason reason);
   void fail_all(const std::string& message);
+  // After a failed step: makes the generator again, retrying with a growing pause until it works or the
+  // server stops. Returns false when the server is stopping.
+  bool recover(const std::string& failure);
+  void fail_queue(int status, const std::string& message);
 
-  runtime::Generator& generator_;
+  runtime::Generator* generator_;
+  const Recover recover_;
   const tokenizer::Tokenizer& tokenizer_;
   const uint32_t queue_limit_;
   const uint32_t slots_;
@@ -137,6 +151,7 @@ class Scheduler {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   bool stopping_ = false;
+  std::string unavailable_;  // set while a failed generator could not be made again: submit() refuses
   SchedulerStats stats_;
   struct StepRecord {
     std::chrono::steady_clock::time_point at;

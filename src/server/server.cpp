@@ -194,11 +194,11 @@ const char* allowed_methods(const std::string& route) {
 }  // namespace
 
 Server::Server(runtime::Generator& generator, const tokenizer::Tokenizer& tokenizer,
-               const std::optional<std::string>& chat_template, ServerOptions options)
+               const std::optional<std::string>& chat_template, ServerOptions options, Recover recover)
     : tokenizer_(tokenizer),
       prompts_(tokenizer, chat_template),
       options_(std::move(options)),
-      scheduler_(generator, tokenizer, options_.queue_limit),
+      scheduler_(generator, tokenizer, options_.queue_limit, std::move(recover)),
       http_(std::make_unique<httplib::Server>()),
       created_(unix_time()) {
   // A connection holds a thread while it waits for its tokens: enough threads for every slot, a full
@@ -276,6 +276,10 @@ std::string Server::metrics() const {
   metric("wgllm_slots_active", "gauge", "Slots generating for a request.", s.active);
   metric("wgllm_slots", "gauge", "Sequences that can generate at once (--parallel).", s.slots);
   metric("wgllm_context_size", "gauge", "Positions per sequence (--ctx-size).", scheduler_.context_size());
+  metric("wgllm_degraded", "gauge", "1 while generation has failed and is not working again (see /health).",
+         s.degraded ? 1 : 0);
+  metric("wgllm_recoveries_total", "counter",
+         "Times the generator (GPU device, weights, KV cache) was made again after a failure.", s.recoveries);
   return o.str();
 }
 

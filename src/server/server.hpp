@@ -32,16 +32,17 @@ struct ServerOptions {
   std::string api_key;              // non-empty: /v1/* and /metrics need "Authorization: Bearer <key>"
   size_t max_body_bytes = 8 << 20;  // larger request bodies get 413
   uint32_t queue_limit = 64;        // requests waiting for a slot; more get 429
-  std::string web_dir;     // `make web`'s output (pkg/, chat/): served at /local/; empty or absent: not served
+  std::string web_dir;  // `make web`'s output (pkg/, chat/): served at /local/; empty or absent: not served
   std::string models_dir;  // its .gguf files (directly inside) at /models/NAME.gguf; empty: none
 };
 
 class Server {
  public:
   // `chat_template`: the model's, nullopt for the ChatML fallback. The generator and tokenizer must outlive
-  // the server; the server's scheduler thread is the only one that calls the generator.
+  // the server; the server's scheduler thread is the only one that calls the generator, and `recover`
+  // (Scheduler's) when a step fails.
   Server(runtime::Generator& generator, const tokenizer::Tokenizer& tokenizer,
-         const std::optional<std::string>& chat_template, ServerOptions options);
+         const std::optional<std::string>& chat_template, ServerOptions options, Recover recover = {});
   ~Server();
 
   // Binds the address; returns the port. Throws Error(Runtime) when it cannot.

@@ -151,6 +151,35 @@ test("a follow-up chat turn reports the reused prefix in cached_tokens", async (
   assert.ok(cached >= r1.usage.prompt_tokens && cached < r2.usage.prompt_tokens, JSON.stringify(r2.usage));
 });
 
+test("a lost GPU device fails the request in flight; the server makes the device again and serves", async () => {
+  // WGLLM_FAULT_DEVICE_LOSS: the device is destroyed at the start of the 4th step, as a driver reset would.
+  const lossy = await startServer(["--ctx-size", "256"], { WGLLM_FAULT_DEVICE_LOSS: "4" });
+  try {
+    const c = new OpenAI({ baseURL: lossy.url + "/v1", apiKey: "unused", maxRetries: 0, timeout: 120000 });
+    const stream = await c.completions.create({ prompt: "", temperature: 0, max_tokens: 64, stream: true });
+    let text = "";
+    await assert.rejects(async () => {
+      for await (const chunk of stream) text += chunk.choices[0]?.text ?? "";
+    }, /GPU device lost/);
+    assert.ok(llama2cStory.startsWith(text), text);
+    let health;
+    for (let i = 0; i < 600; i++) {
+      health = await fetch(lossy.url + "/health");
+      if (health.status === 200) break;
+      assert.equal(health.status, 503);
+      assert.match((await health.json()).reason, /GPU device lost/);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(health.status, 200);
+    const r = await c.completions.create({ prompt: "", temperature: 0, max_tokens: 200 });
+    assert.equal(r.choices[0].text, llama2cStory);
+    assert.match(await (await fetch(lossy.url + "/metrics")).text(), /^wgllm_recoveries_total 1$/m);
+  } finally {
+    assert.equal(await lossy.stop(), 0, lossy.log());
+  }
+  assert.match(lossy.log(), /generating again after/);
+});
+
 test("errors arrive as the client's typed errors", async () => {
   await assert.rejects(client.chat.completions.create({ ...chat("hi"), model: "gpt-4o" }), (e) => {
     assert.equal(e.status, 404);

@@ -6,8 +6,10 @@ import path from "node:path";
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const binary = process.env.WGLLM_BINARY || path.join(repoRoot, "build/wgllm");
 
-export async function startServer(args = []) {
-  const child = spawn(binary, ["serve", "--port", "0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+export async function startServer(args = [], env = {}) {
+  const child = spawn(binary, ["serve", "--port", "0", ...args], {
+    stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env },
+  });
   let log = "";
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`wgllm serve did not start within 60 s:\n${log}`)), 60000);

@@ -114,9 +114,9 @@ class GatedGenerator : public runtime::Generator {
 class Running {
  public:
   explicit Running(ServerOptions options = {}, runtime::Generator* generator = nullptr,
-                   std::optional<std::string> chat_template = std::nullopt)
+                   std::optional<std::string> chat_template = std::nullopt, Recover recover = {})
       : server_(generator ? *generator : model().generator, *model().tok, chat_template,
-                with_defaults(options)) {
+                with_defaults(options), std::move(recover)) {
     port_ = server_.bind();
     thread_ = std::thread([this] { server_.serve(); });
   }
@@ -827,6 +827,170 @@ TEST(Server, PresenceAndFrequencyPenaltiesApplyAsDefined) {
                  {"repeat_last_n", kWindow}},
                 200);
   EXPECT_EQ(r["choices"][0]["text"], expected);
+}
+
+// A device, model and Batcher of the test's own, which it may destroy and make again.
+struct OwnDevice {
+  std::unique_ptr<gpu::Device> device;
+  std::unique_ptr<runtime::Forward> forward;
+  std::unique_ptr<runtime::Batcher> batcher;
+  runtime::Generator& open() {
+    batcher.reset();
+    forward.reset();
+    device = gpu::open_device();
+    forward = std::make_unique<runtime::Forward>(*device, *model().file,
+                                                 runtime::ForwardOptions{.n_ctx = 256, .n_seq = 2});
+    batcher = std::make_unique<runtime::Batcher>(*forward);
+    return *batcher;
+  }
+};
+
+// Blocks a thread at a point until the test lets it go on; tells whether it got there.
+class Latch {
+ public:
+  void arrive_and_wait() {
+    std::unique_lock lock(mutex_);
+    arrived_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+  }
+  bool wait_arrived(std::chrono::milliseconds timeout = 30s) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return arrived_; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool arrived_ = false, released_ = false;
+};
+
+// The GPU device destroyed mid-generation, as a driver reset would: the streaming request in flight ends
+// with an error event naming the loss, /health and /metrics say degraded while the device and model are
+// made again, a request that arrives meanwhile waits and is then served, and the texts are llama2.c's
+// story again.
+TEST(ServerFaults, DeviceLossFailsTheRequestInFlightAndTheServerRecovers) {
+  const Story& story = Story::get();
+  OwnDevice own;
+  GatedGenerator gate(own.open());
+  gpu::Device* lost = own.device.get();
+  Latch recovering;
+  Running s(ServerOptions{}, &gate, std::nullopt, [&]() -> runtime::Generator& {
+    recovering.arrive_and_wait();
+    return own.open();
+  });
+  std::string streamed;
+  std::thread client([&] {
+    auto c = s.client();
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = story_request(3, 100, /*stream=*/true).dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+      streamed.append(data, n);
+      return true;
+    };
+    auto res = c.send(req);
+    EXPECT_TRUE(res && res->status == 200);
+  });
+  gate.allow(3);
+  ASSERT_TRUE(gate.wait_steps(3));
+  lost->simulate_loss();  // the scheduler waits in the gate, outside the device
+  gate.open();
+  ASSERT_TRUE(recovering.wait_arrived());
+
+  auto c = s.client();
+  auto health = c.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 503);
+  json h = json::parse(health->body);
+  EXPECT_EQ(h["status"], "degraded");
+  EXPECT_NE(h["reason"].get<std::string>().find("GPU device lost"), std::string::npos) << health->body;
+  EXPECT_EQ(metric(s, "wgllm_degraded"), 1);
+  client.join();
+  EXPECT_NE(streamed.find("\"error\""), std::string::npos) << streamed;
+  EXPECT_NE(streamed.find("GPU device lost"), std::string::npos) << streamed;
+  EXPECT_TRUE(streamed.ends_with("data: [DONE]\n\n")) << streamed;
+  EXPECT_EQ(reply_text(streamed.substr(0, streamed.find("data: {\"error\""))), story.continuation(3, 3))
+      << "the text of the steps before the loss";
+
+  std::string waiting;
+  std::thread late([&] { waiting = complete(s, story_request(5, 60)); });
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (s.server().stats().queued == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  recovering.release();
+  late.join();
+  EXPECT_EQ(waiting, story.continuation(5, 60));
+  EXPECT_EQ(complete(s, story_request(40, 30, /*stream=*/true)), story.continuation(40, 30));
+  health = c.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200) << health->body;
+  EXPECT_EQ(metric(s, "wgllm_degraded"), 0);
+  EXPECT_EQ(metric(s, "wgllm_recoveries_total"), 1);
+}
+
+// Steps that always fail, as on a device that is gone.
+class BrokenGenerator : public GatedGenerator {
+ public:
+  using GatedGenerator::GatedGenerator;
+  std::vector<Sampled> step() override { fail_runtime("GPU device lost: unplugged"); }
+};
+
+// When the device cannot be made again at once: queued requests end with 503, new ones get 503 at once,
+// /health says why; the next attempt (a second later) works and the server generates again.
+TEST(ServerFaults, FailedRecoveryRefusesRequestsUntilARetryWorks) {
+  runtime::Batcher fresh(*model().forward);
+  BrokenGenerator broken(fresh);
+  std::atomic<int> attempts{0};
+  Latch first_attempt;
+  Running s(ServerOptions{}, &broken, std::nullopt, [&]() -> runtime::Generator& {
+    if (++attempts == 1) {
+      first_attempt.arrive_and_wait();
+      fail_runtime("no adapter found");
+    }
+    return fresh;
+  });
+  std::string failed;
+  std::thread first([&] {
+    failed =
+        expect_error(s.client().Post("/v1/completions", story_request(3, 5).dump(), "application/json"), 500);
+  });
+  ASSERT_TRUE(first_attempt.wait_arrived());
+  first.join();
+  EXPECT_NE(failed.find("GPU device lost: unplugged"), std::string::npos) << failed;
+  // Queued while the first attempt runs: refused when it fails.
+  std::string queued;
+  std::thread waiting([&] {
+    queued =
+        expect_error(s.client().Post("/v1/completions", story_request(3, 5).dump(), "application/json"), 503);
+  });
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (s.server().stats().queued == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  first_attempt.release();
+  waiting.join();
+  EXPECT_NE(queued.find("no adapter found"), std::string::npos) << queued;
+  // Until the retry a second later: refused at once, and /health says why.
+  auto c = s.client();
+  EXPECT_NE(expect_error(c.Post("/v1/completions", story_request(3, 5).dump(), "application/json"), 503)
+                .find("no adapter found"),
+            std::string::npos);
+  auto health = c.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 503);
+  EXPECT_NE(health->body.find("no adapter found"), std::string::npos) << health->body;
+  while (metric(s, "wgllm_recoveries_total") != 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(attempts, 2);
+  EXPECT_EQ(complete(s, story_request(3, 20)), Story::get().continuation(3, 20));
+  EXPECT_EQ(c.Get("/health")->status, 200);
 }
 
 // `wgllm serve` as a user starts it: a port that is taken is a clear error and exit code 1.
