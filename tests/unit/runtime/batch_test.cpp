@@ -188,12 +188,14 @@ TEST(PrefillGemm, Int8PathIsBoundedAgainstTheReference) {
         static_cast<int32_t>(std::max_element(want.back().begin(), want.back().end()) - want.back().begin()));
     want.push_back(reference.step(prompt.back()));
   }
-  want.pop_back();
+  // want[p] is the reference after prompt[0..p], one for each of the 64 positions the passes compute.
+  ASSERT_EQ(want.size(), prompt.size());
   for (bool gemm : {true, false}) {
     SCOPED_TRACE(gemm ? "GEMM" : "GEMV");
     Forward forward(test::device(), *file,
                     ForwardOptions{.n_ctx = 64, .max_batch = 64, .max_logits = 64, .prefill_matmul = gemm});
     const auto got = prefill(forward, 0, 0, prompt, true);
+    ASSERT_EQ(got.size(), want.size());
     double worst = 0;
     for (size_t p = 0; p < prompt.size(); ++p) worst = std::max(worst, test::relative_error(got[p], want[p]));
     EXPECT_LE(worst, gemm ? 3e-2 : test::tolerance(TensorType::Q8_0));
