@@ -8,6 +8,13 @@
 // HEAD_DIM, added up in a fixed order at the end.
 // qkv [tokens, q | k | v] (q: N_HEADS*HEAD_DIM); caches [slots * CTX, N_KV*HEAD_DIM]; out [tokens, N_HEADS*HEAD_DIM].
 // HEAD_DIM is a multiple of 4 and at most WG.
+// With SPANS (split-sequence attention, for passes of few tokens at long positions): positions go in spans
+// of SPAN keys (a multiple of WG), one workgroup per (token, head, span), so a decode token's keys are read
+// by ceil((pos + 1) / SPAN) workgroups at once instead of one. Workgroups whose span starts past the
+// token's position exit at once. A token whose keys fit one span writes its output here; otherwise each
+// span leaves its unnormalised output, max and sum in part [tokens, N_HEADS, SPANS, HEAD_DIM + 2], and
+// MERGE (a second dispatch, one workgroup per (token, head)) adds them up in span order. The spans depend
+// only on the token's position, so batch invariance holds.
 // Each reduction reads its result from an array of its own, written again only in the next tile, and needs
 // no barrier after that read: under Dawn's OpenGL ES backend, Mesa's GLSL compiler (22.3) moves a read of
 // workgroup memory whose value is used once down to that use, across barrier() (its tree grafting does not
@@ -16,12 +23,50 @@
 // another between barriers): wrong from position 8 on.
 #use step_params
 @group(0) @binding(0) var<storage, read> tokens: array<Token>;
+
+const WG = 256u;
+const PART = HEAD_DIM + 2u;  // a span's part: output, max, sum
+#if MERGE
+@group(0) @binding(1) var<storage, read> part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+const MERGE_WG = 64u;
+
+// The result of a token's spans 0..k-1: each span's output and sum rescaled to the largest max.
+@compute @workgroup_size(MERGE_WG)
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let n = tokens[wid.x].pos + 1u;
+  if (n <= SPAN) {
+    return;  // one span: written by the attention dispatch
+  }
+  let h = wid.y;
+  let k = (n + SPAN - 1u) / SPAN;
+  let first = (wid.x * N_HEADS + h) * SPANS;
+  var m = part[first * PART + HEAD_DIM];
+  for (var s = 1u; s < k; s++) {
+    m = max(m, part[(first + s) * PART + HEAD_DIM]);
+  }
+  var l = 0.0;
+  for (var s = 0u; s < k; s++) {
+    l += part[(first + s) * PART + HEAD_DIM + 1u] * exp(part[(first + s) * PART + HEAD_DIM] - m);
+  }
+  for (var d = tid; d < HEAD_DIM; d += MERGE_WG) {
+    var o = 0.0;
+    for (var s = 0u; s < k; s++) {
+      o += part[(first + s) * PART + d] * exp(part[(first + s) * PART + HEAD_DIM] - m);
+    }
+    out[(wid.x * N_HEADS + h) * HEAD_DIM + d] = o / l;
+  }
+}
+#else
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> v_cache: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+#if SPANS
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;
+#endif
 
-const WG = 256u;
 const KV_DIM = N_KV * HEAD_DIM;
 const GROUP = N_HEADS / N_KV;
 const QKV = (N_HEADS + 2u * N_KV) * HEAD_DIM;
@@ -59,10 +104,25 @@ fn reduce_sum(tid: u32, v: f32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
   let t = tokens[wid.x];
-  let h = wid.y;
   let n = t.pos + 1u;
+#if SPANS
+  // (head, span) along y, folded into z past the per-dimension limit
+  let hs = wid.y + wid.z * groups.y;
+  let h = hs % N_HEADS;
+  let span = hs / N_HEADS;
+  let begin = span * SPAN;
+  if (span >= SPANS || begin >= n) {
+    return;
+  }
+  let end = min(n, begin + SPAN);
+#else
+  let h = wid.y;
+  let begin = 0u;
+  let end = n;
+#endif
   let first = t.slot * CTX;  // cache row of position 0
   let kv = (h / GROUP) * HEAD_DIM;
   for (var i = tid; i < D4; i += WG) {
@@ -74,10 +134,10 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   var m = NONE;
   var l = 0.0;
   var acc = 0.0;
-  for (var t0 = 0u; t0 < n; t0 += WG) {
+  for (var t0 = begin; t0 < end; t0 += WG) {
     let j = t0 + tid;
     var s = NONE;
-    if (j < n) {
+    if (j < end) {
       let k = ((first + j) * KV_DIM + kv) / 4u;
       var qk = 0.0;
       for (var e = 0u; e < D4; e++) {
@@ -86,12 +146,12 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
       s = qk * SCALE;
     }
     let m_new = max(m, reduce_max(tid, s));
-    let e = select(0.0, exp(s - m_new), j < n);
+    let e = select(0.0, exp(s - m_new), j < end);
     p[tid] = e;
     let corr = exp(m - m_new);
     l = l * corr + reduce_sum(tid, e);
     if (g < SPLIT) {
-      let len = min(WG, n - t0);
+      let len = min(WG, end - t0);
       var a = 0.0;
       for (var i = g; i < len; i += SPLIT) {
         a += p[i] * v_cache[(first + t0 + i) * KV_DIM + kv + d];
@@ -110,6 +170,18 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     for (var i = 0u; i < SPLIT; i++) {
       o += red_sum[i * HEAD_DIM + tid];
     }
+#if SPANS
+    if (n > SPAN) {
+      let at = ((wid.x * N_HEADS + h) * SPANS + span) * PART;
+      part[at + tid] = o;
+      if (tid == 0u) {
+        part[at + HEAD_DIM] = m;
+        part[at + HEAD_DIM + 1u] = l;
+      }
+      return;
+    }
+#endif
     out[(wid.x * N_HEADS + h) * HEAD_DIM + tid] = o / l;
   }
 }
+#endif

@@ -109,6 +109,16 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
   xb_ = storage(uint64_t(std::max<uint32_t>(tile_rows_, align_up(max_rows_, kMaxWidth))) * c.dim, "xb");
   qkv_ = storage(uint64_t(tile_rows_) * (c.q_dim() + 2ull * c.kv_dim()), "qkv");
   attn_ = storage(uint64_t(tile_rows_) * c.q_dim(), "attention out");
+  {
+    // Spans of one 256-key tile (attention.wgsl's WG), longer past kMaxSpans of them so that the partials
+    // stay small at long contexts.
+    constexpr uint32_t kTile = 256, kMaxSpans = 64;
+    const uint32_t tiles = (n_ctx_ + kTile - 1) / kTile;
+    span_ = kTile * ((tiles + kMaxSpans - 1) / kMaxSpans);
+    spans_ = (n_ctx_ + span_ - 1) / span_;
+    if (spans_ > 1)
+      part_ = storage(uint64_t(kMaxWidth) * c.n_heads * spans_ * (c.head_dim + 2), "attention partials");
+  }
   gate_up_ = storage(uint64_t(tile_rows_) * 2 * c.ffn_dim, "ffn gate|up");
   logits_ = storage(align_up(max_rows_, kMaxWidth) * c.n_vocab, "logits");
   if (prefill_matmul_) {
@@ -308,6 +318,40 @@ void Forward::add_normed(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer
   }
 }
 
+void Forward::add_attention(Ops& ops, const Layer& l, uint32_t width) {
+  const auto& c = config_;
+  gpu::KernelDefines att = {{"N_HEADS", u32(c.n_heads)},
+                            {"N_KV", u32(c.n_kv_heads)},
+                            {"HEAD_DIM", u32(c.head_dim)},
+                            {"CTX", u32(n_ctx_)},
+                            {"SCALE", f32(1.0 / std::sqrt(double(c.head_dim)))}};
+  if (width == kPrefill || spans_ == 1) {
+    add(ops, "attention", att, {tokens_slice_, {qkv_}, {l.k_cache}, {l.v_cache}, {attn_}}, c.n_heads);
+    return;
+  }
+  att["SPANS"] = u32(spans_);
+  att["SPAN"] = u32(span_);
+  gpu::KernelDefines merge = att;
+  merge["MERGE"] = "1";
+  const uint64_t qkv_row = uint64_t(c.q_dim() + 2 * c.kv_dim()) * 4, out_row = uint64_t(c.q_dim()) * 4;
+  // A pass of width < kMaxWidth has at most `width` tokens; one of kMaxWidth up to max_batch.
+  const uint32_t tokens = width == kMaxWidth ? max_batch_ : std::min(width, max_batch_);
+  for (uint32_t first = 0; first < tokens; first += kMaxWidth) {
+    const uint32_t n = std::min(kMaxWidth, tokens - first);
+    const gpu::BufferSlice tok = {pass_, tokens_offset_ + first * sizeof(GpuToken), n * sizeof(GpuToken)};
+    const gpu::BufferSlice qkv = {qkv_, first * qkv_row, kMaxWidth * qkv_row};
+    const gpu::BufferSlice out = {attn_, first * out_row, kMaxWidth * out_row};
+    add(ops, "attention", att, {tok, qkv, {l.k_cache}, {l.v_cache}, out, {part_}}, c.n_heads * spans_);
+    ops.back().first = first;
+    ops.back().limit = kMaxWidth;
+    ops.back().split = Split::Spans;
+    add(ops, "attention", merge, {tok, {part_}, out}, c.n_heads);
+    ops.back().first = first;
+    ops.back().limit = kMaxWidth;
+    ops.back().split = Split::Merge;
+  }
+}
+
 const Forward::Ops& Forward::body(uint32_t width) {
   if (auto it = body_ops_.find(width); it != body_ops_.end()) return it->second;
   const auto& c = config_;
@@ -318,8 +362,6 @@ const Forward::Ops& Forward::body(uint32_t width) {
                               {"CTX", u32(n_ctx_)}};
   gpu::KernelDefines rope = heads;
   rope["ROPE_DIM"] = u32(c.rope_dim);
-  gpu::KernelDefines att = heads;
-  att["SCALE"] = f32(1.0 / std::sqrt(double(c.head_dim)));
   const uint32_t rope_threads = (c.n_heads + c.n_kv_heads) * c.head_dim / 2 + c.kv_dim() / 2;
 
   Ops ops;
@@ -332,7 +374,7 @@ const Forward::Ops& Forward::body(uint32_t width) {
       add_normed(ops, {&l.wq, &l.wk, &l.wv}, qkv_, qkv, l.attn_norm, width);
     add(ops, "rope_kv", rope, {tokens_slice_, {rope_table_}, {qkv_}, {l.k_cache}, {l.v_cache}},
         (rope_threads + 63) / 64);
-    add(ops, "attention", att, {tokens_slice_, {qkv_}, {l.k_cache}, {l.v_cache}, {attn_}}, c.n_heads);
+    add_attention(ops, l, width);
     if (width == kPrefill)
       add_prefill_group(ops, {&l.wo}, attn_, c.q_dim(), c.q_dim(), {}, {{}, x_, 0, c.dim, 0, true, {}});
     else
@@ -390,12 +432,23 @@ void Forward::set_history(uint32_t slot, std::span<const int32_t> tokens) {
 
 void Forward::replay(const Ops& ops, uint32_t tokens, uint32_t rows) {
   for (const Op& op : ops) {
-    const uint32_t count = op.over == Over::Tokens ? tokens : rows;
+    uint32_t count = op.over == Over::Tokens ? tokens : rows;
+    if (op.limit) {
+      if (count <= op.first) continue;
+      count = std::min(count - op.first, op.limit);
+    }
     const uint32_t n = (count + op.width - 1) / op.width;
+    uint32_t a = op.a, b = op.b;
+    if (op.split == Split::Merge && pass_spans_ == 1) continue;
+    if (op.split == Split::Spans) {
+      const uint32_t groups = config_.n_heads * pass_spans_;
+      a = std::min(groups, std::max<uint32_t>(1, device_.limits().max_compute_workgroups_per_dimension));
+      b = (groups + a - 1) / a;
+    }
     if (op.along == 0)
-      device_.dispatch(op.kernel, op.group, n, op.a, op.b);
+      device_.dispatch(op.kernel, op.group, n, a, b);
     else
-      device_.dispatch(op.kernel, op.group, op.a, n, op.b);
+      device_.dispatch(op.kernel, op.group, a, n, b);
   }
 }
 
@@ -459,6 +512,9 @@ void Forward::record(std::span<const PassToken> tokens, std::span<const RowSampl
   device_.copy(staging_, base, pass_, 0,
                n_rows ? rows_offset_ + n_rows * sizeof(GpuRow) : tokens_offset_ + n * sizeof(GpuToken));
 
+  uint32_t last = 0;
+  for (const PassToken& t : tokens) last = std::max(last, t.pos);
+  pass_spans_ = std::min(spans_, last / std::max(span_, 1u) + 1);
   replay(embed_ops_, n, n_rows);
   replay(body_for(tokens), n, n_rows);
   if (n_rows && last_stage()) {
@@ -473,7 +529,10 @@ const Forward::Ops& Forward::head_for(uint32_t tokens, uint32_t rows) {
 }
 
 uint32_t Forward::dispatches(uint32_t tokens, uint32_t rows, bool sample) {
-  size_t n = embed_ops_.size() + body(width_for(tokens)).size();
+  const Ops& ops = body(width_for(tokens));
+  size_t n = embed_ops_.size();
+  for (const Op& op : ops)
+    if (op.split != Split::Merge && (op.limit == 0 || op.first < tokens)) ++n;
   if (rows && last_stage()) n += head_for(tokens, rows).size() + (sample ? sample_ops_.size() : 0);
   return static_cast<uint32_t>(n);
 }

@@ -91,7 +91,8 @@ class Forward {
   // embedding table only one row) plus the K and V cache rows 0..pos of every layer (of this stage).
   uint64_t bytes_per_token(uint32_t pos) const;
   // Dispatches of a pass of `tokens` tokens of different slots (the GEMV plan) with `rows` logits rows
-  // (and the sampler), and of a one-token pass with logits (a decode step).
+  // (and the sampler), and of a one-token pass with logits (a decode step), at positions of the first
+  // attention span (past it, split attention adds a merge dispatch per layer).
   uint32_t dispatches(uint32_t tokens, uint32_t rows, bool sample);
   uint32_t dispatches_per_token(bool sample) { return dispatches(1, 1, sample); }
 
@@ -105,6 +106,10 @@ class Forward {
   // How many workgroups an op runs along its `along` axis (0: x, 1: y): one per token (or logits row), or
   // per tile of `width` of them; a and b are the other two axes' counts, in order.
   enum class Over : uint8_t { Tokens, Rows };
+  // Split attention's dispatches: the spans one runs (heads x spans along y) and whether the merge runs
+  // follow the pass's largest position, so a pass of short positions costs what unsplit attention did;
+  // a token's bits do not change, since its spans past its position exit and one span needs no merge.
+  enum class Split : uint8_t { None, Spans, Merge };
   struct Op {
     gpu::Kernel kernel;
     gpu::BindGroup group;
@@ -112,6 +117,10 @@ class Forward {
     Over over;
     uint32_t width;
     uint8_t along = 0;
+    // limit > 0: the op covers the pass's tokens first..first+limit-1 only (skipped when the pass has no
+    // token there), its bindings offset to them.
+    uint32_t first = 0, limit = 0;
+    Split split = Split::None;
   };
   using Ops = std::vector<Op>;
   struct Layer {
@@ -148,6 +157,10 @@ class Forward {
   void add_normed(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer y, uint32_t y_stride,
                   gpu::Buffer norm, uint32_t width);
   const Ops& body(uint32_t width);  // the layers, over tiles of `width` tokens (or kPrefill)
+  // Attention of a layer's tokens: over spans of keys then merged (attention.wgsl's SPANS) for GEMV passes,
+  // in chunks of kMaxWidth tokens so that the partials' buffer holds only one chunk; one workgroup per
+  // (token, head) for prefill passes.
+  void add_attention(Ops& ops, const Layer& l, uint32_t width);
   const Ops& body_for(std::span<const PassToken> tokens);
   // Final norm of the logits rows and the LM head over tiles of `width` rows; width 0: one token's, the
   // norm fused into the LM head.
@@ -175,16 +188,20 @@ class Forward {
   uint32_t region_ = 0;
   uint64_t submits_seen_ = 0;
 
-  gpu::Buffer sampled_;     // [n_seq] u32
-  gpu::Buffer history_;     // [n_seq][kPenaltyHistory ring, count] u32
-  gpu::Buffer x_;           // [tile_rows, dim] residual stream
-  gpu::Buffer xb_;          // [tile_rows, dim] normed input of a sub-block (or of the logits rows)
-  gpu::Buffer qkv_;         // [tile_rows, q (n_heads * head_dim) | k | v (n_kv_heads * head_dim each)]
-  gpu::Buffer attn_;        // [tile_rows, n_heads * head_dim] attention output
-  gpu::Buffer gate_up_;     // [tile_rows, gate (ffn_dim) | up (ffn_dim)]
-  gpu::Buffer xq_, xs_;     // prefill's int8 activations: [max_batch, widest input / 4] u32, [.., / 32] vec4
-  gpu::Buffer logits_;      // [max_rows rounded to whole tiles, n_vocab]
-  gpu::Buffer rope_table_;  // [n_ctx, rope_dim / 2] (cos, sin)
+  gpu::Buffer sampled_;  // [n_seq] u32
+  gpu::Buffer history_;  // [n_seq][kPenaltyHistory ring, count] u32
+  gpu::Buffer x_;        // [tile_rows, dim] residual stream
+  gpu::Buffer xb_;       // [tile_rows, dim] normed input of a sub-block (or of the logits rows)
+  gpu::Buffer qkv_;      // [tile_rows, q (n_heads * head_dim) | k | v (n_kv_heads * head_dim each)]
+  gpu::Buffer attn_;     // [tile_rows, n_heads * head_dim] attention output
+  // Split attention's partials: [kMaxWidth, n_heads, spans, head_dim + 2]; spans of span_ keys cover n_ctx.
+  gpu::Buffer part_;
+  uint32_t span_ = 0, spans_ = 1;
+  uint32_t pass_spans_ = 1;  // spans the recorded pass's largest position reaches
+  gpu::Buffer gate_up_;      // [tile_rows, gate (ffn_dim) | up (ffn_dim)]
+  gpu::Buffer xq_, xs_;      // prefill's int8 activations: [max_batch, widest input / 4] u32, [.., / 32] vec4
+  gpu::Buffer logits_;       // [max_rows rounded to whole tiles, n_vocab]
+  gpu::Buffer rope_table_;   // [n_ctx, rope_dim / 2] (cos, sin)
   gpu::Buffer out_norm_;
   GpuMatrix embd_, head_;
   std::vector<Layer> layers_;

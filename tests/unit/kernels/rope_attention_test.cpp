@@ -166,9 +166,9 @@ TEST_P(RopeKv, PartialRotationWithGqa) {
 class Attention : public KernelVariantTest {
  protected:
   // One pass over tokens at `positions`, token i in slot i % kSlots; then each token alone, which must give
-  // the same bits.
-  void check(const Heads& h, uint32_t ctx, const std::vector<uint32_t>& positions) {
-    SCOPED_TRACE(h.name() + " ctx " + std::to_string(ctx));
+  // the same bits. span > 0: split-sequence attention over spans of `span` keys, then the merge.
+  void check(const Heads& h, uint32_t ctx, const std::vector<uint32_t>& positions, uint32_t span = 0) {
+    SCOPED_TRACE(h.name() + " ctx " + std::to_string(ctx) + " span " + std::to_string(span));
     constexpr uint32_t kSlots = 2;
     auto rng = test::rng(600 + h.n_heads * 100 + h.n_kv * 10 + h.head_dim);
     const uint32_t kv_dim = h.kv_dim(), group = h.n_heads / h.n_kv;
@@ -201,8 +201,23 @@ class Attention : public KernelVariantTest {
     auto run = [&](const std::vector<runtime::GpuToken>& pass, gpu::Buffer q) {
       std::vector<float> out_init(pass.size() * h.q_dim() + 2, kNaN);  // [tokens, q_dim] + 2 sentinels
       gpu::Buffer out = upload(out_init, "out");
-      dispatch("attention", d, {{upload(pass, "tokens")}, {q}, {k_buf}, {v_buf}, {out}},
-               static_cast<uint32_t>(pass.size()), h.n_heads);
+      const auto m = static_cast<uint32_t>(pass.size());
+      gpu::Buffer pass_buf = upload(pass, "tokens");
+      if (span == 0) {
+        dispatch("attention", d, {{pass_buf}, {q}, {k_buf}, {v_buf}, {out}}, m, h.n_heads);
+      } else {
+        // Partials start NaN: a merge reading a span that was not written poisons the output.
+        const uint32_t spans = (ctx + span - 1) / span;
+        gpu::Buffer part =
+            upload(std::vector<float>(size_t(m) * h.n_heads * spans * (h.head_dim + 2), kNaN), "partials");
+        gpu::KernelDefines split = d;
+        split["SPANS"] = u32(spans);
+        split["SPAN"] = u32(span);
+        dispatch("attention", split, {{pass_buf}, {q}, {k_buf}, {v_buf}, {out}, {part}}, m,
+                 h.n_heads * spans);
+        split["MERGE"] = "1";
+        dispatch("attention", split, {{pass_buf}, {part}, {out}}, m, h.n_heads);
+      }
       std::vector<float> got = download<float>(out, out_init.size());
       EXPECT_EQ(bits_of(slice(got, pass.size() * h.q_dim(), 2)),
                 bits_of(slice(out_init, pass.size() * h.q_dim(), 2)))
@@ -268,6 +283,26 @@ TEST_P(Attention, EveryPositionFrom8To40) {
   std::iota(positions.begin(), positions.end(), 8u);
   check({4, 2, 64}, 48, positions);
   check({4, 4, 8}, 48, positions);
+}
+
+// Split-sequence attention: positions on both sides of the span boundaries, spans of one tile and of two.
+TEST_P(Attention, SplitOverSpans) {
+  SCOPED_TRACE(test::seed_note());
+  const std::vector<uint32_t> positions = {0, 1, 255, 256, 257, 300, 511, 512, 600, 1000};
+  check({4, 2, 64}, 1024, positions, 256);
+  check({4, 4, 8}, 1024, positions, 256);
+  check({8, 2, 80}, 1030, positions, 512);
+}
+
+// Positions 8..40 of the split kernel (one span) and 248..280 (two): the reductions of EveryPositionFrom8To40
+// and the merge under the software renderers' SIMD groups.
+TEST_P(Attention, SplitEveryPositionAroundTheFirstBoundary) {
+  SCOPED_TRACE(test::seed_note());
+  std::vector<uint32_t> positions(33);
+  std::iota(positions.begin(), positions.end(), 8u);
+  check({4, 2, 64}, 300, positions, 256);
+  std::iota(positions.begin(), positions.end(), 248u);
+  check({4, 2, 64}, 300, positions, 256);
 }
 
 WGLLM_KERNEL_VARIANTS(RopeKv);

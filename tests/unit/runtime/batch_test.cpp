@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <tuple>
 
@@ -94,18 +95,19 @@ TEST_P(BatchedForward, PromptChunksAndMultiSlotPassesMatchTheReference) {
   }
 }
 
-// One sequence's logits: run alone (prompt chunks, then one-token decode passes) and again in decode passes
-// of 2, 4, 5 and 17 tokens (batch widths 2, 4, 8 and two tiles of 16) beside other sequences at other
-// positions, at the first, a middle and the last place of the pass. Every bit must agree.
-TEST_P(BatchedForward, ASequenceHasTheSameLogitsBitsAloneAndInAnyBatch) {
-  SCOPED_TRACE(test::seed_note());
-  const test::TinyLlama m(test::model_shape(type()), 1300 + static_cast<uint64_t>(type()));
+// One sequence's logits: run alone (prompt chunks, then one-token decode passes from position `prompt_len`)
+// and again in decode passes of `sizes` tokens beside other sequences (slot s's prompt `other_len(s)` tokens)
+// at other positions, at the first, a middle and the last place of the pass. Every bit must agree.
+void check_invariance(const test::TinyLlama& m, bool subgroups, uint32_t n_ctx, uint32_t prompt_len,
+                      const std::vector<uint32_t>& sizes,
+                      const std::function<uint32_t(uint32_t)>& other_len) {
   auto file = m.open("invariance.gguf");
   constexpr uint32_t kSlots = 17, kSteps = 3;
-  Forward forward(test::device(), *file,
-                  ForwardOptions{.n_ctx = 48, .n_seq = kSlots, .max_batch = 6, .use_subgroups = subgroups()});
+  Forward forward(
+      test::device(), *file,
+      ForwardOptions{.n_ctx = n_ctx, .n_seq = kSlots, .max_batch = 6, .use_subgroups = subgroups});
   const uint32_t vocab = m.shape().n_vocab;
-  const std::vector<int32_t> prompt = test::random_tokens(9, vocab, 30);
+  const std::vector<int32_t> prompt = test::random_tokens(prompt_len, vocab, 30);
   const std::vector<int32_t> fed = test::random_tokens(kSteps, vocab, 31);
 
   auto run_alone = [&] {
@@ -119,21 +121,18 @@ TEST_P(BatchedForward, ASequenceHasTheSameLogitsBitsAloneAndInAnyBatch) {
     return out;
   };
   const std::vector<std::vector<float>> alone = run_alone();
-  // The others: prompts of 3..19 tokens in slots 1.., decoded along.
   for (uint32_t s = 1; s < kSlots; ++s)
-    prefill(forward, s, 0, test::random_tokens(2 + s, vocab, 40 + s), false);
+    prefill(forward, s, 0, test::random_tokens(other_len(s), vocab, 40 + s), false);
 
-  for (uint32_t size : {2u, 4u, 5u, 17u}) {
+  for (uint32_t size : sizes) {
     for (uint32_t place : {0u, size / 2, size - 1}) {
       SCOPED_TRACE("pass of " + std::to_string(size) + " tokens, the sequence at " + std::to_string(place));
       prefill(forward, 0, 0, prompt, false);  // the same prompt passes again: the same K/V
       for (uint32_t i = 0; i < kSteps; ++i) {
         std::vector<PassToken> pass;
-        for (uint32_t k = 1; k < size; ++k) {
-          // Other slots at positions of their own, with tokens of their own.
-          const uint32_t s = k;
-          pass.push_back({s, 2 + s + i, static_cast<int32_t>((7 * s + 13 * i) % vocab), true});
-        }
+        for (uint32_t s = 1; s < size;
+             ++s)  // other slots at positions of their own, with tokens of their own
+          pass.push_back({s, other_len(s) + i, static_cast<int32_t>((7 * s + 13 * i) % vocab), true});
         pass.insert(pass.begin() + place,
                     PassToken{0, static_cast<uint32_t>(prompt.size()) + i, fed[i], true});
         forward.record(pass);
@@ -142,6 +141,23 @@ TEST_P(BatchedForward, ASequenceHasTheSameLogitsBitsAloneAndInAnyBatch) {
       }
     }
   }
+}
+
+// Decode passes of 2, 4, 5 and 17 tokens (batch widths 2, 4, 8 and two tiles of 16); the others' prompts
+// are 3..19 tokens.
+TEST_P(BatchedForward, ASequenceHasTheSameLogitsBitsAloneAndInAnyBatch) {
+  SCOPED_TRACE(test::seed_note());
+  const test::TinyLlama m(test::model_shape(type()), 1300 + static_cast<uint64_t>(type()));
+  check_invariance(m, subgroups(), 48, 9, {2, 4, 5, 17}, [](uint32_t s) { return 2 + s; });
+}
+
+// Split attention (spans of 256 keys at a context of 512): the sequence decodes positions 255..257, across
+// the first span boundary, beside sequences short and long (slot 1 past the boundary: the pass runs two
+// spans and the merge while alone the first step runs one), in one chunk of 16 and in two (17 tokens).
+TEST_P(BatchedForward, SplitAttentionKeepsTheBitsAcrossSpanBoundaries) {
+  SCOPED_TRACE(test::seed_note());
+  const test::TinyLlama m(test::model_shape(type()), 1400 + static_cast<uint64_t>(type()));
+  check_invariance(m, subgroups(), 512, 255, {2, 17}, [](uint32_t s) { return s == 1 ? 300 : 2 + s; });
 }
 
 INSTANTIATE_TEST_SUITE_P(TypesAndKernels, BatchedForward,
