@@ -3,6 +3,7 @@
 // in the same run. Flags as llama-bench's (CONTRACTS.md).
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include "gguf/gguf_file.hpp"
 #include "model/synthetic.hpp"
 #include "runtime/bandwidth.hpp"
+#include "runtime/batcher.hpp"
 #include "runtime/forward.hpp"
 #include "runtime/session.hpp"
 
@@ -35,6 +37,7 @@ struct BenchFlags {
   std::string output = "md";
   bool no_subgroups = false;
   bool prefill_gemv = false;
+  std::vector<uint32_t> parallel;  // aggregate decode tests: sequences at once
   gpu::DeviceOptions device;
 };
 
@@ -92,6 +95,29 @@ double run_tg(runtime::Forward& fwd, int depth, int n_gen, uint64_t seed) {
   return n_gen / since(t0);
 }
 
+// Aggregate decode speed of `np` sequences at once through runtime::Batcher (the server's continuous
+// batching): each starts from its own 8-token prompt; once all have sampled their first token, `n_gen`
+// steps each advance every sequence by one token.
+double run_parallel(runtime::Forward& fwd, uint32_t np, int n_gen, uint64_t seed) {
+  runtime::Batcher batcher(fwd);
+  std::vector<uint32_t> slots;
+  for (uint32_t i = 0; i < np; ++i) {
+    auto started = batcher.start(random_tokens(8, fwd.config().n_vocab, seed + i), bench_sampling());
+    if (!started) fail_runtime("no free KV-cache slot for sequence " + std::to_string(i));
+    slots.push_back(started->slot);
+  }
+  std::vector<bool> decoding(fwd.n_seq(), false);
+  for (uint32_t ready = 0; ready < np;)
+    for (const auto& s : batcher.step())
+      if (!decoding[s.slot]) decoding[s.slot] = true, ++ready;
+  auto t0 = clock_type::now();
+  size_t tokens = 0;
+  for (int i = 0; i < n_gen; ++i) tokens += batcher.step().size();
+  const double tok_s = tokens / since(t0);
+  for (uint32_t slot : slots) batcher.finish(slot);
+  return tok_s;
+}
+
 int bench(const BenchFlags& f) {
   std::string path = f.model;
   std::string model_name;
@@ -125,12 +151,21 @@ int bench(const BenchFlags& f) {
   auto device = gpu::open_device(f.device);
   runtime::ForwardOptions fo;
   fo.n_ctx = static_cast<uint32_t>(f.depth + std::max(f.n_prompt, f.n_gen) + 2);
+  if (!f.parallel.empty()) {
+    // Each sequence: its prompt, the tokens it samples while the others' prompts run, then n_gen.
+    const uint32_t most = *std::max_element(f.parallel.begin(), f.parallel.end());
+    fo.n_seq = most;
+    fo.n_ctx = std::max<uint32_t>(fo.n_ctx, 8 + most + f.n_gen + 2);
+  }
   fo.use_subgroups = !f.no_subgroups;
   fo.prefill_matmul = !f.prefill_gemv;
   auto t_load = clock_type::now();
   runtime::Forward fwd(*device, *file, fo);
   double load_s = since(t_load);
-  double copy_gbps = runtime::copy_bandwidth_gbps(*device, 1ull << 30, 5);
+  // The ceiling: 1 GiB copies on a GPU; on a CPU adapter (software Vulkan, tests) 64 MiB, which measures its
+  // memory as well and takes a second, not minutes.
+  const uint64_t copy_bytes = device->info().adapter_type == "CPU" ? 64ull << 20 : 1ull << 30;
+  double copy_gbps = runtime::copy_bandwidth_gbps(*device, copy_bytes, 5);
 
   std::vector<Result> results;
   if (f.n_prompt > 0) {
@@ -146,6 +181,14 @@ int bench(const BenchFlags& f) {
     r.bytes_per_token = static_cast<double>(fwd.bytes_per_token(mid));
     run_tg(fwd, f.depth, std::min(f.n_gen, 16), 2);  // warm-up
     for (int i = 0; i < f.reps; ++i) r.tok_s.push_back(run_tg(fwd, f.depth, f.n_gen, 20 + i));
+    results.push_back(r);
+  }
+
+  for (uint32_t np : f.parallel) {
+    if (f.n_gen == 0) break;
+    Result r{"tg" + std::to_string(f.n_gen) + " x" + std::to_string(np) + " (aggregate)", {}, 0};
+    run_parallel(fwd, np, std::min(f.n_gen, 8), 30);  // warm-up: the widths' pipelines
+    for (int i = 0; i < f.reps; ++i) r.tok_s.push_back(run_parallel(fwd, np, f.n_gen, 40 + 100 * i));
     results.push_back(r);
   }
 
@@ -235,7 +278,7 @@ Action add_bench(CLI::App& app) {
   auto* m = app.add_option("-m,--model", f->model, "GGUF model file")->check(CLI::ExistingFile);
   app.add_option("--synthetic", f->synthetic,
                  "random weights of a published shape, SHAPE:TYPE (llama-3.2-1b, llama-3.2-3b, llama-3-8b, "
-                 "llama-2-7b, tiny; f32, f16, q8_0, q4_0)")
+                 "llama-2-7b, llama-3-70b, tiny; f32, f16, q8_0, q4_0)")
       ->excludes(m);
   app.add_option("--write-gguf", f->write_gguf,
                  "with --synthetic: also keep the generated model in this file");
@@ -256,6 +299,11 @@ Action add_bench(CLI::App& app) {
       ->check(CLI::IsMember({"md", "json"}));
   app.add_flag("--prefill-gemv", f->prefill_gemv,
                "prefill with the batched GEMV instead of the tiled GEMM (for comparisons)");
+  app.add_option("--parallel", f->parallel,
+                 "also decode N sequences at once (continuous batching), a comma-separated list: aggregate "
+                 "generated tok/s of each")
+      ->delimiter(',')
+      ->check(CLI::Range(1u, 256u));
   add_device_flags(app, f->device, f->no_subgroups);
   return [f] { return bench(*f); };
 }

@@ -17,6 +17,7 @@ const std::vector<SyntheticShape>& synthetic_shapes() {
       {"llama-3.2-3b", 3072, 28, 24, 8, 8192, 128256, true, 500000.f},
       {"llama-3-8b", 4096, 32, 32, 8, 14336, 128256, false, 500000.f},
       {"llama-2-7b", 4096, 32, 32, 32, 11008, 32000, false, 10000.f},
+      {"llama-3-70b", 8192, 80, 64, 8, 28672, 128256, false, 500000.f},
       {"tiny", 256, 4, 8, 4, 640, 1024, false, 10000.f},
   };
   return shapes;
