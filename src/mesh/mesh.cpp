@@ -7,6 +7,7 @@
 #include <map>
 
 #include "core/error.hpp"
+#include "mesh/backoff.hpp"
 #include "mesh/device_memory.hpp"
 #include "mesh/mesh_internal.hpp"
 #include "mesh/stage_runner.hpp"
@@ -68,8 +69,9 @@ class LocalMesh final : public Mesh, private Stages {
         throw Error(e.kind(), "mesh: " + names_[i] + ": " + e.what());
       }
     }
-    pipeline_ =
-        std::make_unique<Pipeline>(static_cast<Stages&>(*this), runners_[0]->forward(), options.pipeline);
+    PipelineOptions po = options.pipeline;
+    po.spin_us = spin_us_for(devices_[0]->info().adapter_type);
+    pipeline_ = std::make_unique<Pipeline>(static_cast<Stages&>(*this), runners_[0]->forward(), po);
     detail::print_ready(plan.size(),
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }

@@ -193,7 +193,7 @@ void Pipeline::fill() {
 }
 
 Result Pipeline::wait() {
-  Backoff backoff;
+  Backoff backoff(options_.spin_us);
   for (;;) {
     if (std::optional<Result> r = stages_.poll()) return std::move(*r);
     backoff.idle();

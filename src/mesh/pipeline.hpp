@@ -41,6 +41,8 @@ struct PipelineOptions {
   // Prompt tokens per pass; 0: about a chunk / (2 x stages), whole tiles of 16, at least 32 (a whole chunk
   // with one stage).
   uint32_t micro_batch = 0;
+  // How long a wait polls without sleeping (mesh::Backoff); the mesh sets it from its adapter.
+  unsigned spin_us = 0;
 };
 
 class Pipeline final : public runtime::Generator {

@@ -90,7 +90,8 @@ class MpiMesh final : public Mesh, private Stages {
   std::unique_ptr<Pipeline> pipeline_;
   std::deque<Result> results_;  // a one-stage mesh's own
   uint64_t passes_sent_ = 0, tokens_sent_ = 0, bytes_sent_ = 0, results_received_ = 0, bytes_received_ = 0;
-  int failed_ = 0;  // the exit code of a start that failed
+  int failed_ = 0;        // the exit code of a start that failed
+  unsigned spin_us_ = 0;  // Backoff's, for this rank's adapter
   bool done_ = false;
 };
 
@@ -126,6 +127,7 @@ void MpiMesh::start(const MeshOptions& options) {
     if (o.adapter < 0)
       o.adapter = adapter_for_local_rank(gpu::list_adapters(), o.backend, Transport::local_rank());
     device_ = gpu::open_device(o);
+    spin_us_ = spin_us_for(device_->info().adapter_type);
     mine.device = device_->info().device;
     mine.backend = device_->info().backend;
     mine.memory = device_memory_bytes(device_->info());
@@ -165,7 +167,9 @@ void MpiMesh::start(const MeshOptions& options) {
   }
   if (!check(gather(mine), "failed to load its layers")) return;
   if (driver()) {
-    pipeline_ = std::make_unique<Pipeline>(static_cast<Stages&>(*this), runner_->forward(), options.pipeline);
+    PipelineOptions po = options.pipeline;
+    po.spin_us = spin_us_;
+    pipeline_ = std::make_unique<Pipeline>(static_cast<Stages&>(*this), runner_->forward(), po);
     print_ready(plan.size(), std::chrono::duration<double>(Clock::now() - t0).count());
   }
 }
@@ -231,7 +235,7 @@ int MpiMesh::serve_stage() {
   if (driver()) fail_runtime("mesh: rank 0 drives the stages");
   const int rank = transport_.rank();
   const bool last = rank + 1 == transport_.size();
-  Backoff backoff;
+  Backoff backoff(spin_us_);
   try {
     for (bool ending = false;;) {
       bool moved = false;
