@@ -192,7 +192,7 @@ int run_mesh(const RunFlags& f) {
   mesh->shutdown();
   std::fprintf(stderr,
                "load %.2f s | prompt %zu tokens, %.1f tok/s | generated %llu tokens, %.1f tok/s | "
-               "%u pipeline stages\n",
+               "pipeline stages: %u\n",
                load_s, ids.size(), prompt_s > 0 ? ids.size() / prompt_s : 0.0,
                static_cast<unsigned long long>(generated),
                gen_s > 0 && generated > 1 ? (generated - 1) / gen_s : 0.0, mesh->stages());

@@ -31,7 +31,7 @@ runtime::ForwardOptions stage_options(const runtime::ForwardOptions& options, co
 }
 
 void print_ready(size_t stages, double seconds) {
-  std::fprintf(stderr, "mesh: %zu stages ready in %.2f s\n", stages, seconds);
+  std::fprintf(stderr, "mesh: %zu %s ready in %.2f s\n", stages, stages == 1 ? "stage" : "stages", seconds);
   std::fflush(stderr);
 }
 

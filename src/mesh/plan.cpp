@@ -143,8 +143,9 @@ std::vector<uint32_t> parse_split(const std::string& text) {
 
 std::string describe_plan(std::span<const Stage> stages, std::span<const Peer> peers,
                           const std::string& model, const model::LlamaConfig& config) {
-  std::string out = "mesh: " + std::to_string(stages.size()) + " stages for " + model + " (" +
-                    std::to_string(config.n_layers) + " layers, dim " + std::to_string(config.dim) + ")\n";
+  std::string out = "mesh: " + std::to_string(stages.size()) + (stages.size() == 1 ? " stage" : " stages") +
+                    " for " + model + " (" + std::to_string(config.n_layers) + " layers, dim " +
+                    std::to_string(config.dim) + ")\n";
   for (size_t i = 0; i < stages.size(); ++i) {
     const Stage& s = stages[i];
     const Peer& p = peers[i];
