@@ -10,6 +10,7 @@
 
 #include "core/error.hpp"
 #include "mesh/mesh.hpp"
+#include "mesh/plan.hpp"
 #include "mesh/stage_runner.hpp"
 #include "runtime/batcher.hpp"
 #include "unit/runtime/runtime_fixtures.hpp"
@@ -51,8 +52,9 @@ std::vector<Result> through(std::vector<StageRunner*> runners, std::vector<Pass>
 
 class StageSplit : public ::testing::TestWithParam<TensorType> {};
 
-// One Forward over all 4 layers vs layers 0-1 and 2-3 on their own Forwards: a 40-token prompt in one pass
-// vs micro-batches of 17 and 23 (both through the prefill GEMM), then a decode pass over two slots.
+// One Forward over all 4 layers vs layers 0-1 and 2-3 on their own Forwards (each holding only its layers):
+// a 40-token prompt in one pass vs micro-batches of 17 and 23 (both through the prefill GEMM), then a
+// decode pass over two slots.
 TEST_P(StageSplit, StagesComputeTheBitsOfOneDevice) {
   SCOPED_TRACE(test::seed_note());
   const test::TinyLlama m(test::model_shape(GetParam()), 2100);
@@ -82,6 +84,10 @@ TEST_P(StageSplit, StagesComputeTheBitsOfOneDevice) {
   first.last_layer = 2;
   second.first_layer = 2;
   StageRunner a(device, *file, first), b(device, *file, second);
+  // Each stage uploaded only its layers (and the embeddings or the head).
+  const ModelSizes sizes = model_sizes(*file, a.forward().config(), 64, 2);
+  EXPECT_EQ(a.forward().weight_bytes(), sizes.embedding_bytes + sizes.layer_bytes[0] + sizes.layer_bytes[1]);
+  EXPECT_EQ(b.forward().weight_bytes(), sizes.layer_bytes[2] + sizes.layer_bytes[3] + sizes.head_bytes);
   Pass decode;
   decode.tokens = {{0, 40, 7, true}, {1, 0, other[0], true}};
   const std::vector<Result> split =
