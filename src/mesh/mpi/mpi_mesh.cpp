@@ -26,10 +26,12 @@ struct Report {
   std::string device, backend;
   uint64_t memory = 0;
   uint64_t fingerprint = 0;
+  int adapter = -1;  // the adapter number it took (`wgllm devices`), -1: the best one
 
   std::vector<uint8_t> bytes() const {
     const std::string s = status + '\0' + message + '\0' + device + '\0' + backend + '\0' +
-                          std::to_string(memory) + '\0' + std::to_string(fingerprint);
+                          std::to_string(memory) + '\0' + std::to_string(fingerprint) + '\0' +
+                          std::to_string(adapter);
     return {s.begin(), s.end()};
   }
   static Report from(const std::vector<uint8_t>& b) {
@@ -39,8 +41,8 @@ struct Report {
         f.back().push_back(char(c));
       else
         f.emplace_back();
-    if (f.size() != 6) fail_runtime("mesh: a malformed start-up report from another rank");
-    return {f[0], f[1], f[2], f[3], std::stoull(f[4]), std::stoull(f[5])};
+    if (f.size() != 7) fail_runtime("mesh: a malformed start-up report from another rank");
+    return {f[0], f[1], f[2], f[3], std::stoull(f[4]), std::stoull(f[5]), std::stoi(f[6])};
   }
   static Report failed(const Error& e) {
     Report r;
@@ -132,6 +134,7 @@ void MpiMesh::start(const MeshOptions& options) {
     mine.backend = device_->info().backend;
     mine.memory = device_memory_bytes(device_->info());
     mine.fingerprint = tensor_table_fingerprint(*file_);
+    mine.adapter = o.adapter;
   } catch (const Error& e) {
     mine = Report::failed(e);
   }
@@ -146,7 +149,8 @@ void MpiMesh::start(const MeshOptions& options) {
 
   std::vector<Peer> peers;
   for (size_t r = 0; r < reports.size(); ++r)
-    peers.push_back({"rank " + std::to_string(r) + " on " + transport_.host(static_cast<int>(r)),
+    peers.push_back({"rank " + std::to_string(r) + " on " + transport_.host(static_cast<int>(r)) +
+                         (reports[r].adapter >= 0 ? ", adapter " + std::to_string(reports[r].adapter) : ""),
                      reports[r].device, reports[r].backend, reports[r].memory});
   std::vector<Stage> plan;
   try {
