@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "core/mapped_file.hpp"
+#include "hf/json_text.hpp"
 
 namespace wgllm::hf {
 
@@ -64,7 +65,7 @@ uint32_t Config::u32(const std::string& key) const {
   const json& v = require(key);
   if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
       v.get<int64_t>() > std::numeric_limits<uint32_t>::max()) {
-    fail(key, "= " + v.dump() + " is not an integer from 0 to 4294967295");
+    fail(key, "= " + json_text(v) + " is not an integer from 0 to 4294967295");
   }
   return static_cast<uint32_t>(v.get<int64_t>());
 }
@@ -75,7 +76,7 @@ uint32_t Config::u32(const std::string& key, uint32_t def) const {
 
 double Config::number(const std::string& key) const {
   const json& v = require(key);
-  if (!v.is_number()) fail(key, "= " + v.dump() + " is not a number");
+  if (!v.is_number()) fail(key, "= " + json_text(v) + " is not a number");
   return v.get<double>();
 }
 
@@ -86,14 +87,14 @@ double Config::number(const std::string& key, double def) const {
 bool Config::boolean(const std::string& key, bool def) const {
   const json* v = find(key);
   if (!v) return def;
-  if (!v->is_boolean()) fail(key, "= " + v->dump() + " is not true or false");
+  if (!v->is_boolean()) fail(key, "= " + json_text(*v) + " is not true or false");
   return v->get<bool>();
 }
 
 std::string Config::string(const std::string& key, const std::string& def) const {
   const json* v = find(key);
   if (!v) return def;
-  if (!v->is_string()) fail(key, "= " + v->dump() + " is not a string");
+  if (!v->is_string()) fail(key, "= " + json_text(*v) + " is not a string");
   return v->get<std::string>();
 }
 
@@ -127,7 +128,7 @@ Rope Config::rope_from(const json& params, const std::string& where) const {
   auto num = [&](const char* key, double def) {
     auto it = params.find(key);
     if (it == params.end() || it->is_null()) return def;
-    if (!it->is_number()) fail(where + "." + key, "= " + it->dump() + " is not a number");
+    if (!it->is_number()) fail(where + "." + key, "= " + json_text(*it) + " is not a number");
     return it->get<double>();
   };
   for (const char* key : {"rope_type", "type"}) {

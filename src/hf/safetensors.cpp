@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "hf/json_text.hpp"
 #include "quant/half.hpp"
 
 namespace wgllm::hf {
@@ -115,7 +116,8 @@ void SafetensorsFile::parse() {
     }
     const std::string at = where + ": tensor '" + name + "'";
     if (!entry.is_object()) fail_input(at + " is not an object");
-    const auto field = [&](const char* key) -> const json& {
+    // clang 14 cannot capture a structured binding; an init-capture names it instead.
+    const auto field = [&at, &entry = entry](const char* key) -> const json& {
       auto it = entry.find(key);
       if (it == entry.end()) fail_input(at + ": " + key + " is missing");
       return *it;
@@ -138,7 +140,7 @@ void SafetensorsFile::parse() {
     for (size_t i = 0; i < shape.size(); ++i) {
       uint64_t dim = 0;
       if (!as_u64(shape[i], dim)) {
-        fail_input(at + ": shape[" + std::to_string(i) + "] = " + shape[i].dump() +
+        fail_input(at + ": shape[" + std::to_string(i) + "] = " + json_text(shape[i]) +
                    " is not a non-negative integer");
       }
       if (__builtin_mul_overflow(elements, dim, &elements)) {
@@ -151,7 +153,8 @@ void SafetensorsFile::parse() {
     uint64_t begin = 0, end = 0;
     if (!offsets.is_array() || offsets.size() != 2 || !as_u64(offsets[0], begin) ||
         !as_u64(offsets[1], end)) {
-      fail_input(at + ": data_offsets = " + offsets.dump() + " is not [begin, end] of non-negative integers");
+      fail_input(at + ": data_offsets = " + json_text(offsets) +
+                 " is not [begin, end] of non-negative integers");
     }
     if (begin > end) {
       fail_input(at + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +

@@ -280,8 +280,76 @@ def chat_template_seeds():
     return seeds
 
 
+# --- safetensors / Hugging Face model folders -------------------------------------------------------------
+# fuzz_safetensors.cpp's subjects: byte 0 of an input picks one.
+ST_FILE, ST_INDEX, ST_CONFIG = b"\0", b"\1", b"\2"
+ST_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+             "I32": 4, "U32": 4, "F32": 4, "F64": 8, "I64": 8, "U64": 8}
+
+
+def safetensors(tensors, metadata=None):
+    """tensors: [(name, dtype, shape)], laid out in order, filled with a byte pattern."""
+    header, offset = {}, 0
+    for name, dtype, shape in tensors:
+        n = ST_DTYPES[dtype]
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + n]}
+        offset += n
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header with spaces to 8 bytes
+    return struct.pack("<Q", len(text)) + text + bytes((3 * i + 1) % 256 for i in range(offset))
+
+
+def safetensors_seeds():
+    llama = safetensors([("model.embed_tokens.weight", "BF16", [8, 4]),
+                         ("model.layers.0.self_attn.q_proj.weight", "F16", [4, 4]),
+                         ("model.norm.weight", "F32", [4]), ("lm_head.weight", "BF16", [8, 4])],
+                        {"format": "pt"})
+    every = safetensors([(f"t.{d}", d, [2, 3]) for d in ST_DTYPES] + [("scalar", "F32", []),
+                                                                       ("empty", "F16", [0, 5])])
+    shard_names = ["model.norm.weight", "lm_head.weight"]
+    shard = safetensors([(n, "F32", [2]) for n in shard_names])
+    index = json.dumps({"metadata": {"total_size": 16},
+                        "weight_map": {n: "shard.safetensors" for n in shard_names}}).encode()
+    two_shards = json.dumps({"weight_map": {"a": "shard.safetensors",
+                                            "b": "model-00002-of-00002.safetensors"}}).encode()
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4,
+              "rms_norm_eps": 1e-5, "tie_word_embeddings": False, "hidden_act": "silu", "rope_theta": 500000.0,
+              "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                               "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}
+    config5 = {"architectures": ["Gemma3ForConditionalGeneration"],
+               "text_config": {"hidden_size": 4, "layer_types": ["sliding_attention", "full_attention"],
+                               "no_rope_layers": [1, 0],
+                               "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8.0,
+                                                                      "rope_theta": 1000000.0}}}}
+    seeds = {
+        "llama.safetensors": ST_FILE + llama,
+        "every-dtype.safetensors": ST_FILE + every,
+        "empty.safetensors": ST_FILE + safetensors([], {}),
+        "index.bin": ST_INDEX + index + b"\0" + shard,
+        "index-missing-shard.bin": ST_INDEX + two_shards + b"\0" + shard,
+        "single-missing.bin": ST_INDEX,
+        "config-4x.json": ST_CONFIG + json.dumps(config).encode(),
+        "config-5x.json": ST_CONFIG + json.dumps(config5).encode(),
+    }
+    # Hostile: cut at each part, a header length past the end, overlapping and out-of-file offsets.
+    for cut in (3, 8, 20, len(llama) - len(llama) // 3, len(llama) - 1):
+        seeds[f"llama-cut{cut}.safetensors"] = ST_FILE + llama[:cut]
+    seeds["header-length-huge.safetensors"] = ST_FILE + struct.pack("<Q", 2**63) + llama[8:]
+    overlap = json.dumps({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                          "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}).encode()
+    seeds["overlap.safetensors"] = ST_FILE + struct.pack("<Q", len(overlap)) + overlap + bytes(8)
+    outside = json.dumps({"a": {"dtype": "U8", "shape": [2**62, 4], "data_offsets": [0, 2**64 - 1]}}).encode()
+    seeds["outside.safetensors"] = ST_FILE + struct.pack("<Q", len(outside)) + outside + bytes(8)
+    return seeds
+
+
 if __name__ == "__main__":
     write_seeds("gguf", gguf_seeds())
     write_seeds("tokenizer", tokenizer_seeds())
     write_seeds("hf_json", hf_json_seeds())
     write_seeds("chat_template", chat_template_seeds())
+    write_seeds("safetensors", safetensors_seeds())

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/error.hpp"
+#include "hf/config.hpp"
 #include "hf/safetensors.hpp"
 #include "support/test_support.hpp"
 
@@ -25,6 +26,10 @@ std::vector<uint8_t> file_bytes(const std::string& header, const std::vector<uin
   std::memcpy(out.data() + 8, header.data(), header.size());
   if (!data.empty()) std::memcpy(out.data() + 8 + header.size(), data.data(), data.size());
   return out;
+}
+
+std::vector<uint8_t> bytes(const std::string& text) {
+  return {text.begin(), text.end()};
 }
 
 std::string open_error(const std::vector<uint8_t>& bytes) {
@@ -99,6 +104,28 @@ TEST(Safetensors, RejectsHostileHeaders) {
   EXPECT_THAT(open_error(file_bytes(
                   R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}})", four)),
               HasSubstr("more than 2^64 elements"));
+}
+
+// Found while writing fuzz_safetensors (tests/fuzz/regressions/safetensors/): quoting a field nested 200000
+// deep in the error message recursed once per level and overflowed the stack.
+TEST(Safetensors, DeeplyNestedFieldIsAnErrorNotAStackOverflow) {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  EXPECT_THAT(
+      open_error(file_bytes(R"({"a":{"dtype":"F32","shape":[)" + deep + R"(],"data_offsets":[0,0]}})", {})),
+      AllOf(HasSubstr("header (bytes 8.."), HasSubstr("tensor 'a': shape[0] = (an array of arrays"),
+            HasSubstr("is not a non-negative integer")));
+  EXPECT_THAT(
+      open_error(file_bytes(R"({"a":{"dtype":"F32","shape":[],"data_offsets":[0,)" + deep + "]}}", {})),
+      AllOf(HasSubstr("tensor 'a': data_offsets = (an array of arrays"), HasSubstr("is not [begin, end]")));
+  const std::string config =
+      test::write_temp_file("deep-config.json", bytes(R"({"hidden_size":)" + deep + "}"));
+  try {
+    (void)Config::read(config).u32("hidden_size");
+    ADD_FAILURE() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+    EXPECT_THAT(e.what(), AllOf(HasSubstr(config), HasSubstr("hidden_size = (an array of arrays")));
+  }
 }
 
 TEST(Safetensors, RejectsBadRanges) {
