@@ -373,8 +373,13 @@ TEST(Server, ModelsHealthMetricsAndPage) {
   EXPECT_EQ(json::parse(res->body)["status"], "ok");
 
   post(c, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 5}, {"temperature", 0}}, 200);
-  res = c.Get("/metrics");
-  ASSERT_TRUE(res);
+  // A response is counted once it has been written, which can be just after the client has read it.
+  const std::string counted = "wgllm_http_responses_total{route=\"/v1/completions\",status=\"200\"} 1\n";
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  do {
+    res = c.Get("/metrics");
+    ASSERT_TRUE(res);
+  } while (res->body.find(counted) == std::string::npos && std::chrono::steady_clock::now() < deadline);
   EXPECT_EQ(res->status, 200);
   EXPECT_EQ(res->get_header_value("Content-Type").rfind("text/plain; version=0.0.4", 0), 0u);
   for (const char* line : {"# TYPE wgllm_generated_tokens_total counter\nwgllm_generated_tokens_total 5\n",
