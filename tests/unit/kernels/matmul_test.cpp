@@ -229,7 +229,9 @@ class Matmul : public ::testing::Test {
       const Case& c = cases[i];
       Matrix m = make_weights(weights, type, c.rows, c.cols, rng);
       const MatmulTile tile = tile_for(i, m, c, false);
-      EXPECT_LT(run_f32(m, c, tile, rng), 1e-5) << describe(c) << " " << describe(tile);
+      // CONTRACTS.md's bound for a product against the float64 reference. (1e-5 failed once in ~100 runs:
+      // a 7 x 5 output of random q6_K blocks whose sums nearly cancel, 2.9e-5.)
+      EXPECT_LT(run_f32(m, c, tile, rng), 1e-4) << describe(c) << " " << describe(tile);
     }
   }
 
