@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "mesh/backoff.hpp"
+#include "runtime/slot_choice.hpp"
 
 namespace wgllm::mesh {
 
@@ -43,29 +44,12 @@ std::optional<runtime::Generator::Started> Pipeline::start(std::span<const int32
     if (id < 0 || static_cast<uint32_t>(id) >= n_vocab_)
       fail_input("token id " + std::to_string(id) + " is outside the vocabulary of " +
                  std::to_string(n_vocab_));
-  // runtime::Batcher's choice: the free slot sharing the longest prefix when it is at least half of the
-  // prompt or of what the slot holds, else (and among equals) the least recently used; the prompt's last
-  // token always runs.
-  auto shared = [&](const Slot& s) -> size_t {
-    const size_t n = std::min(s.cached.size(), prompt.size() - 1);
-    return std::mismatch(s.cached.begin(), s.cached.begin() + n, prompt.begin()).first - s.cached.begin();
-  };
-  Slot* best = nullptr;
-  size_t best_reused = 0;
-  for (Slot& s : slots_) {
-    if (s.state != State::Free) continue;
-    const size_t common = shared(s);
-    const size_t reused =
-        common > 0 && (2 * common >= prompt.size() || 2 * common >= s.cached.size()) ? common : 0;
-    if (!best || reused > best_reused || (reused == best_reused && s.order < best->order)) {
-      best = &s;
-      best_reused = reused;
-    }
-  }
-  if (!best) return std::nullopt;
-  const auto reused = static_cast<uint32_t>(shared(*best));
-  const auto slot = static_cast<uint32_t>(best - slots_.data());
-  Slot& s = *best;
+  std::vector<runtime::SlotCandidate> candidates;
+  for (const Slot& c : slots_) candidates.push_back({c.state == State::Free, c.cached, c.order});
+  const std::optional<runtime::SlotChoice> choice = runtime::choose_slot(candidates, prompt);
+  if (!choice) return std::nullopt;
+  const uint32_t slot = choice->slot, reused = choice->reused;
+  Slot& s = slots_[slot];
   s.state = State::Prefilling;
   s.cached.resize(reused);
   s.prompt.assign(prompt.begin(), prompt.end());

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "runtime/slot_choice.hpp"
 
 namespace wgllm::runtime {
 
@@ -25,33 +26,12 @@ std::optional<Generator::Started> Batcher::start(std::span<const int32_t> prompt
     if (id < 0 || static_cast<uint32_t>(id) >= forward_.config().n_vocab)
       fail_input("token id " + std::to_string(id) + " is outside the vocabulary of " +
                  std::to_string(forward_.config().n_vocab));
-  // The free slot sharing the longest prefix, if that prefix is at least half of the prompt or of what the
-  // slot holds (a follow-up turn, a long new message after a conversation). A shorter one (BOS, a common
-  // opening) is not worth another conversation's cache: every prompt shares BOS, so without this rule an
-  // unused slot would never be taken while a used one is free. Otherwise, and among equals, the least
-  // recently used (unused slots first), whose cache is the least likely to be asked for again. The
-  // prompt's last token always runs (its logits sample the first new token), so at most all but it is
-  // reused.
-  auto shared = [&](const Slot& s) -> size_t {
-    const size_t n = std::min(s.cached.size(), prompt.size() - 1);
-    return std::mismatch(s.cached.begin(), s.cached.begin() + n, prompt.begin()).first - s.cached.begin();
-  };
-  Slot* best = nullptr;
-  size_t best_reused = 0;
-  for (Slot& s : slots_) {
-    if (s.state != State::Free) continue;
-    const size_t common = shared(s);
-    const size_t reused =
-        common > 0 && (2 * common >= prompt.size() || 2 * common >= s.cached.size()) ? common : 0;
-    if (!best || reused > best_reused || (reused == best_reused && s.order < best->order)) {
-      best = &s;
-      best_reused = reused;
-    }
-  }
-  if (!best) return std::nullopt;
-  // The slot's cache beyond the shared prefix is overwritten, so a prefix too short to count still holds.
-  const auto reused = static_cast<uint32_t>(shared(*best));
-  const auto slot = static_cast<uint32_t>(best - slots_.data());
+  std::vector<SlotCandidate> candidates;
+  for (const Slot& s : slots_) candidates.push_back({s.state == State::Free, s.cached, s.order});
+  const std::optional<SlotChoice> choice = choose_slot(candidates, prompt);
+  if (!choice) return std::nullopt;
+  const uint32_t slot = choice->slot, reused = choice->reused;
+  Slot* best = &slots_[slot];
   best->state = State::Prefilling;
   best->cached.resize(reused);
   best->prompt.assign(prompt.begin(), prompt.end());
