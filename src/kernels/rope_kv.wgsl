@@ -4,20 +4,40 @@
 // qkv [tokens, q (N_HEADS*HEAD_DIM) | k (N_KV*HEAD_DIM) | v (N_KV*HEAD_DIM)]; token i (workgroup x) writes
 // cache row slot * CTX + pos of caches [slots * CTX, N_KV*HEAD_DIM]. cos/sin come from a table computed in
 // double at load: GPU sin/cos are only accurate near [-pi, pi], and angles reach thousands of radians.
+// One workgroup per (token, head) of the row's q, then k, then v heads (workgroup y), so that per-head
+// work (a norm over the head) needs no second dispatch.
+// BIAS: the projections' biases, `extra` [bq | bk | bv], are added to q, k and v on the way (q/k before
+// the rotation).
 #use step_params
 @group(0) @binding(0) var<storage, read> tokens: array<Token>;
 @group(0) @binding(1) var<storage, read> rope: array<vec2<f32>>;  // [CTX, ROPE_DIM / 2] (cos, sin)
 @group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
 @group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;
+#if BIAS
+@group(0) @binding(5) var<storage, read> extra: array<f32>;
+#endif
 
+const WG = 64u;
 const HALF = HEAD_DIM / 2u;
-const Q_PAIRS = N_HEADS * HALF;
-const K_PAIRS = N_KV * HALF;
 const KV_DIM = N_KV * HEAD_DIM;
 const K_OFF = N_HEADS * HEAD_DIM;
 const V_OFF = K_OFF + KV_DIM;
 const QKV = V_OFF + KV_DIM;
+
+// Element e of the token's row (starting at `base`) as the projection and its bias make it.
+fn load(base: u32, e: u32) -> f32 {
+#if BIAS
+  return qkv[base + e] + extra[e];
+#else
+  return qkv[base + e];
+#endif
+}
+
+// The two elements of a head that pair j turns.
+fn pair(j: u32) -> vec2<u32> {
+  return vec2<u32>(2u * j, 2u * j + 1u);
+}
 
 fn rotate(a: f32, b: f32, j: u32, pos: u32) -> vec2<f32> {
   if (2u * j >= ROPE_DIM) {
@@ -27,26 +47,28 @@ fn rotate(a: f32, b: f32, j: u32, pos: u32) -> vec2<f32> {
   return vec2<f32>(a * cs.x - b * cs.y, a * cs.y + b * cs.x);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let t = tokens[wid.x];
-  let i = wid.y * 64u + tid;
+  let head = wid.y;
   let base = wid.x * QKV;
+  let at = head * HEAD_DIM;  // the head's first element in the row
   let row = (t.slot * CTX + t.pos) * KV_DIM;
-  if (i < Q_PAIRS) {
-    let e = base + 2u * i;
-    let r = rotate(qkv[e], qkv[e + 1u], i % HALF, t.pos);
-    qkv[e] = r.x;
-    qkv[e + 1u] = r.y;
-  } else if (i < Q_PAIRS + K_PAIRS) {
-    let p = i - Q_PAIRS;
-    let e = 2u * p;
-    let r = rotate(qkv[base + K_OFF + e], qkv[base + K_OFF + e + 1u], p % HALF, t.pos);
-    k_cache[row + e] = r.x;
-    k_cache[row + e + 1u] = r.y;
-  } else if (i < Q_PAIRS + K_PAIRS + KV_DIM / 2u) {
-    let e = 2u * (i - Q_PAIRS - K_PAIRS);
-    v_cache[row + e] = qkv[base + V_OFF + e];
-    v_cache[row + e + 1u] = qkv[base + V_OFF + e + 1u];
+  if (at >= V_OFF) {
+    for (var e = tid; e < HEAD_DIM; e += WG) {
+      v_cache[row + at - V_OFF + e] = load(base, at + e);
+    }
+    return;
+  }
+  for (var j = tid; j < HALF; j += WG) {
+    let e = at + pair(j);
+    let r = rotate(load(base, e.x), load(base, e.y), j, t.pos);
+    if (at < K_OFF) {
+      qkv[base + e.x] = r.x;
+      qkv[base + e.y] = r.y;
+    } else {
+      k_cache[row + e.x - K_OFF] = r.x;
+      k_cache[row + e.y - K_OFF] = r.y;
+    }
   }
 }

@@ -45,7 +45,7 @@ class LocalMesh final : public Mesh, private Stages {
   explicit LocalMesh(const MeshOptions& options) {
     const auto t0 = std::chrono::steady_clock::now();
     file_ = gguf::GgufFile::open(options.model_path);
-    const model::LlamaConfig config = model::LlamaConfig::from_gguf(*file_);
+    const model::LlamaConfig config = model::LlamaConfig::from_gguf(*file_, runtime::Forward::kFeatures);
     std::map<int, int> uses;  // stages per adapter: they share its memory
     for (int a : options.devices) ++uses[a];
     std::vector<Peer> peers;

@@ -7,6 +7,9 @@
 
 #include "core/error.hpp"
 #include "quant/half.hpp"
+#include "tokenizer/byte_level.hpp"
+#include "tokenizer/chat_template.hpp"
+#include "tokenizer/vocab.hpp"
 
 namespace wgllm::model {
 
@@ -25,7 +28,8 @@ const std::vector<SyntheticShape>& synthetic_shapes() {
 
 std::pair<SyntheticShape, gguf::TensorType> parse_synthetic(const std::string& spec) {
   auto colon = spec.find(':');
-  std::string shape = spec.substr(0, colon), type = colon == std::string::npos ? "q4_0" : spec.substr(colon + 1);
+  std::string shape = spec.substr(0, colon),
+              type = colon == std::string::npos ? "q4_0" : spec.substr(colon + 1);
   std::string known;
   for (const auto& s : synthetic_shapes()) {
     known += (known.empty() ? "" : ", ") + s.name;
@@ -88,7 +92,9 @@ std::vector<uint8_t> random_tensor(gguf::TensorType type, uint64_t rows, uint64_
           }
           break;
         }
-        default: fail_input("synthetic weights of type " + std::string(gguf::type_name(type)) + " are not supported");
+        default:
+          fail_input("synthetic weights of type " + std::string(gguf::type_name(type)) +
+                     " are not supported");
       }
     }
   };
@@ -99,7 +105,42 @@ std::vector<uint8_t> random_tensor(gguf::TensorType type, uint64_t rows, uint64_
   return out;
 }
 
+constexpr uint32_t kFirstControl = 256;  // BOS, EOS, <|im_start|>, <|im_end|>
+
 }  // namespace
+
+void add_synthetic_tokenizer(gguf::GgufWriter& w, uint32_t n_vocab) {
+  if (n_vocab < kSyntheticVocabUsed)
+    fail_input("a synthetic vocabulary needs at least " + std::to_string(kSyntheticVocabUsed) +
+               " tokens, not " + std::to_string(n_vocab));
+  using tokenizer::TokenType;
+  std::vector<std::string> tokens;
+  std::vector<int32_t> types;
+  tokens.reserve(n_vocab);
+  types.reserve(n_vocab);
+  for (uint32_t b = 0; b < 256; ++b) {
+    tokens.push_back(tokenizer::byte_level::encode(std::string(1, static_cast<char>(b))));
+    types.push_back(static_cast<int32_t>(TokenType::Normal));
+  }
+  for (const char* control : {"<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>"}) {
+    tokens.push_back(control);
+    types.push_back(static_cast<int32_t>(TokenType::Control));
+  }
+  for (uint32_t id = kSyntheticVocabUsed; id < n_vocab; ++id) {
+    tokens.push_back("[PAD" + std::to_string(id) + "]");
+    types.push_back(static_cast<int32_t>(TokenType::Unused));
+  }
+  w.set_string("tokenizer.ggml.model", "gpt2");
+  w.set_string("tokenizer.ggml.pre", "llama-bpe");
+  w.set_strings("tokenizer.ggml.tokens", tokens);
+  w.set_int32s("tokenizer.ggml.token_type", types);
+  w.set_strings("tokenizer.ggml.merges", {});
+  w.set_uint32("tokenizer.ggml.bos_token_id", kFirstControl);
+  w.set_uint32("tokenizer.ggml.eos_token_id", kFirstControl + 1);
+  w.set_uint32("tokenizer.ggml.eot_token_id", kFirstControl + 3);
+  w.set_bool("tokenizer.ggml.add_bos_token", true);
+  w.set_string("tokenizer.chat_template", tokenizer::ChatTemplate::chatml().source());
+}
 
 gguf::GgufWriter synthetic_model(const SyntheticShape& sh, gguf::TensorType type, uint64_t seed) {
   gguf::GgufWriter w;
@@ -116,10 +157,17 @@ gguf::GgufWriter synthetic_model(const SyntheticShape& sh, gguf::TensorType type
   w.set_float32("llama.rope.freq_base", sh.rope_freq_base);
   w.set_float32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
   w.set_uint32("llama.vocab_size", sh.n_vocab);
-  w.set_string("tokenizer.ggml.model", "none");
+  add_synthetic_tokenizer(w, sh.n_vocab);
   uint64_t stream = seed;
   auto matrix = [&](const std::string& name, uint64_t in, uint64_t out) {
     w.add_tensor(name, type, {in, out}, random_tensor(type, out, in, splitmix(stream)));
+  };
+  // Zero bytes decode to zero in every type (a quantized block's scale is 0).
+  auto lm_head = [&](const std::string& name) {
+    std::vector<uint8_t> bytes = random_tensor(type, sh.n_vocab, sh.dim, splitmix(stream));
+    const size_t row_bytes = bytes.size() / sh.n_vocab;
+    std::fill(bytes.begin() + kFirstControl * row_bytes, bytes.begin() + kSyntheticVocabUsed * row_bytes, 0);
+    w.add_tensor(name, type, {sh.dim, sh.n_vocab}, std::move(bytes));
   };
   auto ones = [&](const std::string& name, uint64_t n) {
     std::vector<uint8_t> b(n * 4);
@@ -130,7 +178,11 @@ gguf::GgufWriter synthetic_model(const SyntheticShape& sh, gguf::TensorType type
     w.add_tensor(name, gguf::TensorType::F32, {n}, std::move(b));
   };
   const uint64_t q_dim = uint64_t(sh.n_heads) * head_dim, kv_dim = uint64_t(sh.n_kv_heads) * head_dim;
-  matrix("token_embd.weight", sh.dim, sh.n_vocab);
+  if (sh.tied_output) {
+    lm_head("token_embd.weight");
+  } else {
+    matrix("token_embd.weight", sh.dim, sh.n_vocab);
+  }
   for (uint32_t l = 0; l < sh.n_layers; ++l) {
     std::string p = "blk." + std::to_string(l) + ".";
     ones(p + "attn_norm.weight", sh.dim);
@@ -144,7 +196,7 @@ gguf::GgufWriter synthetic_model(const SyntheticShape& sh, gguf::TensorType type
     matrix(p + "ffn_down.weight", sh.ffn_dim, sh.dim);
   }
   ones("output_norm.weight", sh.dim);
-  if (!sh.tied_output) matrix("output.weight", sh.dim, sh.n_vocab);
+  if (!sh.tied_output) lm_head("output.weight");
   return w;
 }
 

@@ -54,7 +54,7 @@ uint32_t Forward::width_for(uint32_t tokens) {
 }
 
 Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardOptions& options)
-    : device_(device), config_(model::LlamaConfig::from_gguf(file)) {
+    : device_(device), config_(model::LlamaConfig::from_gguf(file, kFeatures)) {
   const model::LlamaWeights weights = model::LlamaWeights::map(file, config_);
   const auto& c = config_;
   if (c.head_dim % 4 != 0 || c.head_dim > 256)
@@ -151,6 +151,12 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     weight_gpu_bytes_ += b.size;
     return b;
   };
+  auto vecs = [&](std::span<const gguf::TensorInfo* const> ts) {
+    gpu::Buffer b = upload_f32s(device, file, ts);
+    for (const gguf::TensorInfo* t : ts) weight_bytes_ += t->n_bytes;
+    weight_gpu_bytes_ += b.size;
+    return b;
+  };
 
   if (first_stage() || (last_stage() && weights.output == weights.token_embd))
     embd_ = matrix(weights.token_embd);
@@ -167,6 +173,11 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
                 matrix(lw.ffn_down),
                 storage(cache_bytes / 4, "k cache"),
                 storage(cache_bytes / 4, "v cache")};
+    if (lw.bq) {
+      const gguf::TensorInfo* extra[] = {lw.bq, lw.bk, lw.bv};
+      layer.attn_extra = vecs(extra);
+    }
+    if (lw.bo) layer.bo = vec(lw.bo);
     for (const GpuMatrix* m :
          {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.gate, &layer.up, &layer.down})
       gemv_bytes_ += m->bytes;
@@ -362,7 +373,6 @@ const Forward::Ops& Forward::body(uint32_t width) {
                               {"CTX", u32(n_ctx_)}};
   gpu::KernelDefines rope = heads;
   rope["ROPE_DIM"] = u32(c.rope_dim);
-  const uint32_t rope_threads = (c.n_heads + c.n_kv_heads) * c.head_dim / 2 + c.kv_dim() / 2;
 
   Ops ops;
   for (const Layer& l : layers_) {
@@ -372,13 +382,20 @@ const Forward::Ops& Forward::body(uint32_t width) {
                         {{}, qkv_, 0, qkv, 0, false, {}});
     else
       add_normed(ops, {&l.wq, &l.wk, &l.wv}, qkv_, qkv, l.attn_norm, width);
-    add(ops, "rope_kv", rope, {tokens_slice_, {rope_table_}, {qkv_}, {l.k_cache}, {l.v_cache}},
-        (rope_threads + 63) / 64);
+    gpu::KernelDefines rope_l = rope;
+    std::vector<gpu::BufferSlice> rope_b = {tokens_slice_, {rope_table_}, {qkv_}, {l.k_cache}, {l.v_cache}};
+    if (l.attn_extra) {
+      rope_l["BIAS"] = "1";
+      rope_b.push_back({l.attn_extra});
+    }
+    add(ops, "rope_kv", rope_l, rope_b, c.n_heads + 2 * c.n_kv_heads);
     add_attention(ops, l, width);
     if (width == kPrefill)
       add_prefill_group(ops, {&l.wo}, attn_, c.q_dim(), c.q_dim(), {}, {{}, x_, 0, c.dim, 0, true, {}});
     else
       add_projection(ops, l.wo, {attn_, x_, c.q_dim(), c.dim, 0, true, {}}, width, Over::Tokens);
+    if (l.bo)
+      add(ops, "add_bias", {{"N", u32(c.dim)}, {"STRIDE", u32(c.dim)}}, {{x_}, {l.bo}}, (c.dim + 255) / 256);
 
     // feed-forward block: x += W_down · (silu(W_gate·norm(x)) * W_up·norm(x))
     if (width == kPrefill)

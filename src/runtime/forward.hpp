@@ -55,6 +55,9 @@ struct RowSampling {
 
 class Forward {
  public:
+  // What the GPU runs beyond plain llama; a model needing more is refused with the features named.
+  static constexpr model::Features kFeatures = model::kAttnBias;
+
   Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardOptions& options = {});
 
   const model::LlamaConfig& config() const { return config_; }
@@ -127,6 +130,8 @@ class Forward {
     gpu::Buffer attn_norm, ffn_norm;
     GpuMatrix wq, wk, wv, wo, gate, up, down;
     gpu::Buffer k_cache, v_cache;  // [n_seq * n_ctx, kv_dim]
+    gpu::Buffer attn_extra;        // rope_kv's `extra`: [bq | bk | bv] when the model has biases
+    gpu::Buffer bo;                // [dim] or none
   };
   struct Projection {
     gpu::Buffer x, y;

@@ -101,10 +101,11 @@ struct WeightUpload::Impl {
   }
 
   // Pieces of bytes [offset, offset + size) of the file copied straight into `dst` from `dst_offset`.
-  void add_direct(const gguf::GgufFile& file, uint64_t offset, uint64_t size, gpu::Buffer dst) {
+  void add_direct(const gguf::GgufFile& file, uint64_t offset, uint64_t size, gpu::Buffer dst,
+                  uint64_t dst_offset = 0) {
     const uint64_t step = scratch_size(file);
     for (uint64_t at = 0; at < size; at += step) {
-      pieces.push_back({offset + at, std::min(step, size - at), dst, at});
+      pieces.push_back({offset + at, std::min(step, size - at), dst, dst_offset + at});
       jobs.emplace_back();
     }
   }
@@ -270,17 +271,31 @@ GpuMatrix upload_matrix(gpu::Device& device, const gguf::GgufFile& file, const g
 }
 
 gpu::Buffer upload_f32(gpu::Device& device, const gguf::GgufFile& file, const gguf::TensorInfo& t) {
-  if (t.type != gguf::TensorType::F32)
-    fail_input(file.path() + ": tensor '" + t.name + "' must be f32, is " +
-               std::string(gguf::type_name(t.type)));
-  gpu::Buffer b = device.buffer(t.n_bytes, gpu::kStorage, t.name);
+  const gguf::TensorInfo* one[] = {&t};
+  return upload_f32s(device, file, one);
+}
+
+gpu::Buffer upload_f32s(gpu::Device& device, const gguf::GgufFile& file,
+                        std::span<const gguf::TensorInfo* const> tensors) {
+  uint64_t bytes = 0;
+  for (const gguf::TensorInfo* t : tensors) {
+    if (t->type != gguf::TensorType::F32)
+      fail_input(file.path() + ": tensor '" + t->name + "' must be f32, is " +
+                 std::string(gguf::type_name(t->type)));
+    bytes += t->n_bytes;
+  }
+  gpu::Buffer b = device.buffer(bytes, gpu::kStorage, tensors.front()->name);
   WeightUpload::Impl* up = current_upload && &current_upload->device == &device ? current_upload : nullptr;
-  if (up && up->options.deferred) {
-    const size_t first_piece = up->pieces.size();
-    up->add_direct(file, file.data_offset() + t.offset, t.n_bytes, b);
-    up->run_from(file, t, first_piece);
-  } else {
-    device.write(b, 0, file.tensor_bytes(t));
+  uint64_t at = 0;
+  for (const gguf::TensorInfo* t : tensors) {
+    if (up && up->options.deferred) {
+      const size_t first_piece = up->pieces.size();
+      up->add_direct(file, file.data_offset() + t->offset, t->n_bytes, b, at);
+      up->run_from(file, *t, first_piece);
+    } else {
+      device.write(b, at, file.tensor_bytes(*t));
+    }
+    at += t->n_bytes;
   }
   return b;
 }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "gguf/gguf_file.hpp"
@@ -37,6 +38,9 @@ struct GpuMatrix {
 // Without a WeightUpload alive on the calling thread, quantized matrices are repacked on the CPU.
 GpuMatrix upload_matrix(gpu::Device& device, const gguf::GgufFile& file, const gguf::TensorInfo& tensor);
 gpu::Buffer upload_f32(gpu::Device& device, const gguf::GgufFile& file, const gguf::TensorInfo& tensor);
+// F32 tensors one after another in one buffer (small per-layer vectors that one kernel binding reads).
+gpu::Buffer upload_f32s(gpu::Device& device, const gguf::GgufFile& file,
+                        std::span<const gguf::TensorInfo* const> tensors);
 
 // The defines that select a matrix's weight type in matvec.wgsl.
 gpu::KernelDefines weight_defines(gguf::TensorType type);

@@ -124,7 +124,7 @@ void MpiMesh::start(const MeshOptions& options) {
   Report mine;
   try {
     file_ = gguf::GgufFile::open(options.model_path);
-    config = model::LlamaConfig::from_gguf(*file_);
+    config = model::LlamaConfig::from_gguf(*file_, runtime::Forward::kFeatures);
     gpu::DeviceOptions o = options.device;
     if (o.adapter < 0)
       o.adapter = adapter_for_local_rank(gpu::list_adapters(), o.backend, Transport::local_rank());

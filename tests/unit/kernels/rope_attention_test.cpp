@@ -63,10 +63,24 @@ std::vector<uint32_t> unrotated_bits(const std::vector<float>& x, uint32_t head_
   return out;
 }
 
+// What rope_kv does beyond plain llama's RoPE.
+struct RopeOptions {
+  bool bias = false;  // BIAS: q/k/v biases added first
+};
+
+// x + b elementwise in f32, as the kernel adds a bias (b empty: x).
+std::vector<float> plus(const std::vector<float>& x, const std::vector<float>& b) {
+  std::vector<float> out = x;
+  for (size_t i = 0; i < b.size(); ++i) out[i] += b[i];
+  return out;
+}
+
 class RopeKv : public KernelVariantTest {
  protected:
-  void check(const Heads& h, uint32_t rope_dim, float freq_base, const std::vector<uint32_t>& positions) {
-    SCOPED_TRACE(h.name() + " rope_dim " + std::to_string(rope_dim) + " base " + f32(freq_base));
+  void check(const Heads& h, uint32_t rope_dim, float freq_base, const std::vector<uint32_t>& positions,
+             const RopeOptions& o = {}) {
+    SCOPED_TRACE(h.name() + " rope_dim " + std::to_string(rope_dim) + " base " + f32(freq_base) +
+                 (o.bias ? " bias" : ""));
     auto rng = test::rng(500 + h.head_dim + rope_dim);
     model::LlamaConfig config;
     config.head_dim = h.head_dim;
@@ -100,16 +114,20 @@ class RopeKv : public KernelVariantTest {
     gpu::KernelDefines d = h.defines();
     d["ROPE_DIM"] = u32(rope_dim);
     d["CTX"] = u32(ctx);
-    d = variant(d);
-    const uint32_t threads = (h.n_heads + h.n_kv) * h.head_dim / 2 + h.kv_dim() / 2;
-
     // One buffer of rows [q | k | v], as the runtime's projections write it.
     const uint32_t row_len = h.q_dim() + 2 * h.kv_dim();
     std::vector<float> qkv = random_vector(size_t(n) * row_len, rng);  // [tokens, q | k | v]
     gpu::Buffer qkv_buf = upload(qkv, "qkv");
-    dispatch("rope_kv", d,
-             {{upload(tokens, "tokens")}, {inv_freq_buf}, {qkv_buf}, {k_cache_buf}, {v_cache_buf}}, n,
-             (threads + 63) / 64);
+    std::vector<gpu::BufferSlice> b = {
+        {upload(tokens, "tokens")}, {inv_freq_buf}, {qkv_buf}, {k_cache_buf}, {v_cache_buf}};
+    std::vector<float> bias;  // [q | k | v]
+    if (o.bias) {
+      bias = random_vector(row_len, rng, 0.5f);
+      d["BIAS"] = "1";
+      b.push_back({upload(bias, "bias")});
+    }
+    d = variant(d);
+    dispatch("rope_kv", d, b, n, h.n_heads + 2 * h.n_kv);
     std::vector<float> qkv_got = download<float>(qkv_buf, qkv.size());
     std::vector<float> k_got = download<float>(k_cache_buf, k_cache.size());
     std::vector<float> v_got = download<float>(v_cache_buf, v_cache.size());
@@ -118,9 +136,11 @@ class RopeKv : public KernelVariantTest {
       const uint32_t pos = positions[i];
       SCOPED_TRACE("token " + std::to_string(i) + ": slot " + std::to_string(tokens[i].slot) + " pos " +
                    std::to_string(pos));
-      const std::vector<float> q = slice(qkv, size_t(i) * row_len, h.q_dim());
-      const std::vector<float> k = slice(qkv, size_t(i) * row_len + h.q_dim(), h.kv_dim());
-      const std::vector<float> v = slice(qkv, size_t(i) * row_len + h.q_dim() + h.kv_dim(), h.kv_dim());
+      // The inputs as the kernel sees them: the projections' outputs plus the biases.
+      const std::vector<float> row_in = plus(slice(qkv, size_t(i) * row_len, row_len), bias);
+      const std::vector<float> q = slice(row_in, 0, h.q_dim());
+      const std::vector<float> k = slice(row_in, h.q_dim(), h.kv_dim());
+      const std::vector<float> v = slice(row_in, h.q_dim() + h.kv_dim(), h.kv_dim());
       const std::vector<float> q_got = slice(qkv_got, size_t(i) * row_len, h.q_dim());
       EXPECT_EQ(bits_of(slice(qkv_got, size_t(i) * row_len + h.q_dim(), 2 * h.kv_dim())),
                 bits_of(slice(qkv, size_t(i) * row_len + h.q_dim(), 2 * h.kv_dim())))
@@ -161,6 +181,14 @@ TEST_P(RopeKv, PartialRotationWithGqa) {
   SCOPED_TRACE(test::seed_note());
   check({8, 2, 64}, 32, 10000.f, {0, 1, 300, 1000});
   check({6, 3, 80}, 80, 500000.f, {3, 1000, 4});
+}
+
+// Qwen2's q/k/v biases, added before the rotation (k, v into the cache with theirs); a head of 256 dims
+// takes two rounds of the workgroup's 64 invocations.
+TEST_P(RopeKv, Biases) {
+  SCOPED_TRACE(test::seed_note());
+  check({4, 2, 16}, 16, 1000000.f, {0, 1, 27, 500}, {.bias = true});
+  check({2, 1, 256}, 192, 10000.f, {0, 5, 900}, {.bias = true});
 }
 
 class Attention : public KernelVariantTest {

@@ -153,6 +153,28 @@ TEST_P(ForwardVariants, ContextLongerThanTheAttentionWorkgroup) {
                            test::tolerance(TensorType::F32));
 }
 
+// q/k/v biases (rope_kv's BIAS) and the attention output's bias (add_bias after Wo), as llama files with
+// attention_bias carry them: every layer, N(0, 0.3^2).
+TEST_P(ForwardVariants, AttentionBiases) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlama m(test::model_shape(TensorType::Q8_0), 800);
+  auto plain = m.open("no-bias.gguf");
+  const test::TinyLlamaShape& s = m.shape();
+  const uint32_t head_dim = s.dim / s.n_heads;
+  for (uint32_t l = 0; l < s.n_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    m.add(b + "attn_q.bias", TensorType::F32, {s.n_heads * head_dim});
+    m.add(b + "attn_k.bias", TensorType::F32, {s.n_kv_heads * head_dim});
+    m.add(b + "attn_v.bias", TensorType::F32, {s.n_kv_heads * head_dim});
+    m.add(b + "attn_output.bias", TensorType::F32, {s.dim});
+  }
+  auto biased = m.open("bias.gguf");
+  ASSERT_TRUE(cpu::ReferenceModel(*biased).config().attn_bias);
+  const auto tokens = sequence(s.n_vocab, 8);
+  expect_variant_matters(*biased, *plain, tokens, test::tolerance(TensorType::Q8_0));
+  expect_matches_reference(*biased, tokens, GetParam(), test::tolerance(TensorType::Q8_0));
+}
+
 INSTANTIATE_TEST_SUITE_P(Kernels, ForwardVariants, ::testing::Bool(),
                          [](const auto& info) { return variant_name(info.param); });
 
