@@ -62,15 +62,15 @@ function tensorBytes(type, n, rand, std) {
   return out;
 }
 
-// Writes a llama model: shape {dim, layers, heads, kvHeads, ffn, vocab}, types {name suffix -> type}
-// (default q8_0), e.g. {attn_q: 'q4_0'}.
+// Writes a llama model: shape {dim, layers, heads, kvHeads, ffn, vocab, context (default 2048)}, types
+// {name suffix -> type} (others '*', default q8_0), e.g. {attn_q: 'q4_0'}. Returns the tensors' bytes.
 export function writeLlama(path, shape, types, seed) {
   const rand = random(seed);
   const headDim = shape.dim / shape.heads;
   const kv = [
     ['general.architecture', 'string', 'llama'],
     ['general.name', 'string', 'browser test model'],
-    ['llama.context_length', 'u32', 2048],
+    ['llama.context_length', 'u32', shape.context || 2048],
     ['llama.embedding_length', 'u32', shape.dim],
     ['llama.block_count', 'u32', shape.layers],
     ['llama.feed_forward_length', 'u32', shape.ffn],
@@ -83,7 +83,7 @@ export function writeLlama(path, shape, types, seed) {
   ];
   const tensors = [];
   const matrix = (name, cols, rows) => {
-    const type = types[name.replace(/^blk\.\d+\./, '').replace(/\.weight$/, '')] || 'q8_0';
+    const type = types[name.replace(/^blk\.\d+\./, '').replace(/\.weight$/, '')] || types['*'] || 'q8_0';
     tensors.push({name, type, dims: [cols, rows], bytes: tensorBytes(type, cols * rows, rand, 0.3)});
   };
   const norm = (name, n) => tensors.push({name, type: 'f32', dims: [n], bytes: tensorBytes('f32', n, rand, 0.1)});

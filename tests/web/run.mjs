@@ -86,6 +86,27 @@ async function harness(context) {
 
 const browser = await launch();
 
+// A model whose KV cache outgrows the adapter at long contexts: K (and V) of one layer take 2 KiB per
+// position (32 KV heads of 16 f32), so 2^19 positions make a 1 GiB buffer, SwiftShader's maxBufferSize.
+// F32 weights: SwiftShader compiles the quantized kernels for 10 s more.
+const LONG = {dim: 512, layers: 2, heads: 32, kvHeads: 32, ffn: 256, vocab: 256, context: 1 << 20};
+const kvLayerBytes = (ctx) => ctx * LONG.kvHeads * (LONG.dim / LONG.heads) * 4;
+const kvBytes = (ctx) => 2 * LONG.layers * kvLayerBytes(ctx);
+let longWeights = 0;
+function writeLong() {
+  if (!longWeights) longWeights = writeLlama(path.join(tmp, 'long.gguf'), LONG, {'*': 'f32'}, seed + 2);
+  return longWeights;
+}
+
+// The adapter as the page sees it, asked directly rather than through the engine.
+async function adapterFacts(page) {
+  return page.evaluate(async () => {
+    const a = await navigator.gpu.requestAdapter();
+    const heaps = (a.info.memoryHeaps || []).map((h) => ({size: Number(h.size), local: (h.properties & 1) !== 0}));
+    return {maxBufferSize: a.limits.maxBufferSize, heaps};
+  });
+}
+
 const tests = {
   // stories260K greedy: llama2.c's text byte for byte, the model streamed from the network (no cache).
   async greedyText() {
@@ -208,6 +229,109 @@ const tests = {
       return 'page, wasm type, isolation headers, /models/ confined to the folder, a reply';
     } finally {
       await server.stop();
+    }
+  },
+
+  // A context whose KV cache needs a buffer beyond the adapter's maxBufferSize: the chat page refuses it
+  // before allocating, naming the buffer's size and the limit, and then loads the model at a context that fits.
+  async tooLargeForABuffer() {
+    writeLong();
+    const page = await (await browser.newContext()).newPage();
+    page.on('pageerror', (e) => console.log('  [page error]', e.message));
+    await page.goto(srv.url + '/chat/index.html');
+    await page.waitForFunction(() => document.body.dataset.state === 'idle');
+    const {maxBufferSize} = await adapterFacts(page);
+    let ctx = 256;
+    while (kvLayerBytes(ctx) <= maxBufferSize) ctx *= 2;
+    expect(ctx <= LONG.context, `the test model's context ${LONG.context} is too short for maxBufferSize ${maxBufferSize}`);
+    const load = async (context) => {
+      await page.fill('#ctx', String(context));
+      await page.click('#load');
+      await page.waitForFunction(() => ['loaded', 'ready', 'error'].includes(document.body.dataset.state), null,
+                                 {timeout: 120000});
+      return {state: await page.evaluate(() => document.body.dataset.state), error: await page.textContent('#error')};
+    };
+    await page.uncheck('#cache');
+    await page.fill('#url', '/files/long.gguf');
+    const refused = await load(ctx);
+    expect(refused.state === 'error', `a ${ctx}-token context loaded (state ${refused.state})`);
+    for (const part of ['does not fit', 'long.gguf: one GPU buffer of the model needs', `(${kvLayerBytes(ctx)} bytes)`,
+                        `maxBufferSize) is`, `(${maxBufferSize} bytes)`, `now ${ctx} positions`])
+      expect(refused.error.includes(part), `'${part}' is not in the page's message: ${refused.error}`);
+    const fits = await load(256);
+    expect(fits.state === 'loaded' && fits.error === '', `a 256-token context after the refusal: ${fits.state} ${fits.error}`);
+    return `'${refused.error.slice(0, 160)}…'; then 256 positions loaded`;
+  },
+
+  // A buffer within the limits that the GPU refuses all the same (SwiftShader allocates less than its 1 GiB
+  // maxBufferSize): the load stops before any weight is uploaded, names the model's needs and the adapter's
+  // limits, and leaves no model behind; the same engine then loads another model.
+  async refusedAllocation() {
+    const weights = writeLong();
+    const page = await harness(await browser.newContext());
+    const {maxBufferSize} = await adapterFacts(page);
+    const ctx = maxBufferSize / kvLayerBytes(1);
+    const r = await page.evaluate(async (ctx) => {
+      const e = await wgllm.createEngine();
+      const phases = new Set();
+      let error = null;
+      try {
+        await e.load('/files/long.gguf', {cache: false, contextSize: ctx, onProgress: (p) => phases.add(p.phase)});
+      } catch (err) {
+        error = {code: err.code, message: err.message};
+      }
+      const left = e.model;
+      const info = await e.load('/models/stories260K.gguf', {cache: false});
+      return {error, phases: [...phases], left, next: info.name};
+    }, ctx);
+    expect(r.error, `a context of ${ctx} (K and V buffers of ${maxBufferSize} bytes) loaded: SwiftShader allocated them`);
+    expect(r.error.code === 'too-large', `${r.error.code}: ${r.error.message}`);
+    for (const part of ['long.gguf: the model needs', `weights ${(weights / 2 ** 20).toFixed(1)} MiB (${weights} bytes)`,
+                        `(${kvBytes(ctx)} bytes) for a context of ${ctx} tokens`,
+                        `${maxBufferSize} bytes) (maxBufferSize)`, 'does not tell its memory', 'VK_ERROR_OUT_OF_DEVICE_MEMORY'])
+      expect(r.error.message.includes(part), `'${part}' is not in: ${r.error.message}`);
+    expect(!r.phases.includes('load'), 'weights were uploaded before the refusal was noticed');
+    expect(r.left === null && r.next === 'stories260K.gguf', `after the refusal: model ${JSON.stringify(r.left)}, then ${r.next}`);
+    return `'${r.error.message.slice(0, 160)}…'; nothing uploaded; then another model loaded`;
+  },
+
+  // Where the browser tells the adapter's memory (Chromium's WebGPU developer features: memoryHeaps), a
+  // model whose KV cache alone exceeds it is refused before anything is allocated, with both sizes.
+  async tooLargeForTheMemory() {
+    const weights = writeLong();
+    const dev = await chromium.launch({executablePath: CHROMIUM, headless: true,
+                                       args: [...FLAGS, '--enable-unsafe-webgpu', '--enable-webgpu-developer-features']});
+    try {
+      const page = await harness(await dev.newContext());
+      const {maxBufferSize, heaps} = await adapterFacts(page);
+      const local = heaps.filter((h) => h.local);
+      expect(heaps.length, 'Chromium shows no adapter.info.memoryHeaps with --enable-webgpu-developer-features');
+      const memory = Math.max(...(local.length ? local : heaps).map((h) => h.size));
+      const ctx = (Math.floor(memory / kvBytes(256)) + 1) * 256;  // a KV cache just over the memory
+      expect(kvLayerBytes(ctx) <= maxBufferSize, `${memory} bytes of memory need buffers beyond maxBufferSize here`);
+      const r = await page.evaluate(async (ctx) => {
+        const e = await wgllm.createEngine();
+        let error = null;
+        try {
+          await e.load('/files/long.gguf', {cache: false, contextSize: ctx});
+        } catch (err) {
+          error = {code: err.code, message: err.message};
+        }
+        const left = e.model;
+        const info = await e.load('/models/stories260K.gguf', {cache: false});
+        return {error, left, next: info.name, memoryBytes: e.adapter.memoryBytes};
+      }, ctx);
+      expect(r.error && r.error.code === 'too-large', `context ${ctx}: ${JSON.stringify(r.error)}`);
+      const needs = /the model needs [\d.]+ GiB \((\d+) bytes\) of GPU memory/.exec(r.error.message);
+      expect(needs && Number(needs[1]) >= weights + kvBytes(ctx), `no total of at least the weights and KV cache in: ${r.error.message}`);
+      for (const part of [`weights ${(weights / 2 ** 20).toFixed(1)} MiB (${weights} bytes)`, `(${kvBytes(ctx)} bytes)`,
+                          `but the device has`, `(${memory} bytes)`, `now ${ctx} positions`])
+        expect(r.error.message.includes(part), `'${part}' is not in: ${r.error.message}`);
+      expect(r.left === null && r.next === 'stories260K.gguf', `after the refusal: model ${JSON.stringify(r.left)}, then ${r.next}`);
+      expect(r.memoryBytes === memory, `engine.adapter.memoryBytes ${r.memoryBytes}, the adapter's heap ${memory}`);
+      return `'${r.error.message.slice(0, 160)}…'; then another model loaded`;
+    } finally {
+      await dev.close();
     }
   },
 

@@ -17,8 +17,10 @@ function setState(state) {
   $('load').disabled = state === 'loading' || state === 'generating' || !engine;
 }
 
+// A model too large for the adapter: the message names what it needs and what the adapter offers.
 function showError(e) {
-  $('error').textContent = e ? (e.message || String(e)) : '';
+  const text = e ? (e.message || String(e)) : '';
+  $('error').textContent = e && e.code === 'too-large' ? `This model does not fit on this GPU. ${text}` : text;
 }
 
 function mib(n) {

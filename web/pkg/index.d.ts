@@ -61,6 +61,11 @@ export interface ModelInfo {
   weightBytes: number;
   /** All GPU buffers: weights, KV cache, activations. */
   gpuBytes: number;
+  /**
+   * What the engine planned before allocating (the native build's runtime::plan_memory), checked against
+   * the adapter's maxBufferSize and, where the browser tells it, its memory.
+   */
+  memoryPlan: MemoryPlan;
   fileBytes: number;
   /** False for files without a vocabulary: generate from and get token ids only. */
   tokenizer: boolean;
@@ -73,6 +78,16 @@ export interface ModelInfo {
   loadSeconds: number;
 }
 
+export interface MemoryPlan {
+  weights: number;
+  kvCache: number;
+  activations: number;
+  total: number;
+  /** The largest buffer that is not a weight (weights are split to fit the adapter's limits). */
+  largestBuffer: number;
+  context: number;
+}
+
 export interface AdapterInfo {
   vendor: string;
   architecture: string;
@@ -80,6 +95,11 @@ export interface AdapterInfo {
   description: string;
   maxBufferSize: number;
   maxStorageBufferBindingSize: number;
+  /**
+   * The adapter's memory (its largest device-local heap) where the browser tells it: Chromium with its
+   * WebGPU developer features on; null elsewhere, and then only the buffer limits are checked before loading.
+   */
+  memoryBytes: number | null;
   features: string[];
 }
 

@@ -24,6 +24,22 @@ const LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkg
                 'maxComputeWorkgroupSizeZ', 'maxComputeWorkgroupsPerDimension', 'maxStorageBuffersPerShaderStage',
                 'maxBindGroups', 'maxBindingsPerBindGroup', 'maxUniformBufferBindingSize'];
 const FEATURES = ['subgroups', 'shader-f16', 'timestamp-query'];
+const DEVICE_LOCAL = 1;  // GPUHeapProperty
+
+// The adapter's memory in bytes where the browser tells it, else 0 (unknown). Only Chromium does, with its
+// WebGPU developer features on (adapter.info.memoryHeaps); like the native build, the largest
+// device-local heap counts.
+function adapterMemory(info) {
+  const heaps = (info && info.memoryHeaps) || [];
+  const local = heaps.filter((h) => h.properties & DEVICE_LOCAL);
+  return Math.max(0, ...(local.length ? local : heaps).map((h) => Number(h.size)));
+}
+
+// Bytes as the engine's messages write them (runtime/memory_plan.cpp).
+function bytesText(n) {
+  const gib = n >= 2 ** 30;
+  return `${(n / (gib ? 2 ** 30 : MiB)).toFixed(gib ? 2 : 1)} ${gib ? 'GiB' : 'MiB'} (${n} bytes)`;
+}
 
 async function requestAdapter() {
   const gpu = globalThis.navigator && navigator.gpu;
@@ -92,6 +108,10 @@ class StreamReader {
   dropHead() {
     this.keep = false;
     this.keptHead = [];
+  }
+  // A load that stops early ends the download.
+  cancel() {
+    this.reader.cancel().catch(() => {});
   }
   async read(offset, size) {
     while (this.offset < offset) {  // the gap before this piece (padding, or bytes no piece reads)
@@ -226,6 +246,7 @@ export class Engine {
   #busy = false;
   #stop = false;
   #stats = null;
+  #memory = 0;  // the adapter's memory in bytes, 0 = unknown
 
   constructor(adapter, options = {}) {
     this.#adapter = adapter;
@@ -238,7 +259,10 @@ export class Engine {
   }
   // The adapter the model runs on: vendor, architecture, limits and features, once a model is loaded.
   get adapter() {
-    return this.#module ? JSON.parse(this.#module.UTF8ToString(this.#module._wgllm_adapter())) : null;
+    if (!this.#module) return null;
+    const a = JSON.parse(this.#module.UTF8ToString(this.#module._wgllm_adapter()));
+    a.memoryBytes = this.#memory || null;
+    return a;
   }
   // Figures of the last generation: {promptTokens, tokens, promptSeconds, seconds, tokensPerSecond}.
   get stats() {
@@ -265,6 +289,7 @@ export class Engine {
       return info;
     } catch (e) {
       await this.#release();
+      if (reader && reader.cancel) reader.cancel();
       if (reader && reader.cachedUrl && e.code === 'bad-file') await removeCachedModel(reader.cachedUrl);
       throw e;
     } finally {
@@ -410,7 +435,7 @@ export class Engine {
   #error(otherwise) {
     const m = this.#module;
     const message = m.UTF8ToString(m._wgllm_error());
-    const code = /maxBufferSize|out of GPU memory|maxStorageBufferBindingSize/.test(message) ? 'too-large'
+    const code = /maxBufferSize|GPU memory|maxStorageBufferBindingSize|more than this GPU binds/.test(message) ? 'too-large'
         : /^GPU device lost|WebGPU error|read-back/.test(message) ? 'gpu' : otherwise;
     return new WgllmError(code, message);
   }
@@ -434,6 +459,7 @@ export class Engine {
     const i = adapter.info || {};
     const info = {vendor: i.vendor, architecture: i.architecture, device: i.device, description: i.description,
                   subgroupMinSize: i.subgroupMinSize, subgroupMaxSize: i.subgroupMaxSize};
+    this.#memory = adapterMemory(i);
     const moduleOptions = {gpu: {adapter, device, info}};
     if (this.#options.wasmUrl) moduleOptions.locateFile = () => String(this.#options.wasmUrl);
     const m = await createWgllmModule(moduleOptions);
@@ -492,13 +518,22 @@ export class Engine {
       const head = await reader.head(want);
       const p = m._malloc(head.length);
       m.HEAPU8.set(head, p);
-      const needed = withString(m, reader.name, (name) => m._wgllm_open(name, p, head.length, reader.size, o.contextSize ?? 2048));
+      const needed = withString(m, reader.name, (name) => m._wgllm_open(name, p, head.length, reader.size,
+                                                                        o.contextSize ?? 2048, this.#memory));
       m._free(p);
       if (needed === 0) break;
       if (needed < 0) throw this.#error('bad-file');
       want = Math.min(reader.size, Math.max(needed, 2 * want));
     }
     if (reader.dropHead) reader.dropHead();
+    const planPtr = m._wgllm_plan();
+    if (!planPtr) throw this.#error('bad-file');
+    const plan = JSON.parse(m.UTF8ToString(planPtr));
+    // The plan fit the adapter's limits (and its memory, where the browser tells it), but a GPU can still
+    // refuse the buffers: find out before the weights stream in, not after.
+    const refused = await device.popErrorScope();
+    if (refused) throw this.#tooLarge(reader.name, plan, refused);
+    device.pushErrorScope('out-of-memory');
     const count = this.#call(() => m._wgllm_piece_count(), 'bad-file');
     const out = m._malloc(32);
     const pieces = [];
@@ -532,18 +567,26 @@ export class Engine {
     const infoPtr = m._wgllm_ready();
     if (!infoPtr) throw this.#error('bad-file');
     const info = JSON.parse(m.UTF8ToString(infoPtr));
+    info.memoryPlan = plan;
     await device.queue.onSubmittedWorkDone();
     const oom = await device.popErrorScope();
     const invalid = await device.popErrorScope();
-    if (oom) {
-      const a = this.adapter;
-      throw new WgllmError('too-large', `${reader.name} needs ${(info.gpuBytes / MiB).toFixed(1)} MiB of GPU ` +
-          `memory (weights ${(info.weightBytes / MiB).toFixed(1)} MiB, the rest the context of ${info.context} ` +
-          `tokens); the adapter could not provide it (maxBufferSize ${(a.maxBufferSize / MiB).toFixed(0)} MiB, ` +
-          `maxStorageBufferBindingSize ${(a.maxStorageBufferBindingSize / MiB).toFixed(0)} MiB): ${oom.message}`);
-    }
+    if (oom) throw this.#tooLarge(reader.name, plan, oom);
     if (invalid) throw new WgllmError('gpu', `WebGPU error while loading ${reader.name}: ${invalid.message}`);
     return info;
+  }
+
+  // The model's memory plan against what the adapter offers, for a GPU that refused an allocation.
+  #tooLarge(name, plan, error) {
+    const a = this.adapter;
+    return new WgllmError('too-large', `${name}: the model needs ${bytesText(plan.total)} of GPU memory ` +
+        `(weights ${bytesText(plan.weights)}, KV cache ${bytesText(plan.kvCache)} for a context of ` +
+        `${plan.context} tokens, activations ${bytesText(plan.activations)}; its largest buffer ` +
+        `${bytesText(plan.largestBuffer)}) but the adapter could not allocate it; it offers buffers of up to ` +
+        `${bytesText(a.maxBufferSize)} (maxBufferSize), bindings of up to ` +
+        `${bytesText(a.maxStorageBufferBindingSize)} (maxStorageBufferBindingSize) and ` +
+        (a.memoryBytes ? `${bytesText(a.memoryBytes)} of memory` : 'does not tell its memory') +
+        `: use a smaller model (or a smaller quantization) or a shorter context. WebGPU: ${gpuMessage(error)}`);
   }
 }
 
@@ -552,6 +595,11 @@ function stats(promptTokens, tokens, start, firstAt) {
   const seconds = (now - firstAt) / 1000;
   return {promptTokens, tokens, promptSeconds: (firstAt - start) / 1000, seconds,
           tokensPerSecond: tokens > 1 && seconds > 0 ? (tokens - 1) / seconds : 0};
+}
+
+// A WebGPU error's message without the implementation's source locations.
+function gpuMessage(error) {
+  return error.message.split('\n').filter((line) => !/^\s*at /.test(line)).map((line) => line.trim()).join(' ');
 }
 
 function withString(m, s, f) {

@@ -6,9 +6,11 @@
 //
 // Loading: wgllm_open() parses the GGUF header from the first bytes of the file (returning how many bytes
 // it needs when they are too few), builds the model with its weights' buffers allocated but empty, and
-// lists the pieces of the file that fill them (runtime::WeightUpload, deferred). JS streams the file,
-// writes each piece straight into its GPU buffer and calls wgllm_piece_done(); the weights never pass
-// through wasm memory. wgllm_ready() ends the load.
+// lists the pieces of the file that fill them (runtime::WeightUpload, deferred). Before any buffer exists,
+// runtime::Forward checks the model's memory plan against the adapter (its maxBufferSize, and its memory
+// when the browser tells it), as natively; wgllm_plan() gives JS the plan for the messages of a GPU that
+// refuses an allocation all the same. JS streams the file, writes each piece straight into its GPU buffer
+// and calls wgllm_piece_done(); the weights never pass through wasm memory. wgllm_ready() ends the load.
 #include <emscripten/emscripten.h>
 
 #include <algorithm>
@@ -26,6 +28,7 @@
 #include "model/llama.hpp"
 #include "runtime/forward.hpp"
 #include "runtime/gpu_weights.hpp"
+#include "runtime/memory_plan.hpp"
 #include "runtime/session.hpp"
 #include "tokenizer/chat_template.hpp"
 #include "tokenizer/conversation.hpp"
@@ -128,11 +131,12 @@ EMSCRIPTEN_KEEPALIVE const char* wgllm_adapter() {
   return hand_out(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
-// Parses the header from the file's first `size` bytes (of `file_size`), and allocates the model. Returns
-// 0 when the pieces are listed (wgllm_piece), the number of bytes to read and call again with when the
-// header (or a tensor the loader reads itself, e.g. rope_freqs) lies beyond them, or -1.
+// Parses the header from the file's first `size` bytes (of `file_size`), and allocates the model unless it
+// cannot fit: the adapter's limits, and `memory_bytes` of GPU memory when the browser tells it (0: unknown).
+// Returns 0 when the pieces are listed (wgllm_piece), the number of bytes to read and call again with when
+// the header (or a tensor the loader reads itself, e.g. rope_freqs) lies beyond them, or -1.
 EMSCRIPTEN_KEEPALIVE double wgllm_open(const char* name, const uint8_t* prefix, uint32_t size,
-                                       double file_size, uint32_t n_ctx) {
+                                       double file_size, uint32_t n_ctx, double memory_bytes) {
   try {
     engine().error.clear();
     engine().model.reset();
@@ -152,6 +156,7 @@ EMSCRIPTEN_KEEPALIVE double wgllm_open(const char* name, const uint8_t* prefix, 
     m->upload = std::make_unique<runtime::WeightUpload>(*engine().device, o);
     runtime::ForwardOptions fo;
     fo.n_ctx = config.context_length ? std::min(n_ctx, config.context_length) : n_ctx;
+    fo.device_memory = static_cast<uint64_t>(memory_bytes);
     m->forward = std::make_unique<runtime::Forward>(*engine().device, *m->file, fo);
     m->upload->pieces();
     engine().model = std::move(m);
@@ -163,6 +168,29 @@ EMSCRIPTEN_KEEPALIVE double wgllm_open(const char* name, const uint8_t* prefix, 
     engine().model.reset();
   }
   return -1;
+}
+
+// The GPU memory the opened model takes (runtime::plan_memory, with the sizes its Forward resolved) as
+// JSON, or a null pointer with wgllm_error set.
+EMSCRIPTEN_KEEPALIVE const char* wgllm_plan() {
+  try {
+    engine().error.clear();
+    if (!engine().model) fail_runtime("no model is being loaded");
+    const Model& m = *engine().model;
+    const runtime::Forward& f = *m.forward;
+    const runtime::MemoryPlan p =
+        runtime::plan_memory(*m.file, f.config(), {f.n_ctx(), f.n_seq(), f.max_batch(), f.max_logits()});
+    const nlohmann::json j = {{"weights", p.weights},
+                              {"kvCache", p.kv_cache},
+                              {"activations", p.activations},
+                              {"total", p.total()},
+                              {"largestBuffer", p.largest_buffer},
+                              {"context", f.n_ctx()}};
+    return hand_out(j.dump());
+  } catch (const std::exception& e) {
+    engine().error = e.what();
+  }
+  return nullptr;
 }
 
 EMSCRIPTEN_KEEPALIVE int wgllm_piece_count() {
