@@ -19,7 +19,7 @@
 #include "tokenizer/tokenizer.hpp"
 #include "unit/cli/wgllm_process.hpp"
 #include "unit/mesh/mpi_job.hpp"
-#include "unit/model/tiny_llama.hpp"
+#include "unit/runtime/runtime_fixtures.hpp"
 
 namespace wgllm::mesh {
 namespace {
@@ -28,52 +28,18 @@ using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-std::string llama2c_story() {
-  return test::without_final_newline(
-      test::read_file(test::testdata_path("karpathy-llama2.c/expected_stories260K_t0_n200.txt")));
-}
-
 // --devices: the stages in one process, no MPI.
 TEST(MeshDevices, TwoStagesOnLocalAdaptersGiveLlama2csStory) {
   const test::Process p = test::run_wgllm({"run", "--devices", "0,0", "--temp", "0", "-n", "200"});
   ASSERT_EQ(p.exit_code, 0) << p.err;
-  EXPECT_EQ(test::without_final_newline(p.out), llama2c_story());
+  EXPECT_EQ(test::without_final_newline(p.out), test::llama2c_story());
   EXPECT_THAT(p.err, HasSubstr("stage 1: adapter 0, "));
 }
 
 #if WGLLM_MESH
 
-std::string stories260k() {
-  return test::source_path("models/stories260K.gguf");
-}
-
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// The float64 CPU reference's greedy continuation of `prompt` ids, at most n_new ids, before an end token.
-std::vector<int32_t> reference_ids(const std::vector<int32_t>& prompt, size_t n_new) {
-  auto file = gguf::GgufFile::open(stories260k());
-  const auto tok = tokenizer::Tokenizer::from_gguf(*file);
-  cpu::ReferenceModel ref(*file);
-  std::vector<double> logits = ref.forward(prompt).back();
-  std::vector<int32_t> ids;
-  for (size_t i = 0; i < n_new; ++i) {
-    const int32_t id = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    if (tok->is_eog(id)) break;
-    ids.push_back(id);
-    if (i + 1 < n_new) logits = ref.step(id);
-  }
-  return ids;
-}
-
-std::string text_of(const std::vector<int32_t>& ids, bool strip_leading_space) {
-  auto file = gguf::GgufFile::open(stories260k());
-  const auto tok = tokenizer::Tokenizer::from_gguf(*file);
-  tokenizer::StreamDecoder decoder(*tok, strip_leading_space);
-  std::string text;
-  for (int32_t id : ids) text += decoder.push(id);
-  return text + decoder.flush();
 }
 
 void expect_ended_cleanly(test::MpiJob& job, int expected_status) {
@@ -92,7 +58,7 @@ TEST_P(MeshRun, GreedyStoryIsLlama2csOnEveryRankCount) {
   if (np == 2) args.insert(args.end(), {"--split", "4,1"});
   test::MpiJob job(np, args);
   expect_ended_cleanly(job, 0);
-  EXPECT_EQ(test::without_final_newline(job.out()), llama2c_story());
+  EXPECT_EQ(test::without_final_newline(job.out()), test::llama2c_story());
   const std::string err = job.err();
   EXPECT_THAT(err, HasSubstr("mesh: " + std::to_string(np) + " stages for "));
   EXPECT_THAT(err, HasSubstr("stage 0: rank 0 on "));
@@ -115,11 +81,13 @@ TEST(MeshRunPrompt, LongPromptInMicroBatchesContinuesAsTheReference) {
       "of fun together. The end. Then one day";
   test::MpiJob job(3, {"run", "--mesh", "--temp", "0", "-n", "40", "-p", prompt, "--micro-batch", "32"});
   expect_ended_cleanly(job, 0);
-  auto file = gguf::GgufFile::open(stories260k());
-  const std::vector<int32_t> ids = tokenizer::Tokenizer::from_gguf(*file)->encode(prompt, true);
+  auto file = gguf::GgufFile::open(test::stories260k_path());
+  const auto tok = tokenizer::Tokenizer::from_gguf(*file);
+  const std::vector<int32_t> ids = tok->encode(prompt, true);
   ASSERT_GT(ids.size(), 96u) << "the prompt must span several micro-batches";
   EXPECT_EQ(test::without_final_newline(job.out()),
-            prompt + text_of(reference_ids(ids, 40), /*strip_leading_space=*/false));
+            prompt + test::text_of(*tok, test::reference_greedy(*file, ids, 40, tok.get()),
+                                   /*strip_leading_space=*/false));
   const test::Process single = test::run_wgllm({"run", "--temp", "0", "-n", "40", "-p", prompt});
   ASSERT_EQ(single.exit_code, 0) << single.err;
   EXPECT_EQ(job.out(), single.out);
@@ -136,15 +104,7 @@ std::vector<float> read_f32(const std::string& path) {
 // logits have one device's bits, and are the float64 reference's within the Q4_0 tolerance.
 TEST(MeshLogitsCommand, SyntheticModelLogitsEqualOneDevicesBitForBit) {
   SCOPED_TRACE(test::seed_note());
-  const test::TinyLlama m({.dim = 256,
-                           .n_layers = 4,
-                           .n_heads = 8,
-                           .n_kv_heads = 4,
-                           .ffn_dim = 352,
-                           .n_vocab = 500,
-                           .context = 64,
-                           .weight_type = gguf::TensorType::Q4_0},
-                          2700);
+  const test::TinyLlama m(test::model_shape(gguf::TensorType::Q4_0), 2700);
   const std::string model = m.write("mesh-logits.gguf");
   std::vector<int32_t> ids;
   std::string ids_text;
@@ -210,10 +170,12 @@ TEST(MeshServe, AnswersAChatRequestAsTheReference) {
   auto res = c.Post("/v1/chat/completions", body.dump(), "application/json");
   ASSERT_TRUE(res) << httplib::to_string(res.error());
   ASSERT_EQ(res->status, 200) << res->body;
-  auto file = gguf::GgufFile::open(stories260k());
-  const std::vector<int32_t> prompt = tokenizer::Tokenizer::from_gguf(*file)->encode(chatml(user), true);
+  auto file = gguf::GgufFile::open(test::stories260k_path());
+  const auto tok = tokenizer::Tokenizer::from_gguf(*file);
+  const std::vector<int32_t> prompt = tok->encode(chatml(user), true);
   const json r = json::parse(res->body);
-  EXPECT_EQ(r["choices"][0]["message"]["content"], text_of(reference_ids(prompt, 30), true));
+  EXPECT_EQ(r["choices"][0]["message"]["content"],
+            test::text_of(*tok, test::reference_greedy(*file, prompt, 30, tok.get()), true));
   EXPECT_EQ(r["usage"]["prompt_tokens"], prompt.size());
   auto health = c.Get("/health");
   ASSERT_TRUE(health);

@@ -3,12 +3,8 @@
 // across a stage boundary, decode passes over several slots), mesh::Pipeline's greedy tokens equal
 // runtime::Batcher's for requests joining and leaving at different steps, its logits equal Session's bit
 // for bit, a slot finished while its passes are on their way is reused cleanly, and passes really overlap.
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <map>
-
-#include "core/error.hpp"
 #include "mesh/mesh.hpp"
 #include "mesh/plan.hpp"
 #include "mesh/stage_runner.hpp"
@@ -19,13 +15,10 @@ namespace wgllm::mesh {
 namespace {
 
 using gguf::TensorType;
-using ::testing::HasSubstr;
-
-const runtime::SamplingParams kGreedy{.temperature = 0};
-
-std::vector<float> floats(const std::vector<uint8_t>& bytes) {
-  return test::floats_of(bytes);
-}
+using test::expect_bad_input;
+using test::floats_of;
+using test::generate;
+using test::kGreedy;
 
 // Token i of a pass over positions [first, first + n) of slot 0, every one with logits.
 Pass prompt_pass(std::span<const int32_t> ids, uint32_t first, uint32_t n) {
@@ -73,12 +66,12 @@ TEST_P(StageSplit, StagesComputeTheBitsOfOneDevice) {
     f.record(tokens);
     gpu::ReadTicket t = device.read(f.logits(), 0, 40ull * vocab * 4);
     device.submit();
-    whole.push_back(floats(device.wait(t)));
+    whole.push_back(floats_of(device.wait(t)));
     const runtime::PassToken decode[] = {{0, 40, 7, true}, {1, 0, other[0], true}};
     f.record(decode);
     t = device.read(f.logits(), 0, 2ull * vocab * 4);
     device.submit();
-    whole.push_back(floats(device.wait(t)));
+    whole.push_back(floats_of(device.wait(t)));
   }
   runtime::ForwardOptions first = o, second = o;
   first.last_layer = 2;
@@ -94,12 +87,12 @@ TEST_P(StageSplit, StagesComputeTheBitsOfOneDevice) {
       through({&a, &b}, {prompt_pass(prompt, 0, 17), prompt_pass(prompt, 17, 23), decode});
   ASSERT_EQ(split.size(), 3u);
   for (const Result& r : split) EXPECT_EQ(r.kind, Result::kLogits);
-  std::vector<float> prompt_rows = floats(split[0].logits);
-  const std::vector<float> rest = floats(split[1].logits);
+  std::vector<float> prompt_rows = floats_of(split[0].logits);
+  const std::vector<float> rest = floats_of(split[1].logits);
   prompt_rows.insert(prompt_rows.end(), rest.begin(), rest.end());
   ASSERT_EQ(prompt_rows.size(), whole[0].size());
   EXPECT_TRUE(prompt_rows == whole[0]) << "the prompt's logits differ from one device's";
-  EXPECT_TRUE(floats(split[2].logits) == whole[1]) << "the decode pass's logits differ from one device's";
+  EXPECT_TRUE(floats_of(split[2].logits) == whole[1]) << "the decode pass's logits differ from one device's";
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, StageSplit,
@@ -115,32 +108,6 @@ std::unique_ptr<Mesh> local_mesh(const std::string& path, size_t stages, runtime
   mo.devices.assign(stages, 0);
   mo.pipeline.micro_batch = micro_batch;
   return Mesh::start(mo);
-}
-
-// Drives `g` until request i has want[i] tokens; request i starts at step arrivals[i] or when a slot frees.
-std::vector<std::vector<int32_t>> generate(runtime::Generator& g,
-                                           const std::vector<std::vector<int32_t>>& prompts,
-                                           const std::vector<size_t>& want,
-                                           const std::vector<int>& arrivals) {
-  std::vector<std::vector<int32_t>> out(prompts.size());
-  std::map<uint32_t, size_t> request_of;
-  size_t next = 0;
-  for (int step = 0; next < prompts.size() || g.busy(); ++step) {
-    while (next < prompts.size() && arrivals[next] <= step) {
-      const auto started = g.start(prompts[next], kGreedy);
-      if (!started) break;
-      request_of[started->slot] = next++;
-    }
-    for (const runtime::Generator::Sampled& s : g.step()) {
-      const size_t r = request_of.at(s.slot);
-      out[r].push_back(s.token);
-      if (out[r].size() == want[r] || s.context_full) {
-        g.finish(s.slot);
-        request_of.erase(s.slot);
-      }
-    }
-  }
-  return out;
 }
 
 TEST(MeshPipeline, GreedyTokensEqualTheBatchersWhileRequestsComeAndGo) {
@@ -241,29 +208,18 @@ TEST(MeshPipeline, BadRequestsAreClearErrors) {
   const std::string path = m.write("pipeline-errors.gguf");
   std::unique_ptr<Mesh> mesh = local_mesh(path, 2, {.n_ctx = 16});
   Pipeline& p = mesh->pipeline();
-  auto message = [](const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      EXPECT_EQ(e.kind(), ErrorKind::BadInput);
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  EXPECT_THAT(message([&] { p.start({}, kGreedy); }), HasSubstr("no tokens"));
-  EXPECT_THAT(message([&] { p.start(std::vector<int32_t>(16, 1), kGreedy); }), HasSubstr("leaves no room"));
-  EXPECT_THAT(message([&] {
-                p.start(std::vector<int32_t>{1, 500}, kGreedy);
-              }),
-              HasSubstr("outside the vocabulary"));
-  EXPECT_THAT(message([&] {
-                MeshOptions mo;
-                mo.model_path = path;
-                mo.devices = {0, 0};
-                mo.split = {1, 2};
-                Mesh::start(mo);
-              }),
-              HasSubstr("--split covers 3 layers but the model has 4"));
+  expect_bad_input([&] { p.start({}, kGreedy); }, "no tokens");
+  expect_bad_input([&] { p.start(std::vector<int32_t>(16, 1), kGreedy); }, "leaves no room");
+  expect_bad_input([&] { p.start(std::vector<int32_t>{1, 500}, kGreedy); }, "outside the vocabulary");
+  expect_bad_input(
+      [&] {
+        MeshOptions mo;
+        mo.model_path = path;
+        mo.devices = {0, 0};
+        mo.split = {1, 2};
+        Mesh::start(mo);
+      },
+      "--split covers 3 layers but the model has 4");
 }
 
 }  // namespace

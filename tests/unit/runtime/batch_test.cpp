@@ -2,14 +2,12 @@
 // slots at different positions against the float64 CPU reference; batch invariance (a sequence's logits
 // have the same bits alone and in any batch); passes sharing a command buffer; bad passes (a full KV slot
 // among them) are clear errors that never wrap.
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <functional>
 #include <string>
 #include <tuple>
 
-#include "core/error.hpp"
 #include "cpu/reference_model.hpp"
 #include "unit/cli/wgllm_process.hpp"
 #include "unit/runtime/runtime_fixtures.hpp"
@@ -18,7 +16,7 @@ namespace wgllm::runtime {
 namespace {
 
 using gguf::TensorType;
-using ::testing::HasSubstr;
+using test::expect_bad_input;
 
 // The logits rows of the last recorded pass: [rows][n_vocab].
 std::vector<std::vector<float>> read_rows(Forward& forward, uint32_t rows) {
@@ -252,17 +250,6 @@ TEST(BatchedForwardSubmits, ManyPassesBeforeOneSubmit) {
   EXPECT_EQ(device.stats().submits - before.submits, 2u);
   for (uint32_t s = 0; s < 3; ++s)
     EXPECT_LE(test::relative_error(got[s], want[s]), test::tolerance(TensorType::Q8_0)) << "slot " << s;
-}
-
-template <typename F>
-void expect_bad_input(F&& f, const std::string& mentions) {
-  try {
-    f();
-    FAIL() << "expected Error(BadInput) mentioning '" << mentions << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::BadInput) << e.what();
-    EXPECT_THAT(e.what(), HasSubstr(mentions));
-  }
 }
 
 TEST(BatchedForwardErrors, BadPassesAreClearErrors) {

@@ -4,85 +4,31 @@
 // tolerance); the context limit; bad requests; one submit and one read-back per step.
 #include "runtime/batcher.hpp"
 
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <map>
-
-#include "core/error.hpp"
 #include "cpu/reference_model.hpp"
 #include "tokenizer/tokenizer.hpp"
-#include "unit/cli/wgllm_process.hpp"
 #include "unit/runtime/runtime_fixtures.hpp"
 
 namespace wgllm::runtime {
 namespace {
 
 using gguf::TensorType;
-using ::testing::HasSubstr;
-
-const SamplingParams kGreedy{.temperature = 0};
-
-template <typename F>
-void expect_bad_input(F&& f, const std::string& mentions) {
-  try {
-    f();
-    FAIL() << "expected Error(BadInput) mentioning '" << mentions << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::BadInput) << e.what();
-    EXPECT_THAT(e.what(), HasSubstr(mentions));
-  }
-}
-
-// Drives `batcher` until every request has `want[i]` new tokens, starting request i before step
-// `arrivals[i]` (or as soon after as a slot is free); returns each request's tokens.
-std::vector<std::vector<int32_t>> generate(Batcher& batcher, const std::vector<std::vector<int32_t>>& prompts,
-                                           const std::vector<size_t>& want,
-                                           const std::vector<int>& arrivals) {
-  std::vector<std::vector<int32_t>> out(prompts.size());
-  std::map<uint32_t, size_t> request_of;  // slot -> request
-  size_t next = 0;
-  for (int step = 0; next < prompts.size() || batcher.busy(); ++step) {
-    while (next < prompts.size() && arrivals[next] <= step) {
-      const auto started = batcher.start(prompts[next], kGreedy);
-      if (!started) break;
-      request_of[started->slot] = next++;
-    }
-    for (const Generator::Sampled& s : batcher.step()) {
-      const size_t r = request_of.at(s.slot);
-      out[r].push_back(s.token);
-      if (out[r].size() == want[r] || s.context_full) {
-        batcher.finish(s.slot);
-        request_of.erase(s.slot);
-      }
-    }
-  }
-  return out;
-}
+using test::expect_bad_input;
+using test::generate;
+using test::kGreedy;
 
 // llama2.c's greedy text from BOS; the CPU reference's greedy ids give the same text (checked), so
 // prompts of BOS and the first k of those ids must continue with the rest of them.
 TEST(BatcherStories, ChunkedPrefillAndBatchedDecodeGiveLlama2cText) {
-  auto file = gguf::GgufFile::open(test::source_path("models/stories260K.gguf"));
+  auto file = gguf::GgufFile::open(test::stories260k_path());
   const auto tok = tokenizer::Tokenizer::from_gguf(*file);
   constexpr size_t kTokens = 200;
-  const std::string expected =
-      test::read_file(test::testdata_path("karpathy-llama2.c/expected_stories260K_t0_n200.txt"));
-  auto text_of = [&](const std::vector<int32_t>& ids) {
-    tokenizer::StreamDecoder decoder(*tok, /*strip_leading_space=*/true);
-    std::string text;
-    for (int32_t id : ids) text += decoder.push(id);
-    return text + decoder.flush();
-  };
-  cpu::ReferenceModel reference(*file);
-  std::vector<int32_t> ids;  // [kTokens]
-  std::vector<double> logits = reference.forward(std::vector<int32_t>{tok->vocab().bos}).back();
-  for (size_t i = 0; i < kTokens; ++i) {
-    ids.push_back(static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
-    if (i + 1 < kTokens) logits = reference.step(ids.back());
-  }
-  ASSERT_EQ(text_of(ids), test::without_final_newline(expected));
+  const std::string expected = test::llama2c_story();
+  auto text_of = [&](const std::vector<int32_t>& ids) { return test::text_of(*tok, ids, true); };
+  const std::vector<int32_t> ids =
+      test::reference_greedy(*file, std::vector<int32_t>{tok->vocab().bos}, kTokens);
+  ASSERT_EQ(text_of(ids), expected);
 
   Forward forward(test::device(), *file, ForwardOptions{.n_ctx = 256, .n_seq = 4, .max_batch = 7});
   Batcher batcher(forward);
@@ -100,7 +46,7 @@ TEST(BatcherStories, ChunkedPrefillAndBatchedDecodeGiveLlama2cText) {
     SCOPED_TRACE("prompt of BOS and " + std::to_string(given[r]) + " tokens");
     std::vector<int32_t> all(ids.begin(), ids.begin() + static_cast<long>(given[r]));
     all.insert(all.end(), got[r].begin(), got[r].end());
-    EXPECT_EQ(text_of(all), test::without_final_newline(expected));
+    EXPECT_EQ(text_of(all), expected);
   }
 }
 

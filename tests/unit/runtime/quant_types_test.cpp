@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -34,19 +33,13 @@ test::TinyLlamaShape shape() {
   return s;
 }
 
-std::vector<float> floats(const std::vector<uint8_t>& bytes) {
-  std::vector<float> v(bytes.size() / 4);
-  std::memcpy(v.data(), bytes.data(), bytes.size());
-  return v;
-}
-
 // The F32 model `m` with each tensor stored as `types` says (the others stay F32).
 void requantize(test::TinyLlama& m, const gguf::GgufFile& f32_file,
                 const std::map<std::string, TensorType>& types) {
   for (const gguf::TensorInfo& t : f32_file.tensors()) {
     auto it = types.find(t.name);
     if (it == types.end() || it->second == TensorType::F32) continue;
-    m.add_values(t.name, it->second, t.dims, floats(m.bytes(t.name)));
+    m.add_values(t.name, it->second, t.dims, test::floats_of(m.bytes(t.name)));
   }
 }
 

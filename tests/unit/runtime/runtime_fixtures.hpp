@@ -1,21 +1,30 @@
-// Shared pieces of the runtime tests: one GPU device per process, the synthetic model shape the issue asks
-// for, and the GPU side of a logits comparison against cpu::ReferenceModel.
+// Shared pieces of the runtime and mesh tests: one GPU device per process, the synthetic model shape the
+// issue asks for, the GPU side of a logits comparison against cpu::ReferenceModel, stories260K with the
+// reference's greedy text, and a driver of runtime::Generator.
 #pragma once
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
+#include "core/error.hpp"
+#include "cpu/reference_model.hpp"
 #include "gpu/device.hpp"
 #include "runtime/forward.hpp"
+#include "runtime/generator.hpp"
 #include "runtime/session.hpp"
 #include "support/test_device.hpp"
 #include "support/test_support.hpp"
+#include "tokenizer/tokenizer.hpp"
+#include "unit/cli/wgllm_process.hpp"
 #include "unit/model/tiny_llama.hpp"
 
 namespace wgllm::test {
@@ -68,6 +77,82 @@ inline std::vector<std::vector<float>> gpu_logits(const gguf::GgufFile& file, st
   std::vector<std::vector<float>> out;
   for (gpu::ReadTicket t : tickets) out.push_back(floats_of(device().wait(t)));
   return out;
+}
+
+// `f` throws Error(BadInput) whose message mentions `mentions`.
+template <typename F>
+void expect_bad_input(F&& f, const std::string& mentions) {
+  try {
+    f();
+    FAIL() << "expected Error(BadInput) mentioning '" << mentions << "'";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::BadInput) << e.what();
+    EXPECT_THAT(e.what(), ::testing::HasSubstr(mentions));
+  }
+}
+
+inline const runtime::SamplingParams kGreedy{.temperature = 0};
+
+// Drives `g` with greedy requests until request i has want[i] new tokens (or fills its context); request i
+// starts before step arrivals[i], or as soon after as a slot is free. Returns each request's tokens.
+inline std::vector<std::vector<int32_t>> generate(runtime::Generator& g,
+                                                  const std::vector<std::vector<int32_t>>& prompts,
+                                                  const std::vector<size_t>& want,
+                                                  const std::vector<int>& arrivals) {
+  std::vector<std::vector<int32_t>> out(prompts.size());
+  std::map<uint32_t, size_t> request_of;  // slot -> request
+  size_t next = 0;
+  for (int step = 0; next < prompts.size() || g.busy(); ++step) {
+    while (next < prompts.size() && arrivals[next] <= step) {
+      const auto started = g.start(prompts[next], kGreedy);
+      if (!started) break;
+      request_of[started->slot] = next++;
+    }
+    for (const runtime::Generator::Sampled& s : g.step()) {
+      const size_t r = request_of.at(s.slot);
+      out[r].push_back(s.token);
+      if (out[r].size() == want[r] || s.context_full) {
+        g.finish(s.slot);
+        request_of.erase(s.slot);
+      }
+    }
+  }
+  return out;
+}
+
+inline std::string stories260k_path() {
+  return source_path("models/stories260K.gguf");
+}
+
+// llama2.c's greedy story from BOS with stories260K (200 tokens), without its final newline.
+inline std::string llama2c_story() {
+  return without_final_newline(
+      read_file(testdata_path("karpathy-llama2.c/expected_stories260K_t0_n200.txt")));
+}
+
+// The float64 CPU reference's greedy continuation of `prompt`: n_new ids (the first of the largest logit),
+// or fewer when `eog_of` is given and an end-of-generation token of it would come next.
+inline std::vector<int32_t> reference_greedy(const gguf::GgufFile& file, std::span<const int32_t> prompt,
+                                             size_t n_new, const tokenizer::Tokenizer* eog_of = nullptr) {
+  cpu::ReferenceModel ref(file);
+  std::vector<double> logits = ref.forward(prompt).back();
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < n_new; ++i) {
+    const auto id = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (eog_of && eog_of->is_eog(id)) break;
+    ids.push_back(id);
+    if (i + 1 < n_new) logits = ref.step(id);
+  }
+  return ids;
+}
+
+// The text `ids` stream as (tokenizer::StreamDecoder, flushed at the end).
+inline std::string text_of(const tokenizer::Tokenizer& tok, std::span<const int32_t> ids,
+                           bool strip_leading_space) {
+  tokenizer::StreamDecoder decoder(tok, strip_leading_space);
+  std::string text;
+  for (int32_t id : ids) text += decoder.push(id);
+  return text + decoder.flush();
 }
 
 }  // namespace wgllm::test

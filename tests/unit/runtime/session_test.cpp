@@ -2,13 +2,11 @@
 // argmax, bad requests, and the per-step GPU work (one submit, a 4-byte read-back, a fixed dispatch list).
 #include "runtime/session.hpp"
 
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/error.hpp"
 #include "cpu/reference_model.hpp"
 #include "unit/runtime/runtime_fixtures.hpp"
 
@@ -16,7 +14,7 @@ namespace wgllm::runtime {
 namespace {
 
 using gguf::TensorType;
-using ::testing::HasSubstr;
+using test::expect_bad_input;
 
 // Whether the reference's argmax is certain at the tolerance: CONTRACTS.md compares greedy tokens only where
 // the top-2 margin is at least 10x the tolerance. The tolerance is a relative error over the whole logits
@@ -33,17 +31,6 @@ Argmax reference_argmax(const std::vector<double>& logits, double tol) {
   for (double v : logits) norm += v * v;
   const int32_t id = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   return {id, sorted[0] - sorted[1] >= 10 * tol * std::sqrt(norm)};
-}
-
-template <typename F>
-void expect_bad_input(F&& f, const std::string& mentions) {
-  try {
-    f();
-    FAIL() << "expected Error(BadInput) mentioning '" << mentions << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::BadInput) << e.what();
-    EXPECT_THAT(e.what(), HasSubstr(mentions));
-  }
 }
 
 class Greedy : public ::testing::TestWithParam<bool> {};
