@@ -77,7 +77,7 @@ class LocalMesh final : public Mesh, private Stages {
   }
 
   ~LocalMesh() override {
-    if (healthy_) try {
+    if (!fault_) try {
         shutdown();
       } catch (const std::exception&) {
         // Ending anyway: the passes on their way are dropped with the devices.
@@ -110,15 +110,16 @@ class LocalMesh final : public Mesh, private Stages {
     results_.pop_front();
     return r;
   }
+  std::optional<std::string> fault() const override { return fault_; }
   // A stage's failure names the stage; the mesh is then broken for good.
   template <typename F>
   void guarded(size_t stage, F&& f) {
     try {
       f();
     } catch (const Error& e) {
-      healthy_ = false;
       const std::string what = e.what();
-      if (what.starts_with("mesh: stage ")) throw;
+      if (what.starts_with("mesh: stage ")) throw;  // a later stage's, named there
+      fault_ = names_[stage] + " failed: " + what;
       throw Error(e.kind(), "mesh: " + names_[stage] + ": " + what);
     }
   }
@@ -129,7 +130,7 @@ class LocalMesh final : public Mesh, private Stages {
   std::vector<std::string> names_;
   std::unique_ptr<Pipeline> pipeline_;
   std::deque<Result> results_;
-  bool healthy_ = true;
+  std::optional<std::string> fault_;
 };
 
 }  // namespace

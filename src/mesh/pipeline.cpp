@@ -33,6 +33,12 @@ bool Pipeline::busy() const {
   return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.state != State::Free; });
 }
 
+std::optional<std::string> Pipeline::broken() const {
+  std::optional<std::string> fault = stages_.fault();
+  if (fault) return "the mesh lost a stage: " + *fault;
+  return std::nullopt;
+}
+
 std::optional<runtime::Generator::Started> Pipeline::start(std::span<const int32_t> prompt,
                                                            const runtime::SamplingParams& sampling) {
   if (prompt.empty()) fail_input("the prompt has no tokens");

@@ -18,6 +18,7 @@
 #include <deque>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "mesh/protocol.hpp"
@@ -35,6 +36,9 @@ class Stages {
   // Moves passes along without blocking; the next result once one is back. Throws Error when a stage
   // failed or stopped answering.
   virtual std::optional<Result> poll() = 0;
+  // The failure that ended the stages for good, naming the stage ("stage 1 (rank 1 on HOST) stopped
+  // answering: ..."), once there is one.
+  virtual std::optional<std::string> fault() const = 0;
 };
 
 struct PipelineOptions {
@@ -58,6 +62,8 @@ class Pipeline final : public runtime::Generator {
   void finish(uint32_t slot) override;
   std::vector<Sampled> step() override;
   bool busy() const override;
+  // "the mesh lost a stage: " and the stages' fault.
+  std::optional<std::string> broken() const override;
 
   // Every position's logits [tokens][n_vocab] of `tokens` run from position 0 of slot 0, in passes of up to
   // 16 tokens (each token's arithmetic that of a one-token pass). Needs an idle pipeline.

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "runtime/step_params.hpp"
@@ -45,6 +46,9 @@ class Generator {
   // ids are read back. A sequence's arithmetic does not depend on which others share the step.
   virtual std::vector<Sampled> step() = 0;
   virtual bool busy() const = 0;  // some sequence is started and not finished
+  // Why the generator can never step again (a mesh that lost a stage), or nullopt while it may: the driver
+  // refuses new requests instead of starting sequences that could only fail.
+  virtual std::optional<std::string> broken() const { return std::nullopt; }
 };
 
 }  // namespace wgllm::runtime

@@ -142,7 +142,14 @@ void Scheduler::run() {
     std::vector<std::shared_ptr<Job>> admitted;
     {
       std::unique_lock lock(mutex_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !active_.empty(); });
+      // While idle the loop still comes round to ask whether the generator broke (a mesh's stage lost
+      // between requests), so that /health says so before any request fails.
+      if (!cv_.wait_for(lock, std::chrono::milliseconds(250),
+                        [&] { return stopping_ || !queue_.empty() || !active_.empty(); })) {
+        lock.unlock();
+        broken();
+        continue;
+      }
       if (stopping_) break;
       while (!queue_.empty() && active_.size() + admitted.size() < slots_) {
         admitted.push_back(std::move(queue_.front()));
@@ -210,6 +217,10 @@ void Scheduler::run() {
 
 void Scheduler::admit(std::shared_ptr<Job> job) {
   if (job->cancelled()) return;
+  if (std::optional<std::string> why = broken()) {
+    job->end(FinishReason::Error, *why, 503);
+    return;
+  }
   std::optional<runtime::Generator::Started> started;
   try {
     started = generator_->start(job->spec().prompt, job->spec().sampling);
@@ -334,6 +345,24 @@ bool Scheduler::recover(const std::string& failure) {
     const auto pause = std::chrono::seconds(std::min(1 << std::min(attempt - 1, 5), 30));
     if (cv_.wait_for(lock, pause, [&] { return stopping_; })) return false;
   }
+}
+
+std::optional<std::string> Scheduler::broken() {
+  if (recover_) return std::nullopt;  // a failed step makes the generator again
+  const std::optional<std::string> why = generator_->broken();
+  if (!why) return std::nullopt;
+  const std::string message = "the server cannot generate until it is restarted: " + *why;
+  bool first = false;
+  {
+    std::lock_guard lock(mutex_);
+    first = unavailable_ != message;
+    unavailable_ = message;
+    stats_.degraded = true;
+    stats_.degraded_reason = message;  // again after a failed step named its own failure
+  }
+  if (first) std::fprintf(stderr, "wgllm: %s; requests get 503\n", message.c_str());
+  fail_queue(503, message);
+  return message;
 }
 
 void Scheduler::fail_queue(int status, const std::string& message) {

@@ -107,15 +107,17 @@ struct SchedulerStats {
 class Scheduler {
  public:
   // `queue_limit`: requests that may wait for a slot; more get 429 (submit throws ApiError). Without
-  // `recover`, a failed step leaves the server degraded until a step succeeds again.
+  // `recover`, a failed step leaves the server degraded until a step succeeds again, and a generator that
+  // says it is broken (Generator::broken: a mesh that lost a stage) leaves it degraded for good, refusing
+  // requests with 503.
   Scheduler(runtime::Generator& generator, const tokenizer::Tokenizer& tokenizer, uint32_t queue_limit,
             Recover recover = {});
   ~Scheduler();  // ends every job and stops the thread
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Queues a job (see Job::watch); throws ApiError 429 when the queue is full, 503 once stopped or while
-  // the generator cannot be made again.
+  // Queues a job (see Job::watch); throws ApiError 429 when the queue is full, 503 once stopped, while
+  // the generator cannot be made again, or once it is broken.
   std::shared_ptr<Job> submit(std::shared_ptr<Job> job);
   // Ends every job (503) and refuses new ones; the generator is not stepped again.
   void stop();
@@ -139,6 +141,9 @@ class Scheduler {
   // server stops. Returns false when the server is stopping.
   bool recover(const std::string& failure);
   void fail_queue(int status, const std::string& message);
+  // Without `recover`: why the generator is broken for good, if it is; then the server is degraded and
+  // unavailable, and the queued jobs end (503).
+  std::optional<std::string> broken();
 
   runtime::Generator* generator_;
   const Recover recover_;
@@ -151,7 +156,8 @@ class Scheduler {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   bool stopping_ = false;
-  std::string unavailable_;  // set while a failed generator could not be made again: submit() refuses
+  // Set while the generator cannot generate (it could not be made again, or it is broken): submit() refuses.
+  std::string unavailable_;
   SchedulerStats stats_;
   struct StepRecord {
     std::chrono::steady_clock::time_point at;

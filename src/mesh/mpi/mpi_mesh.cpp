@@ -82,6 +82,7 @@ class MpiMesh final : public Mesh, private Stages {
     local([&] { runner_->run(std::move(pass)); });
   }
   std::optional<Result> poll() override;
+  std::optional<std::string> fault() const override { return transport_.fault(); }
   template <typename F>
   void local(F&& f);
 

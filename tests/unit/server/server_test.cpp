@@ -1003,6 +1003,54 @@ TEST(ServerFaults, FailedRecoveryRefusesRequestsUntilARetryWorks) {
   EXPECT_EQ(c.Get("/health")->status, 200);
 }
 
+// A generator that breaks for good while idle, as a mesh whose stage died between requests.
+class BreakingGenerator : public GatedGenerator {
+ public:
+  using GatedGenerator::GatedGenerator;
+  std::optional<std::string> broken() const override {
+    if (!broken_) return std::nullopt;
+    return "the mesh lost a stage: stage 1 (rank 1 on test) is gone";
+  }
+  void lose_a_stage() { broken_ = true; }
+
+ private:
+  std::atomic<bool> broken_{false};
+};
+
+// Without a way to make the generator again, a broken one leaves the server up and degraded: /health says
+// why before any request fails, and requests get 503 with that reason.
+TEST(ServerFaults, BrokenGeneratorIsReportedAndRequestsGet503) {
+  runtime::Batcher fresh(*model().forward);
+  BreakingGenerator generator(fresh);
+  generator.open();
+  Running s(ServerOptions{}, &generator);
+  EXPECT_EQ(complete(s, story_request(3, 5)), Story::get().continuation(3, 5));
+  generator.lose_a_stage();
+
+  auto c = s.client();
+  auto health = c.Get("/health");
+  for (auto deadline = std::chrono::steady_clock::now() + 10s;
+       health && health->status == 200 && std::chrono::steady_clock::now() < deadline;
+       health = c.Get("/health"))
+    std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 503);
+  const json h = json::parse(health->body);
+  EXPECT_EQ(h["status"], "degraded");
+  EXPECT_NE(h["reason"].get<std::string>().find("the mesh lost a stage: stage 1"), std::string::npos)
+      << health->body;
+  EXPECT_EQ(metric(s, "wgllm_degraded"), 1);
+
+  for (bool stream : {false, true}) {
+    auto res = c.Post("/v1/completions", story_request(3, 5, stream).dump(), "application/json");
+    const std::string message = expect_error(res, 503);
+    EXPECT_NE(message.find("the mesh lost a stage: stage 1 (rank 1 on test) is gone"), std::string::npos)
+        << message;
+    EXPECT_EQ(json::parse(res->body)["error"]["type"], "server_error");
+  }
+  EXPECT_EQ(c.Get("/health")->status, 503);
+}
+
 // `wgllm serve` as a user starts it: a port that is taken is a clear error and exit code 1.
 TEST(ServeCommand, PortInUseIsAClearError) {
   Running s;
