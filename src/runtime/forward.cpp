@@ -110,14 +110,10 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
   qkv_ = storage(uint64_t(tile_rows_) * (c.q_dim() + 2ull * c.kv_dim()), "qkv");
   attn_ = storage(uint64_t(tile_rows_) * c.q_dim(), "attention out");
   {
-    // Spans of one 256-key tile (attention.wgsl's WG), longer past kMaxSpans of them so that the partials
-    // stay small at long contexts.
-    constexpr uint32_t kTile = 256, kMaxSpans = 64;
-    const uint32_t tiles = (n_ctx_ + kTile - 1) / kTile;
-    span_ = kTile * ((tiles + kMaxSpans - 1) / kMaxSpans);
-    spans_ = (n_ctx_ + span_ - 1) / span_;
-    if (spans_ > 1)
-      part_ = storage(uint64_t(kMaxWidth) * c.n_heads * spans_ * (c.head_dim + 2), "attention partials");
+    const AttentionSpans spans = attention_spans(n_ctx_);
+    span_ = spans.span;
+    spans_ = spans.count;
+    if (spans_ > 1) part_ = storage(attention_partials_bytes(c, n_ctx_, kMaxWidth) / 4, "attention partials");
   }
   gate_up_ = storage(uint64_t(tile_rows_) * 2 * c.ffn_dim, "ffn gate|up");
   logits_ = storage(align_up(max_rows_, kMaxWidth) * c.n_vocab, "logits");

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "runtime/forward.hpp"
 
 namespace wgllm::runtime {
 
@@ -19,6 +20,18 @@ std::string bytes_text(uint64_t n) {
 
 }  // namespace
 
+AttentionSpans attention_spans(uint32_t n_ctx) {
+  constexpr uint32_t kTile = 256, kMaxSpans = 64;
+  const uint32_t tiles = (n_ctx + kTile - 1) / kTile;
+  const uint32_t span = kTile * ((tiles + kMaxSpans - 1) / kMaxSpans);
+  return {span, (n_ctx + span - 1) / span};
+}
+
+uint64_t attention_partials_bytes(const model::LlamaConfig& c, uint32_t n_ctx, uint32_t tokens) {
+  const uint32_t spans = attention_spans(n_ctx).count;
+  return spans > 1 ? uint64_t(tokens) * c.n_heads * spans * (c.head_dim + 2) * 4 : 0;
+}
+
 MemoryPlan plan_memory(const gguf::GgufFile& file, const model::LlamaConfig& c, const MemoryShape& shape) {
   MemoryPlan plan;
   plan.shape = shape;
@@ -32,8 +45,10 @@ MemoryPlan plan_memory(const gguf::GgufFile& file, const model::LlamaConfig& c, 
   const uint64_t per_token = 2ull * c.dim + c.q_dim() + 2ull * c.kv_dim() + c.q_dim() + 2ull * c.ffn_dim;
   const uint64_t logits = uint64_t(shape.max_logits) * c.n_vocab * 4;
   const uint64_t rope = uint64_t(shape.n_ctx) * c.rope_dim * 4;
-  plan.activations = uint64_t(shape.max_batch) * per_token * 4 + logits + rope;
-  plan.largest_buffer = std::max({cache_buffer, logits, rope, uint64_t(shape.max_batch) * 2 * c.ffn_dim * 4});
+  const uint64_t partials = attention_partials_bytes(c, shape.n_ctx, Forward::kMaxWidth);
+  plan.activations = uint64_t(shape.max_batch) * per_token * 4 + logits + rope + partials;
+  plan.largest_buffer =
+      std::max({cache_buffer, logits, rope, partials, uint64_t(shape.max_batch) * 2 * c.ffn_dim * 4});
   return plan;
 }
 

@@ -26,10 +26,25 @@ struct MemoryShape {
   uint32_t max_logits = 1;  // logits rows per pass
 };
 
+// Split attention (attention.wgsl's SPANS) at a context of n_ctx positions: a GEMV pass splits each
+// token's keys into spans of `span` positions, `count` of them covering n_ctx. A span is one 256-key tile
+// (the kernel's workgroup), longer past 64 spans so that the partials stay small at long contexts.
+struct AttentionSpans {
+  uint32_t span = 0;
+  uint32_t count = 1;
+};
+AttentionSpans attention_spans(uint32_t n_ctx);
+
+// Split attention's partials for `tokens` tokens of a pass: every (token, head, span)'s output, max and
+// sum, n_heads * spans * (head_dim + 2) f32 per token. None with one span, where nothing is split.
+uint64_t attention_partials_bytes(const model::LlamaConfig& config, uint32_t n_ctx, uint32_t tokens);
+
 struct MemoryPlan {
   uint64_t weights = 0;   // every tensor of the file, as stored there (GPU layouts add a few bytes a chunk)
   uint64_t kv_cache = 0;  // K and V of every layer: 2 * n_layers * n_seq * n_ctx * kv_dim f32
-  uint64_t activations = 0;     // per-pass buffers for max_batch tokens, the logits rows, the RoPE table
+  // Per-pass buffers for max_batch tokens, the logits rows, the RoPE table, and split attention's partials
+  // (Forward keeps those of kMaxWidth tokens: longer passes attend in chunks of that many).
+  uint64_t activations = 0;
   uint64_t largest_buffer = 0;  // the largest buffer that is not a weight (weights are split to fit)
   MemoryShape shape;
   uint64_t total() const { return weights + kv_cache + activations; }

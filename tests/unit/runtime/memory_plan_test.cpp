@@ -1,7 +1,7 @@
 // The GPU memory check before a model is loaded (runtime/memory_plan.hpp), on a synthetic model written to
 // a file: its size comes from the GGUF reader's own sum of the tensors, the KV cache from the
-// hyperparameters, and a device deliberately smaller than that must be refused with both numbers in the
-// message.
+// hyperparameters, split attention's partials from a hand count and from what Forward allocates, and a
+// device deliberately smaller than that must be refused with both numbers in the message.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -11,7 +11,9 @@
 #include "gguf/gguf_file.hpp"
 #include "model/llama.hpp"
 #include "model/synthetic.hpp"
+#include "runtime/forward.hpp"
 #include "runtime/memory_plan.hpp"
+#include "support/test_device.hpp"
 #include "support/test_support.hpp"
 
 namespace wgllm::runtime {
@@ -57,6 +59,62 @@ TEST(MemoryPlan, CountsEveryWeightAndTheKvCache) {
             2ull * 4 * 3 * 512 * (4 * 32) * 4);  // K and V, layers, slots, positions, kv_dim, f32
   EXPECT_GT(plan.activations, 3ull * 1024 * 4);  // at least the logits rows
   EXPECT_EQ(plan.total(), plan.weights + plan.kv_cache + plan.activations);
+}
+
+// Spans of 256 keys up to 64 of them, then spans of whole 256-key tiles so that at most 64 cover the
+// context.
+TEST(MemoryPlan, AttentionSpansCoverTheContext) {
+  const std::vector<std::pair<uint32_t, AttentionSpans>> cases = {
+      {1, {256, 1}},      {256, {256, 1}},    {257, {256, 2}},    {4096, {256, 16}},   {16384, {256, 64}},
+      {16385, {512, 33}}, {20000, {512, 40}}, {32768, {512, 64}}, {131072, {2048, 64}}};
+  for (const auto& [n_ctx, want] : cases) {
+    const AttentionSpans got = attention_spans(n_ctx);
+    EXPECT_EQ(got.span, want.span) << n_ctx << " positions";
+    EXPECT_EQ(got.count, want.count) << n_ctx << " positions";
+  }
+}
+
+// Split attention's partials (Forward's "attention partials" buffer): 16 tokens (a pass attends in chunks
+// of kMaxWidth) x 8 heads x spans x (head_dim 32, then max and sum) f32. Between two contexts of the same
+// shape the activations differ only by the RoPE table (rope_dim 32 f32 per position) and the partials; one
+// span has none.
+TEST(MemoryPlan, CountsSplitAttentionsPartials) {
+  const Model& m = tiny();
+  ASSERT_EQ(m.config.n_heads, 8u);
+  ASSERT_EQ(m.config.head_dim, 32u);
+  ASSERT_EQ(m.config.rope_dim, 32u);
+  auto activations = [&](uint32_t n_ctx) {
+    return plan_memory(*m.file, m.config, {.n_ctx = n_ctx, .n_seq = 1, .max_batch = 16, .max_logits = 1})
+        .activations;
+  };
+  auto rope = [](uint64_t n_ctx) { return n_ctx * 32 * 4; };
+  EXPECT_EQ(activations(4096) - activations(256), rope(4096) - rope(256) + 16ull * 8 * 16 * 34 * 4);
+  EXPECT_EQ(activations(257) - activations(256), rope(257) - rope(256) + 16ull * 8 * 2 * 34 * 4);
+  EXPECT_EQ(activations(32768) - activations(256), rope(32768) - rope(256) + 16ull * 8 * 64 * 34 * 4);
+  EXPECT_EQ(attention_partials_bytes(m.config, 256, 16), 0u);
+  // Llama 3 8B's 32 heads of 128 at 64 spans: about 17 MB.
+  model::LlamaConfig big = m.config;
+  big.n_heads = 32;
+  big.head_dim = 128;
+  EXPECT_EQ(attention_partials_bytes(big, 32768, 16), 16ull * 32 * 64 * 130 * 4);
+}
+
+// What Forward allocates: a context of 4096 (16 spans) takes as many more bytes of the device than one of
+// 256 (one span, no partials) as the plan says (KV cache, RoPE table, partials).
+TEST(MemoryPlan, ForwardAllocatesWhatThePlanAddsForALongerContext) {
+  const Model& m = tiny();
+  gpu::Device& device = test::test_device();
+  auto allocated = [&](uint32_t n_ctx) {
+    const uint64_t before = device.allocated_bytes();
+    Forward forward(device, *m.file, ForwardOptions{.n_ctx = n_ctx, .max_batch = 16, .max_logits = 1});
+    return device.allocated_bytes() - before;
+  };
+  auto planned = [&](uint32_t n_ctx) {
+    return plan_memory(*m.file, m.config, {.n_ctx = n_ctx, .n_seq = 1, .max_batch = 16, .max_logits = 1})
+        .total();
+  };
+  const uint64_t short_context = allocated(256);
+  EXPECT_EQ(allocated(4096) - short_context, planned(4096) - planned(256));
 }
 
 TEST(MemoryPlan, ADeviceSmallerThanTheModelIsRefusedWithBothSizes) {
