@@ -1,6 +1,7 @@
 // RoPE in GGUF's llama convention (adjacent pairs (2j, 2j+1) of each head's first ROPE_DIM dims rotate by
-// pos * inv_freq[j]; the converter already permuted Q/K for it), applied to q in place and to k on its way
-// into the KV cache; v is copied into the cache unchanged. One row of qkv per token of the pass:
+// pos * inv_freq[j]; the converter already permuted Q/K for it), or with NEOX the pairs (j, j + ROPE_DIM/2)
+// as Hugging Face rotates halves (the Qwen family, stored unpermuted), applied to q in place and to k on
+// its way into the KV cache; v is copied into the cache unchanged. One row of qkv per token of the pass:
 // qkv [tokens, q (N_HEADS*HEAD_DIM) | k (N_KV*HEAD_DIM) | v (N_KV*HEAD_DIM)]; token i (workgroup x) writes
 // cache row slot * CTX + pos of caches [slots * CTX, N_KV*HEAD_DIM]. cos/sin come from a table computed in
 // double at load: GPU sin/cos are only accurate near [-pi, pi], and angles reach thousands of radians.
@@ -34,8 +35,13 @@ fn load(base: u32, e: u32) -> f32 {
 #endif
 }
 
-// The two elements of a head that pair j turns.
+// The two elements of a head that pair j turns (pairs past ROPE_DIM / 2 stay as they are).
 fn pair(j: u32) -> vec2<u32> {
+#if NEOX
+  if (j < ROPE_DIM / 2u) {
+    return vec2<u32>(j, j + ROPE_DIM / 2u);
+  }
+#endif
   return vec2<u32>(2u * j, 2u * j + 1u);
 }
 

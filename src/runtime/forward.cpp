@@ -369,6 +369,7 @@ const Forward::Ops& Forward::body(uint32_t width) {
                               {"CTX", u32(n_ctx_)}};
   gpu::KernelDefines rope = heads;
   rope["ROPE_DIM"] = u32(c.rope_dim);
+  if (c.rope_type == model::RopeType::Neox) rope["NEOX"] = "1";
 
   Ops ops;
   for (const Layer& l : layers_) {

@@ -56,7 +56,7 @@ struct RowSampling {
 class Forward {
  public:
   // What the GPU runs beyond plain llama; a model needing more is refused with the features named.
-  static constexpr model::Features kFeatures = model::kAttnBias;
+  static constexpr model::Features kFeatures = model::kAttnBias | model::kNeoxRope;
 
   Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardOptions& options = {});
 

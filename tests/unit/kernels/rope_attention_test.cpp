@@ -40,18 +40,18 @@ std::vector<float> slice(const std::vector<float>& v, size_t begin, size_t n) {
   return {v.begin() + begin, v.begin() + begin + n};
 }
 
-// GGUF's llama RoPE of every head of `x` [n_heads * head_dim] at `pos`, in float64; pairs past rope_dim
-// are returned unchanged.
+// RoPE of every head of `x` [n_heads * head_dim] at `pos`, in float64: GGUF's llama pairs (2j, 2j + 1) or
+// NEOX's (j, j + rope_dim / 2); dims past rope_dim are returned unchanged.
 std::vector<double> rope_reference(const std::vector<float>& x, uint32_t head_dim, uint32_t rope_dim,
-                                   const std::vector<float>& inv_freq, uint32_t pos) {
+                                   const std::vector<float>& inv_freq, uint32_t pos, bool neox = false) {
   std::vector<double> out(x.begin(), x.end());
-  for (size_t e = 0; e < x.size(); e += 2) {
-    const uint32_t j = (e % head_dim) / 2;
-    if (2 * j >= rope_dim) continue;
-    const double theta = pos * double(inv_freq[j]);
-    out[e] = x[e] * std::cos(theta) - x[e + 1] * std::sin(theta);
-    out[e + 1] = x[e] * std::sin(theta) + x[e + 1] * std::cos(theta);
-  }
+  for (size_t h = 0; h < x.size(); h += head_dim)
+    for (uint32_t j = 0; j < rope_dim / 2; ++j) {
+      const size_t a = h + (neox ? j : 2 * j), b = h + (neox ? j + rope_dim / 2 : 2 * j + 1);
+      const double theta = pos * double(inv_freq[j]);
+      out[a] = x[a] * std::cos(theta) - x[b] * std::sin(theta);
+      out[b] = x[a] * std::sin(theta) + x[b] * std::cos(theta);
+    }
   return out;
 }
 
@@ -66,6 +66,7 @@ std::vector<uint32_t> unrotated_bits(const std::vector<float>& x, uint32_t head_
 // What rope_kv does beyond plain llama's RoPE.
 struct RopeOptions {
   bool bias = false;  // BIAS: q/k/v biases added first
+  bool neox = false;  // NEOX: pairs (j, j + rope_dim / 2)
 };
 
 // x + b elementwise in f32, as the kernel adds a bias (b empty: x).
@@ -80,7 +81,7 @@ class RopeKv : public KernelVariantTest {
   void check(const Heads& h, uint32_t rope_dim, float freq_base, const std::vector<uint32_t>& positions,
              const RopeOptions& o = {}) {
     SCOPED_TRACE(h.name() + " rope_dim " + std::to_string(rope_dim) + " base " + f32(freq_base) +
-                 (o.bias ? " bias" : ""));
+                 (o.bias ? " bias" : "") + (o.neox ? " neox" : ""));
     auto rng = test::rng(500 + h.head_dim + rope_dim);
     model::LlamaConfig config;
     config.head_dim = h.head_dim;
@@ -126,6 +127,7 @@ class RopeKv : public KernelVariantTest {
       d["BIAS"] = "1";
       b.push_back({upload(bias, "bias")});
     }
+    if (o.neox) d["NEOX"] = "1";
     d = variant(d);
     dispatch("rope_kv", d, b, n, h.n_heads + 2 * h.n_kv);
     std::vector<float> qkv_got = download<float>(qkv_buf, qkv.size());
@@ -150,10 +152,10 @@ class RopeKv : public KernelVariantTest {
       const double tolerance = 2e-6;
       const size_t row = (size_t(tokens[i].slot) * ctx + pos) * h.kv_dim();
       const std::vector<float> k_row = slice(k_got, row, h.kv_dim());
-      EXPECT_LT(test::relative_error(q_got, rope_reference(q, h.head_dim, rope_dim, inv_freq, pos)),
+      EXPECT_LT(test::relative_error(q_got, rope_reference(q, h.head_dim, rope_dim, inv_freq, pos, o.neox)),
                 tolerance)
           << "q";
-      EXPECT_LT(test::relative_error(k_row, rope_reference(k, h.head_dim, rope_dim, inv_freq, pos)),
+      EXPECT_LT(test::relative_error(k_row, rope_reference(k, h.head_dim, rope_dim, inv_freq, pos, o.neox)),
                 tolerance)
           << "k";
       if (pos == 0) {
@@ -185,6 +187,14 @@ TEST_P(RopeKv, PartialRotationWithGqa) {
 
 // Qwen2's q/k/v biases, added before the rotation (k, v into the cache with theirs); a head of 256 dims
 // takes two rounds of the workgroup's 64 invocations.
+// Qwen's pairing (j, j + rope_dim / 2), over whole heads and over the leading 32 of 64 dims.
+TEST_P(RopeKv, NeoxPairs) {
+  SCOPED_TRACE(test::seed_note());
+  check({4, 2, 16}, 16, 1000000.f, {0, 1, 27, 500}, {.neox = true});
+  check({8, 2, 64}, 32, 10000.f, {0, 1, 300, 1000}, {.neox = true});
+  check({4, 2, 16}, 16, 1000000.f, {3, 40}, {.bias = true, .neox = true});
+}
+
 TEST_P(RopeKv, Biases) {
   SCOPED_TRACE(test::seed_note());
   check({4, 2, 16}, 16, 1000000.f, {0, 1, 27, 500}, {.bias = true});

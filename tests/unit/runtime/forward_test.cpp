@@ -153,12 +153,22 @@ TEST_P(ForwardVariants, ContextLongerThanTheAttentionWorkgroup) {
                            test::tolerance(TensorType::F32));
 }
 
-// q/k/v biases (rope_kv's BIAS) and the attention output's bias (add_bias after Wo), as llama files with
-// attention_bias carry them: every layer, N(0, 0.3^2).
-TEST_P(ForwardVariants, AttentionBiases) {
-  SCOPED_TRACE(test::seed_note());
-  test::TinyLlama m(test::model_shape(TensorType::Q8_0), 800);
-  auto plain = m.open("no-bias.gguf");
+// The model's weights under another architecture's name: general.architecture and the hyperparameters
+// from_gguf reads under that prefix.
+void set_arch(test::TinyLlama& m, const std::string& arch) {
+  const test::TinyLlamaShape& s = m.shape();
+  m.set_string("general.architecture", arch);
+  m.set_u32(arch + ".embedding_length", s.dim);
+  m.set_u32(arch + ".block_count", s.n_layers);
+  m.set_u32(arch + ".attention.head_count", s.n_heads);
+  m.set_u32(arch + ".attention.head_count_kv", s.n_kv_heads);
+  m.set_u32(arch + ".feed_forward_length", s.ffn_dim);
+  m.set_u32(arch + ".context_length", s.context);
+  m.set_f32(arch + ".attention.layer_norm_rms_epsilon", 1e-5f);
+}
+
+// Random q/k/v biases in every layer (and the attention output's with `bo`).
+void add_biases(test::TinyLlama& m, bool bo) {
   const test::TinyLlamaShape& s = m.shape();
   const uint32_t head_dim = s.dim / s.n_heads;
   for (uint32_t l = 0; l < s.n_layers; ++l) {
@@ -166,13 +176,44 @@ TEST_P(ForwardVariants, AttentionBiases) {
     m.add(b + "attn_q.bias", TensorType::F32, {s.n_heads * head_dim});
     m.add(b + "attn_k.bias", TensorType::F32, {s.n_kv_heads * head_dim});
     m.add(b + "attn_v.bias", TensorType::F32, {s.n_kv_heads * head_dim});
-    m.add(b + "attn_output.bias", TensorType::F32, {s.dim});
+    if (bo) m.add(b + "attn_output.bias", TensorType::F32, {s.dim});
   }
+}
+
+// q/k/v biases (rope_kv's BIAS) and the attention output's bias (add_bias after Wo), as llama files with
+// attention_bias carry them: every layer, N(0, 0.3^2).
+TEST_P(ForwardVariants, AttentionBiases) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlama m(test::model_shape(TensorType::Q8_0), 800);
+  auto plain = m.open("no-bias.gguf");
+  add_biases(m, true);
   auto biased = m.open("bias.gguf");
   ASSERT_TRUE(cpu::ReferenceModel(*biased).config().attn_bias);
-  const auto tokens = sequence(s.n_vocab, 8);
+  const auto tokens = sequence(m.shape().n_vocab, 8);
   expect_variant_matters(*biased, *plain, tokens, test::tolerance(TensorType::Q8_0));
   expect_matches_reference(*biased, tokens, GetParam(), test::tolerance(TensorType::Q8_0));
+}
+
+// qwen2: NEOX RoPE (pairs (i, i + rope_dim / 2)) with q/k/v biases, over whole heads of 32 and over the
+// leading 32 dims of heads of 64; the same weights as llama (adjacent pairs) must give other logits.
+TEST_P(ForwardVariants, Qwen2NeoxRope) {
+  SCOPED_TRACE(test::seed_note());
+  for (const uint32_t n_heads : {8u, 4u}) {
+    test::TinyLlamaShape shape = test::model_shape(TensorType::F16);
+    shape.n_heads = n_heads;
+    shape.n_kv_heads = n_heads / 2;
+    test::TinyLlama m(shape, 900 + n_heads);
+    add_biases(m, false);
+    m.set_u32("llama.rope.dimension_count", 32);
+    auto norm_pairs = m.open("llama-pairs.gguf");
+    set_arch(m, "qwen2");
+    m.set_u32("qwen2.rope.dimension_count", 32);
+    auto qwen2 = m.open("qwen2.gguf");
+    ASSERT_EQ(cpu::ReferenceModel(*qwen2).config().rope_type, model::RopeType::Neox);
+    const auto tokens = sequence(shape.n_vocab, 9);
+    expect_variant_matters(*qwen2, *norm_pairs, tokens, test::tolerance(TensorType::F16));
+    expect_matches_reference(*qwen2, tokens, GetParam(), test::tolerance(TensorType::F16));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, ForwardVariants, ::testing::Bool(),
