@@ -19,9 +19,12 @@
 // compute on whatever their x rows hold and write y rows that no one reads; buffers hold whole tiles.
 // Partial sums reduce through subgroups when the adapter has them (SUBGROUPS) and through workgroup memory
 // otherwise.
-// STAGE_X (quantized types, BATCH 1): each workgroup first copies the input into workgroup memory, and with
-// NORM RMS-normalises it on the way (x / rms(x) * norm_w, EPS inside the root): the RMSNorm that precedes a
-// projection costs no dispatch of its own. rms_norm.wgsl does the same arithmetic for batches.
+// Quantized types stage the inputs in workgroup memory, TPR chunks of every column at a time (a tile), so
+// that global memory is read coalesced once per workgroup and a row's lanes read their chunks' inputs from
+// workgroup memory without bank conflicts; STAGE_ROWS rows per lane group share each read when BATCH is 1.
+// With NORM (BATCH 1) the inputs are RMS-normalised on the way in (x / rms(x) * norm_w, EPS inside the
+// root): the RMSNorm that precedes a projection costs no dispatch of its own. rms_norm.wgsl does the same
+// arithmetic for batches. kernels/matvec.hpp says how many columns a workgroup's memory holds.
 #if SUBGROUPS
 enable subgroups;
 #endif
@@ -33,18 +36,9 @@ enable subgroups;
 @group(0) @binding(2) var<storage, read> tokens: array<Token>;
 @group(0) @binding(4) var<storage, read> sampled: array<u32>;
 #else
-#if STAGE_X
 @group(0) @binding(2) var<storage, read> x_in: array<vec4<f32>>;
-// One vec4 of padding after each chunk's 8: a row's lanes read the same vec4 of 32 consecutive chunks at
-// once, 144 bytes apart instead of 128, which spreads them over all the banks (at 128 they all hit the
-// same four: a 32-way conflict that held every staged GEMV to ~0.4 TB/s on the H200, docs/perf.md).
-const X_PAD = 9u;  // vec4 slots per chunk in workgroup memory
-var<workgroup> x: array<vec4<f32>, COLS / 32u * X_PAD>;
 #if NORM
 @group(0) @binding(4) var<storage, read> norm_w: array<vec4<f32>>;
-#endif
-#else
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 #endif
 #endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
@@ -63,9 +57,19 @@ var<workgroup> x: array<vec4<f32>, COLS / 32u * X_PAD>;
 #endif
 
 const WG = 256u;
-const TPR = 32u;         // threads per row
-#if STAGE_X
-const RPL = STAGE_ROWS;  // rows per lane group (they share each chunk's staged inputs)
+const TPR = 32u;  // threads per row
+#if QUANT
+#if EMBED
+const RPL = 1u;
+#else
+const RPL = STAGE_ROWS;  // rows per lane group
+// The tile: vector v (of 8) of chunk i (of TPR) of column j at xt[(j * 8 + v) * TILE_STRIDE + i]. A row's
+// lanes read one vector of consecutive chunks, 16 bytes apart: no bank conflicts (chunk-major, 128 bytes
+// apart, all 32 lanes hit the same four banks, which held the GEMV to ~0.4 TB/s on the H200,
+// docs/perf.md). The padding slot keeps the staging writes, which walk v fastest, conflict-free too.
+const TILE_STRIDE = TPR + 1u;
+var<workgroup> xt: array<vec4<f32>, BATCH * 8u * TILE_STRIDE>;
+#endif
 #else
 const RPL = 1u;
 #endif
@@ -86,9 +90,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #else
 
 #if QUANT
-// Four codes (one per byte) as floats.
-fn byte_values(v: u32) -> vec4<f32> {
-  return vec4<f32>(unpack4xU8(v));
+// Four codes (one per byte) minus `off`, as floats. A byte placed in the mantissa of 2^23 is the float
+// 2^23 + code, and subtracting 2^23 + off leaves code - off exactly: full-rate bit and add operations
+// instead of int-to-float conversions, which NVIDIA GPUs run at a fraction of the FMA rate (docs/perf.md).
+fn byte_values(v: u32, off: f32) -> vec4<f32> {
+  let b = (vec4<u32>(v) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFFu);
+  return bitcast<vec4<f32>>(b | vec4<u32>(0x4B000000u)) - vec4<f32>(8388608.0 + off);
 }
 
 // A chunk's 32 weights as chunk_dot uses them: dequantized (a * code - m, rounded as the CPU reference
@@ -106,28 +113,48 @@ fn decode_chunk(g: u32) -> Chunk {
   var k: Chunk;
   if (MINS) {
     for (var j = 0u; j < 4u; j++) {
-      k.v[j] = byte_values(c.lo[j]) * s.x - s.z;
-      k.v[4u + j] = byte_values(c.hi[j]) * s.y - s.w;
+      k.v[j] = byte_values(c.lo[j], 0.0) * s.x - s.z;
+      k.v[4u + j] = byte_values(c.hi[j], 0.0) * s.y - s.w;
     }
     k.s = vec2<f32>(1.0);
     return k;
   }
   let off = f32(OFFSET);
   for (var j = 0u; j < 4u; j++) {
-    k.v[j] = byte_values(c.lo[j]) - off;
-    k.v[4u + j] = byte_values(c.hi[j]) - off;
+    k.v[j] = byte_values(c.lo[j], off);
+    k.v[4u + j] = byte_values(c.hi[j], off);
   }
   k.s = s.xy;
   return k;
 }
 
-// A chunk's 32 inputs x[xb .. xb + 8) (vec4s), held in registers so that several rows can use them.
-fn load_x(xb: u32) -> array<vec4<f32>, 8> {
+// The staged inputs of column j for this lane's chunk of the tile, held in registers so that several rows
+// can use them.
+fn tile_x(j: u32, lane: u32) -> array<vec4<f32>, 8> {
   var v: array<vec4<f32>, 8>;
-  for (var j = 0u; j < 8u; j++) {
-    v[j] = x[xb + j];
+  for (var k = 0u; k < 8u; k++) {
+    v[k] = xt[(j * 8u + k) * TILE_STRIDE + lane];
   }
   return v;
+}
+
+// Stages the inputs of chunks t .. t + TPR of the tile's columns (zeros past the row's end); consecutive
+// invocations read consecutive vectors of a column.
+fn stage_tile(t: u32, tid: u32, col0: u32, inv_rms: f32) {
+  for (var e = tid; e < BATCH * 8u * TPR; e += WG) {
+    let j = e / (8u * TPR);
+    let k = e % (8u * TPR);
+    let c = t + k / 8u;
+    var v = vec4<f32>(0.0);
+    if (c < CHUNKS) {
+      let i = 8u * c + k % 8u;
+      v = x_in[(col0 + j) * (X_STRIDE / 4u) + i];
+#if NORM
+      v = v * inv_rms * norm_w[i];
+#endif
+    }
+    xt[(j * 8u + k % 8u) * TILE_STRIDE + k / 8u] = v;
+  }
 }
 
 // The chunk's share of a row's dot product with its 32 inputs.
@@ -144,17 +171,10 @@ fn chunk_dot(k: Chunk, xv: array<vec4<f32>, 8>) -> f32 {
 }
 #endif
 
-// Where column j of the tile starting at column `col0` starts in x (in x's elements).
+#if !QUANT
+// Where column j of the tile starting at column `col0` starts in x.
 fn x_base(col0: u32, j: u32) -> u32 {
-#if STAGE_X
-  return 0u;
-#else
-#if QUANT
-  return (col0 + j) * (X_STRIDE / 4u);
-#else
   return (col0 + j) * X_STRIDE;
-#endif
-#endif
 }
 
 // This lane's partial dot products of row r with the tile's BATCH columns.
@@ -188,29 +208,44 @@ fn row_dots(r: u32, lane: u32, col0: u32) -> array<f32, BATCH> {
     }
   }
 #endif
-#if QUANT
-  for (var c = lane; c < CHUNKS; c += TPR) {
-    let k = decode_chunk(r * CHUNKS + c);
-    for (var j = 0u; j < BATCH; j++) {
-      acc[j] += chunk_dot(k, load_x(x_base(col0, j) + 8u * c));
-    }
-  }
-#endif
   return acc;
 }
+#endif
 
-#if STAGE_X
-// The staged one-token GEMV: this lane's partial dot products of rows r0 .. r0 + RPL, each chunk's inputs
-// read from workgroup memory once for all of them (the inputs, not the weights, were what the lanes
-// waited on). A row's arithmetic is row_dots' (the same chunks in the same order, the same chunk_dot), so
-// the output bits do not depend on RPL, nor on whether the batched path computed it.
-fn staged_rows(r0: u32, lane: u32) -> array<f32, RPL> {
-  var acc: array<f32, RPL>;
-  for (var c = lane; c < CHUNKS; c += TPR) {
-    let xv = load_x(X_PAD * c);
-    for (var i = 0u; i < RPL; i++) {
-      if (r0 + i < ROWS) {
-        acc[i] += chunk_dot(decode_chunk((r0 + i) * CHUNKS + c), xv);
+#if QUANT
+// This lane's partial dot products of rows r0 .. r0 + RPL with the tile's columns (row i, column j at
+// i * BATCH + j), one staged tile after another. Every (row, column) sums the same chunks in the same order
+// with the same chunk_dot whatever BATCH and RPL are, so the output bits depend on neither. Each column's
+// inputs are read once for all RPL rows; with several columns, the RPL rows' chunks are decoded first, once
+// for all columns (one column decodes each row's chunk when it needs it: fewer registers).
+fn tiled_dots(r0: u32, lane: u32, tid: u32, col0: u32, inv_rms: f32) -> array<f32, RPL * BATCH> {
+  var acc: array<f32, RPL * BATCH>;
+  for (var t = 0u; t < CHUNKS; t += TPR) {
+    workgroupBarrier();  // the previous tile is no longer read
+    stage_tile(t, tid, col0, inv_rms);
+    workgroupBarrier();
+    let c = t + lane;
+    if (c < CHUNKS) {
+      if (BATCH == 1u) {
+        let xv = tile_x(0u, lane);
+        for (var i = 0u; i < RPL; i++) {
+          if (r0 + i < ROWS) {
+            acc[i] += chunk_dot(decode_chunk((r0 + i) * CHUNKS + c), xv);
+          }
+        }
+      } else {
+        var k: array<Chunk, RPL>;
+        for (var i = 0u; i < RPL; i++) {
+          if (r0 + i < ROWS) {
+            k[i] = decode_chunk((r0 + i) * CHUNKS + c);
+          }
+        }
+        for (var j = 0u; j < BATCH; j++) {
+          let xv = tile_x(j, lane);
+          for (var i = 0u; i < RPL; i++) {
+            acc[i * BATCH + j] += chunk_dot(k[i], xv);
+          }
+        }
       }
     }
   }
@@ -247,12 +282,14 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   let lane = tid % TPR;
   let r0 = (wid.y + wid.z * nwg.y) * RPW + (tid / TPR) * RPL;  // this lane group's first row
   let col0 = wid.x * BATCH;
-#if STAGE_X
-  const_assert BATCH == 1u;
+#if QUANT
+  var inv_rms = 1.0;
 #if NORM
+  const_assert BATCH == 1u;
+  let xb = col0 * (X_STRIDE / 4u);
   var ss = 0.0;
   for (var i = tid; i < COLS / 4u; i += WG) {
-    let v = x_in[i];
+    let v = x_in[xb + i];
     ss += dot(v, v);
   }
   partial[tid] = ss;
@@ -263,23 +300,15 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     }
     workgroupBarrier();
   }
-  let inv_rms = inverseSqrt(partial[0] / f32(COLS) + EPS);
-  workgroupBarrier();
-  for (var i = tid; i < COLS / 4u; i += WG) {
-    x[i / 8u * X_PAD + i % 8u] = x_in[i] * inv_rms * norm_w[i];
-  }
-#else
-  for (var i = tid; i < COLS / 4u; i += WG) {
-    x[i / 8u * X_PAD + i % 8u] = x_in[i];
-  }
+  inv_rms = inverseSqrt(partial[0] / f32(COLS) + EPS);
+  workgroupBarrier();  // finish_row reuses `partial`
 #endif
-  workgroupBarrier();
-#endif
-#if STAGE_X
-  let dots = staged_rows(r0, lane);
+  let dots = tiled_dots(r0, lane, tid, col0, inv_rms);
   for (var i = 0u; i < RPL; i++) {
     var acc: array<f32, BATCH>;
-    acc[0] = dots[i];
+    for (var j = 0u; j < BATCH; j++) {
+      acc[j] = dots[i * BATCH + j];
+    }
     finish_row(acc, r0 + i, lane, tid, col0, sg);
   }
 #else

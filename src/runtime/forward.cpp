@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "kernels/matmul.hpp"
+#include "kernels/matvec.hpp"
 #include "runtime/memory_plan.hpp"
 
 namespace wgllm::runtime {
@@ -36,12 +37,13 @@ uint64_t align_up(uint64_t v, uint64_t a) {
 }
 
 constexpr uint32_t kRowsPerWorkgroup = 8;  // matvec.wgsl: WG / TPR
-// Rows each lane group of a staged one-token GEMV computes from one read of each chunk's inputs
-// (matvec.wgsl's STAGE_ROWS). 4 cut the workgroup-memory reads per weight byte by 4, which pays on tall
-// matrices (FFN, LM head) but starves short ones of workgroups (1024 rows: 32), so those keep 1
-// (H200 figures in docs/perf.md).
-uint32_t stage_rows(uint32_t rows) {
-  return rows >= 8192 ? 4 : 1;
+// Rows each lane group of a quantized GEMV computes from one read of each chunk's staged inputs
+// (matvec.wgsl's STAGE_ROWS). More rows cut the workgroup-memory reads per weight byte, which pays on tall
+// matrices (FFN, LM head) but starves short ones of workgroups (1024 rows: 32), so those keep 1; passes of
+// several tokens hold a row's accumulators per column, so they take 2 (H200 figures in docs/perf.md).
+uint32_t stage_rows(uint32_t rows, uint32_t columns) {
+  if (rows < 8192) return 1;
+  return columns == 1 ? 4 : 2;
 }
 static_assert(Forward::kMaxWidth == Forward::kWidths[std::size(Forward::kWidths) - 1]);
 
@@ -272,30 +274,26 @@ void Forward::add_prefill_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu:
 }
 
 bool Forward::can_stage(const GpuMatrix& m) const {
-  constexpr uint64_t kReductionBytes = 256 * 4;  // matvec.wgsl's `partial`
-  // matvec.wgsl's staged input: 9 vec4 slots per 32-column chunk (one of padding).
-  return weight_defines(m.type).contains("QUANT") && m.cols % 32 == 0 &&
-         uint64_t(m.cols) / 32 * 9 * 16 + kReductionBytes <=
-             device_.limits().max_compute_workgroup_storage_size;
+  return weight_defines(m.type).contains("QUANT");
 }
 
 void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, uint32_t width, Over over) {
-  if (weight_defines(m.type).contains("QUANT") && p.x_stride % 4 != 0)
+  const bool quant = can_stage(m);
+  if (quant && p.x_stride % 4 != 0)
     fail_runtime("matvec input stride " + std::to_string(p.x_stride) + " is not a multiple of 4");
+  const uint32_t columns =
+      kernels::matvec_columns(quant, width, device_.limits().max_compute_workgroup_storage_size);
   for (const auto& ch : m.chunks) {
     gpu::KernelDefines d = weight_defines(m.type);
     d["ROWS"] = u32(ch.rows);
     d["COLS"] = u32(m.cols);
-    d["BATCH"] = u32(width);
+    d["BATCH"] = u32(columns);
     d["X_STRIDE"] = u32(p.x_stride);
     d["Y_STRIDE"] = u32(p.y_stride);
     d["Y_OFFSET"] = u32(p.y_offset + ch.first_row);
     if (p.accumulate) d["ACCUMULATE"] = "1";
-    const bool staged = width == 1 && can_stage(m);
-    if (staged) {
-      d["STAGE_X"] = "1";
-      d["STAGE_ROWS"] = u32(stage_rows(ch.rows));
-    }
+    const uint32_t rows_per_lane_group = !quant ? 1 : stage_rows(ch.rows, columns);
+    if (quant) d["STAGE_ROWS"] = u32(rows_per_lane_group);
     if (p.norm) {
       d["NORM"] = "1";
       d["EPS"] = f32(config_.rms_eps);
@@ -305,8 +303,8 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
     b.push_back({p.x});
     b.push_back({p.y});
     if (p.norm) b.push_back({p.norm});
-    const uint32_t per_group = staged ? kRowsPerWorkgroup * stage_rows(ch.rows) : kRowsPerWorkgroup;
-    add(ops, "matvec", d, b, (ch.rows + per_group - 1) / per_group, over, width);
+    const uint32_t per_group = kRowsPerWorkgroup * rows_per_lane_group;
+    add(ops, "matvec", d, b, (ch.rows + per_group - 1) / per_group, over, columns);
   }
 }
 

@@ -144,8 +144,9 @@ class Forward {
            std::vector<gpu::BufferSlice> bindings, uint32_t groups_y, Over over = Over::Tokens,
            uint32_t width = 1);
   // y (+)= W · x over a tile of `width` tokens (x and y [tokens, stride]), and with `norm` W · rmsnorm(x)
-  // * norm staged in workgroup memory (width 1).
+  // * norm, normalised while staged in workgroup memory (width 1).
   void add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, uint32_t width, Over over);
+  // Whether matvec stages m's inputs in workgroup memory (quantized weights), which lets it fuse the norm.
   bool can_stage(const GpuMatrix& m) const;
   // Prefill's GEMMs: y (+)= W · x for the pass's tokens through matmul.wgsl, from f32 x or (int8) from the
   // activations quantize_act left in xq_, xs_.

@@ -3,8 +3,9 @@
 // from quant::dequantize_row), with and without ACCUMULATE and Y_OFFSET, the folded grid, and the EMBED
 // row gather of a pass's tokens, which must reproduce the CPU dequantization bit for bit (and ggml's own,
 // on the blocks of testdata/ggml-quants). Batched (BATCH columns per workgroup): every column equals the
-// one-column result bit for bit, whatever the width and the other columns (batch invariance), and the
-// fused RMSNorm (STAGE_X NORM) equals rms_norm.wgsl followed by the GEMV bit for bit.
+// one-column result bit for bit, whatever the width and the other columns (batch invariance), also when
+// the inputs span several staged tiles (32 chunks each), and the fused RMSNorm (NORM) equals rms_norm.wgsl
+// followed by the GEMV bit for bit.
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -12,6 +13,7 @@
 
 #include "core/error.hpp"
 #include "kernel_harness.hpp"
+#include "kernels/matvec.hpp"
 #include "quant/codec.hpp"
 #include "quant/gpu_layout.hpp"
 #include "quant/half.hpp"
@@ -35,6 +37,7 @@ class Matvec : public KernelVariantTest {
     d["COLS"] = u32(m.cols);
     d["Y_OFFSET"] = u32(y_offset);
     d["BATCH"] = "1u";
+    d["STAGE_ROWS"] = "1u";
     d["X_STRIDE"] = u32(m.cols);
     d["Y_STRIDE"] = u32(y_offset + m.rows);
     if (accumulate) d["ACCUMULATE"] = "1";
@@ -291,6 +294,7 @@ class BatchedMatvec : public KernelVariantTest {
     d["COLS"] = u32(m.cols);
     d["Y_OFFSET"] = u32(kYOffset);
     d["BATCH"] = u32(width);
+    d["STAGE_ROWS"] = "1u";
     d["X_STRIDE"] = u32(x_stride);
     d["Y_STRIDE"] = u32(y_stride);
     if (accumulate) d["ACCUMULATE"] = "1";
@@ -325,7 +329,10 @@ class BatchedMatvec : public KernelVariantTest {
       for (uint32_t r = 0; r < rows; ++r) y_init[size_t(t) * y_stride + kYOffset + r] = dist(rng);
 
     std::vector<float> first;
+    const bool quant = type_defines(type).contains("QUANT");
     for (uint32_t width : widths) {
+      // As runtime::Forward does: a width the adapter's workgroup memory can't hold runs as narrower tiles.
+      width = kernels::matvec_columns(quant, width, device().limits().max_compute_workgroup_storage_size);
       SCOPED_TRACE("width " + std::to_string(width));
       std::vector<float> y = run(m, x, y_init, tokens, width, x_stride, y_stride, accumulate);
       const uint32_t written = (tokens + width - 1) / width * width;
@@ -362,7 +369,9 @@ class BatchedMatvec : public KernelVariantTest {
 
 TEST_P(BatchedMatvec, EveryWidthGivesTheSameBits) {
   const std::vector<uint32_t> all = {1, 2, 4, 8, 16};
-  check(TensorType::Q4_0, 37, 96, 19, all, true);   // 19 tokens: tiles with junk columns at every width
+  check(TensorType::Q4_0, 37, 96, 19, all, true);      // 19 tokens: tiles with junk columns at every width
+  check(TensorType::Q4_0, 13, 32 * 70, 9, all, true);  // inputs in three tiles (32 + 32 + 6 chunks)
+  check(TensorType::Q5_K, 10, 32 * 72, 6, {1, 8, 16}, false);
   check(TensorType::Q4_K, 20, 512, 5, all, false);  // dequantized weights (mins)
   check(TensorType::Q6_K, 9, 256, 3, {1, 4, 16}, true);
   check(TensorType::Q8_0, 9, 64, 3, {1, 4, 16}, false);
@@ -371,15 +380,16 @@ TEST_P(BatchedMatvec, EveryWidthGivesTheSameBits) {
   check(TensorType::BF16, 7, 34, 3, {1, 4, 16}, true);
 }
 
-// The RMSNorm fused into a one-token GEMV (STAGE_X NORM, input staged in workgroup memory) gives the bits
-// of rms_norm.wgsl followed by the GEMV of a batch: what makes a decode step alone and in a batch agree.
+// The RMSNorm fused into a one-token GEMV (NORM, applied as the input is staged in workgroup memory) gives
+// the bits of rms_norm.wgsl followed by the GEMV of a batch: what makes a decode step alone and in a batch
+// agree.
 TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
   SCOPED_TRACE(test::seed_note());
   auto rng = test::rng(810);
   std::normal_distribution<float> dist(0.f, 1.f);
   for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q8_0}) {
     SCOPED_TRACE(name_of(type));
-    const uint32_t rows = 21, cols = 512;
+    const uint32_t rows = 21, cols = 32 * 40;  // two tiles of inputs, the second partial
     const double eps = 1e-5;
     Matrix m = make_matrix(type, rows, cols, rng);
     std::vector<float> x(cols), norm(cols);  // [cols]
@@ -393,6 +403,7 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
       d["COLS"] = u32(cols);
       d["Y_OFFSET"] = "0u";
       d["BATCH"] = u32(width);
+      d["STAGE_ROWS"] = "1u";
       d["X_STRIDE"] = u32(cols);
       d["Y_STRIDE"] = u32(rows);
       return d;
@@ -400,7 +411,6 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
     for (uint32_t stage_rows : {1u, 4u}) {  // rows per lane group: each row's bits are the same
       SCOPED_TRACE("stage rows " + std::to_string(stage_rows));
       gpu::KernelDefines fused = defines(1);
-      fused["STAGE_X"] = "1";
       fused["STAGE_ROWS"] = u32(stage_rows);
       fused["NORM"] = "1";
       fused["EPS"] = f32(eps);
