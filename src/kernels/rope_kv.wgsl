@@ -9,6 +9,8 @@
 // work (a norm over the head) needs no second dispatch.
 // BIAS: the projections' biases, `extra` [bq | bk | bv], are added to q, k and v on the way (q/k before
 // the rotation).
+// QK_NORM (qwen3): each q and k head is RMS-normalised over its HEAD_DIM elements (EPS inside the root)
+// and scaled by the weights that follow the biases in `extra`, [q_norm | k_norm], before the rotation.
 #use step_params
 @group(0) @binding(0) var<storage, read> tokens: array<Token>;
 @group(0) @binding(1) var<storage, read> rope: array<vec2<f32>>;  // [CTX, ROPE_DIM / 2] (cos, sin)
@@ -17,6 +19,15 @@
 @group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;
 #if BIAS
 @group(0) @binding(5) var<storage, read> extra: array<f32>;
+const NORM_AT = QKV;
+#else
+#if QK_NORM
+@group(0) @binding(5) var<storage, read> extra: array<f32>;
+const NORM_AT = 0u;
+#endif
+#endif
+#if QK_NORM
+var<workgroup> partial: array<f32, WG>;
 #endif
 
 const WG = 64u;
@@ -66,9 +77,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     return;
   }
+#if QK_NORM
+  // The rotation turns x[e] * scale * w[e - at]: the head's RMS norm, then its weights.
+  var ss = 0.0;
+  for (var e = tid; e < HEAD_DIM; e += WG) {
+    let x = load(base, at + e);
+    ss += x * x;
+  }
+  partial[tid] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (tid < s) {
+      partial[tid] += partial[tid + s];
+    }
+    workgroupBarrier();
+  }
+  let scale = inverseSqrt(partial[0] / f32(HEAD_DIM) + EPS);
+  let w = NORM_AT + select(HEAD_DIM, 0u, at < K_OFF);
+#endif
   for (var j = tid; j < HALF; j += WG) {
-    let e = at + pair(j);
+    let p = pair(j);
+    let e = at + p;
+#if QK_NORM
+    let r = rotate(load(base, e.x) * scale * extra[w + p.x], load(base, e.y) * scale * extra[w + p.y], j,
+                   t.pos);
+#else
     let r = rotate(load(base, e.x), load(base, e.y), j, t.pos);
+#endif
     if (at < K_OFF) {
       qkv[base + e.x] = r.x;
       qkv[base + e.y] = r.y;

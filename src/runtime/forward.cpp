@@ -171,10 +171,10 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
                 matrix(lw.ffn_down),
                 storage(cache_bytes / 4, "k cache"),
                 storage(cache_bytes / 4, "v cache")};
-    if (lw.bq) {
-      const gguf::TensorInfo* extra[] = {lw.bq, lw.bk, lw.bv};
-      layer.attn_extra = vecs(extra);
-    }
+    std::vector<const gguf::TensorInfo*> extra;  // rope_kv's: biases, then q/k norm weights
+    if (lw.bq) extra.insert(extra.end(), {lw.bq, lw.bk, lw.bv});
+    if (lw.attn_q_norm) extra.insert(extra.end(), {lw.attn_q_norm, lw.attn_k_norm});
+    if (!extra.empty()) layer.attn_extra = vecs(extra);
     if (lw.bo) layer.bo = vec(lw.bo);
     for (const GpuMatrix* m :
          {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.gate, &layer.up, &layer.down})
@@ -379,9 +379,11 @@ const Forward::Ops& Forward::body(uint32_t width) {
       add_normed(ops, {&l.wq, &l.wk, &l.wv}, qkv_, qkv, l.attn_norm, width);
     gpu::KernelDefines rope_l = rope;
     std::vector<gpu::BufferSlice> rope_b = {tokens_slice_, {rope_table_}, {qkv_}, {l.k_cache}, {l.v_cache}};
-    if (l.attn_extra) {
-      rope_l["BIAS"] = "1";
-      rope_b.push_back({l.attn_extra});
+    if (l.attn_extra) rope_b.push_back({l.attn_extra});
+    if (c.attn_bias) rope_l["BIAS"] = "1";
+    if (c.qk_norm) {
+      rope_l["QK_NORM"] = "1";
+      rope_l["EPS"] = f32(c.rms_eps);
     }
     add(ops, "rope_kv", rope_l, rope_b, c.n_heads + 2 * c.n_kv_heads);
     add_attention(ops, l, width);

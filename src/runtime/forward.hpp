@@ -56,7 +56,7 @@ struct RowSampling {
 class Forward {
  public:
   // What the GPU runs beyond plain llama; a model needing more is refused with the features named.
-  static constexpr model::Features kFeatures = model::kAttnBias | model::kNeoxRope;
+  static constexpr model::Features kFeatures = model::kAttnBias | model::kNeoxRope | model::kQkNorm;
 
   Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardOptions& options = {});
 
@@ -130,7 +130,7 @@ class Forward {
     gpu::Buffer attn_norm, ffn_norm;
     GpuMatrix wq, wk, wv, wo, gate, up, down;
     gpu::Buffer k_cache, v_cache;  // [n_seq * n_ctx, kv_dim]
-    gpu::Buffer attn_extra;        // rope_kv's `extra`: [bq | bk | bv] when the model has biases
+    gpu::Buffer attn_extra;        // rope_kv's `extra`: [bq | bk | bv] (biases), [q_norm | k_norm] (qk norm)
     gpu::Buffer bo;                // [dim] or none
   };
   struct Projection {

@@ -42,7 +42,8 @@ std::vector<float> slice(const std::vector<float>& v, size_t begin, size_t n) {
 
 // RoPE of every head of `x` [n_heads * head_dim] at `pos`, in float64: GGUF's llama pairs (2j, 2j + 1) or
 // NEOX's (j, j + rope_dim / 2); dims past rope_dim are returned unchanged.
-std::vector<double> rope_reference(const std::vector<float>& x, uint32_t head_dim, uint32_t rope_dim,
+template <typename T>
+std::vector<double> rope_reference(const std::vector<T>& x, uint32_t head_dim, uint32_t rope_dim,
                                    const std::vector<float>& inv_freq, uint32_t pos, bool neox = false) {
   std::vector<double> out(x.begin(), x.end());
   for (size_t h = 0; h < x.size(); h += head_dim)
@@ -52,6 +53,21 @@ std::vector<double> rope_reference(const std::vector<float>& x, uint32_t head_di
       out[a] = x[a] * std::cos(theta) - x[b] * std::sin(theta);
       out[b] = x[a] * std::sin(theta) + x[b] * std::cos(theta);
     }
+  return out;
+}
+
+// Each head of `x` RMS-normalised (eps inside the root) and scaled by `w` [head_dim], in float64; `w` empty:
+// `x` as it is.
+std::vector<double> head_norm(const std::vector<float>& x, uint32_t head_dim, const std::vector<float>& w,
+                              double eps) {
+  std::vector<double> out(x.begin(), x.end());
+  if (w.empty()) return out;
+  for (size_t h = 0; h < x.size(); h += head_dim) {
+    double ss = 0;
+    for (uint32_t e = 0; e < head_dim; ++e) ss += out[h + e] * out[h + e];
+    const double scale = 1.0 / std::sqrt(ss / head_dim + eps);
+    for (uint32_t e = 0; e < head_dim; ++e) out[h + e] *= scale * w[e];
+  }
   return out;
 }
 
@@ -65,8 +81,9 @@ std::vector<uint32_t> unrotated_bits(const std::vector<float>& x, uint32_t head_
 
 // What rope_kv does beyond plain llama's RoPE.
 struct RopeOptions {
-  bool bias = false;  // BIAS: q/k/v biases added first
-  bool neox = false;  // NEOX: pairs (j, j + rope_dim / 2)
+  bool bias = false;     // BIAS: q/k/v biases added first
+  bool neox = false;     // NEOX: pairs (j, j + rope_dim / 2)
+  bool qk_norm = false;  // QK_NORM: each q and k head RMS-normalised with weights before the rotation
 };
 
 // x + b elementwise in f32, as the kernel adds a bias (b empty: x).
@@ -81,7 +98,7 @@ class RopeKv : public KernelVariantTest {
   void check(const Heads& h, uint32_t rope_dim, float freq_base, const std::vector<uint32_t>& positions,
              const RopeOptions& o = {}) {
     SCOPED_TRACE(h.name() + " rope_dim " + std::to_string(rope_dim) + " base " + f32(freq_base) +
-                 (o.bias ? " bias" : "") + (o.neox ? " neox" : ""));
+                 (o.bias ? " bias" : "") + (o.neox ? " neox" : "") + (o.qk_norm ? " qk_norm" : ""));
     auto rng = test::rng(500 + h.head_dim + rope_dim);
     model::LlamaConfig config;
     config.head_dim = h.head_dim;
@@ -121,12 +138,24 @@ class RopeKv : public KernelVariantTest {
     gpu::Buffer qkv_buf = upload(qkv, "qkv");
     std::vector<gpu::BufferSlice> b = {
         {upload(tokens, "tokens")}, {inv_freq_buf}, {qkv_buf}, {k_cache_buf}, {v_cache_buf}};
-    std::vector<float> bias;  // [q | k | v]
+    std::vector<float> bias;            // [q | k | v]
+    std::vector<float> q_norm, k_norm;  // [head_dim] each, near 1
+    std::vector<float> extra;           // the kernel's: bias, then q_norm | k_norm
+    constexpr double kEps = 1e-6;
     if (o.bias) {
       bias = random_vector(row_len, rng, 0.5f);
       d["BIAS"] = "1";
-      b.push_back({upload(bias, "bias")});
+      extra = bias;
     }
+    if (o.qk_norm) {
+      q_norm = plus(std::vector<float>(h.head_dim, 1.0f), random_vector(h.head_dim, rng, 0.3f));
+      k_norm = plus(std::vector<float>(h.head_dim, 1.0f), random_vector(h.head_dim, rng, 0.3f));
+      d["QK_NORM"] = "1";
+      d["EPS"] = f32(kEps);
+      extra.insert(extra.end(), q_norm.begin(), q_norm.end());
+      extra.insert(extra.end(), k_norm.begin(), k_norm.end());
+    }
+    if (!extra.empty()) b.push_back({upload(extra, "extra")});
     if (o.neox) d["NEOX"] = "1";
     d = variant(d);
     dispatch("rope_kv", d, b, n, h.n_heads + 2 * h.n_kv);
@@ -152,18 +181,20 @@ class RopeKv : public KernelVariantTest {
       const double tolerance = 2e-6;
       const size_t row = (size_t(tokens[i].slot) * ctx + pos) * h.kv_dim();
       const std::vector<float> k_row = slice(k_got, row, h.kv_dim());
-      EXPECT_LT(test::relative_error(q_got, rope_reference(q, h.head_dim, rope_dim, inv_freq, pos, o.neox)),
-                tolerance)
-          << "q";
-      EXPECT_LT(test::relative_error(k_row, rope_reference(k, h.head_dim, rope_dim, inv_freq, pos, o.neox)),
-                tolerance)
-          << "k";
-      if (pos == 0) {
-        EXPECT_EQ(bits_of(q_got), bits_of(q)) << "angle 0 must leave q as it was";
-        EXPECT_EQ(bits_of(k_row), bits_of(k)) << "angle 0 must store k as it was";
+      const auto q_want =
+          rope_reference(head_norm(q, h.head_dim, q_norm, kEps), h.head_dim, rope_dim, inv_freq, pos, o.neox);
+      const auto k_want =
+          rope_reference(head_norm(k, h.head_dim, k_norm, kEps), h.head_dim, rope_dim, inv_freq, pos, o.neox);
+      EXPECT_LT(test::relative_error(q_got, q_want), tolerance) << "q";
+      EXPECT_LT(test::relative_error(k_row, k_want), tolerance) << "k";
+      if (!o.qk_norm) {  // nothing but the rotation changes a value
+        if (pos == 0) {
+          EXPECT_EQ(bits_of(q_got), bits_of(q)) << "angle 0 must leave q as it was";
+          EXPECT_EQ(bits_of(k_row), bits_of(k)) << "angle 0 must store k as it was";
+        }
+        EXPECT_EQ(unrotated_bits(q_got, h.head_dim, rope_dim), unrotated_bits(q, h.head_dim, rope_dim));
+        EXPECT_EQ(unrotated_bits(k_row, h.head_dim, rope_dim), unrotated_bits(k, h.head_dim, rope_dim));
       }
-      EXPECT_EQ(unrotated_bits(q_got, h.head_dim, rope_dim), unrotated_bits(q, h.head_dim, rope_dim));
-      EXPECT_EQ(unrotated_bits(k_row, h.head_dim, rope_dim), unrotated_bits(k, h.head_dim, rope_dim));
       EXPECT_EQ(bits_of(slice(v_got, row, h.kv_dim())), bits_of(v)) << "v row";
       std::copy(k_row.begin(), k_row.end(), k_cache.begin() + row);
       std::copy(v.begin(), v.end(), v_cache.begin() + row);
@@ -193,6 +224,16 @@ TEST_P(RopeKv, NeoxPairs) {
   check({4, 2, 16}, 16, 1000000.f, {0, 1, 27, 500}, {.neox = true});
   check({8, 2, 64}, 32, 10000.f, {0, 1, 300, 1000}, {.neox = true});
   check({4, 2, 16}, 16, 1000000.f, {3, 40}, {.bias = true, .neox = true});
+}
+
+// Qwen3's per-head q/k RMSNorm before NEOX RoPE: heads of 24 (the fixture's), of 128 over 64 rotated
+// dims, of 256 (four rounds of the workgroup per head), with and without biases.
+TEST_P(RopeKv, QkNorm) {
+  SCOPED_TRACE(test::seed_note());
+  check({4, 2, 24}, 24, 1000000.f, {0, 1, 27, 500}, {.neox = true, .qk_norm = true});
+  check({4, 1, 128}, 64, 10000.f, {0, 2, 700}, {.neox = true, .qk_norm = true});
+  check({2, 2, 256}, 256, 10000.f, {1, 90}, {.bias = true, .neox = true, .qk_norm = true});
+  check({4, 2, 16}, 16, 10000.f, {0, 33}, {.qk_norm = true});
 }
 
 TEST_P(RopeKv, Biases) {

@@ -216,6 +216,25 @@ TEST_P(ForwardVariants, Qwen2NeoxRope) {
   }
 }
 
+// qwen3: per-head RMSNorm of q and k with weights [head_dim] (1 + N(0, 0.3^2)) before NEOX RoPE, which
+// here turns the leading 16 of each head's 32 dims.
+TEST_P(ForwardVariants, Qwen3QkNorm) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlama m(test::model_shape(TensorType::Q4_0), 1000);
+  const test::TinyLlamaShape& s = m.shape();
+  const uint32_t head_dim = s.dim / s.n_heads;
+  set_arch(m, "qwen3");
+  m.set_u32("qwen3.rope.dimension_count", 16);
+  for (uint32_t l = 0; l < s.n_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    m.add(b + "attn_q_norm.weight", TensorType::F32, {head_dim}, 1.0f);
+    m.add(b + "attn_k_norm.weight", TensorType::F32, {head_dim}, 1.0f);
+  }
+  auto file = m.open("qwen3.gguf");
+  ASSERT_TRUE(cpu::ReferenceModel(*file).config().qk_norm);
+  expect_matches_reference(*file, sequence(s.n_vocab, 10), GetParam(), test::tolerance(TensorType::Q4_0));
+}
+
 INSTANTIATE_TEST_SUITE_P(Kernels, ForwardVariants, ::testing::Bool(),
                          [](const auto& info) { return variant_name(info.param); });
 
