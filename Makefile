@@ -56,9 +56,12 @@ test-fuzz: fuzz-build
 	tests/fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(JOBS)
 
 # Long runs by hand, recorded in docs/: the server's load test at 64 connections for 60 s
-# (docs/reliability.md; the figures also go to $(BUILD)/load-test.json).
-test-long: build
+# (docs/reliability.md; the figures also go to $(BUILD)/load-test.json), and a GGUF file larger than 4 GiB
+# loaded in headless Chromium (docs/web.md; written to a temporary folder, deleted after, skipped without
+# the disk or memory; figures in $(BUILD)/web-large-file.json).
+test-long: build web
 	WGLLM_BINARY=$(BUILD)/wgllm node tests/node/load_test.mjs --connections 64 --seconds 60 --json $(BUILD)/load-test.json
+	node tests/web/large_file.mjs --web $(WEB_BUILD) --wgllm $(BUILD)/wgllm --json $(BUILD)/web-large-file.json
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tests/*.hpp')
