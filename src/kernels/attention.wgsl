@@ -1,5 +1,6 @@
 // Causal attention for every token of a pass: token i (workgroup x) at position pos of slot s attends over
-// cache rows s * CTX + 0..pos, query head h (workgroup y) reading kv head h / (N_HEADS / N_KV) (GQA).
+// cache rows s * CTX + start..pos, query head h (workgroup y) reading kv head h / (N_HEADS / N_KV) (GQA);
+// start is 0, or with WINDOW (sliding-window attention, Mistral) pos - WINDOW + 1 once pos reaches WINDOW.
 // The pass's own keys were written by rope_kv before this runs, so prompt tokens of one pass attend to each
 // other causally. A token's arithmetic depends only on its own (slot, pos, q) and the cache: never on the
 // other tokens of the pass (batch invariance).
@@ -10,11 +11,11 @@
 // HEAD_DIM is a multiple of 4 and at most WG.
 // With SPANS (split-sequence attention, for passes of few tokens at long positions): positions go in spans
 // of SPAN keys (a multiple of WG), one workgroup per (token, head, span), so a decode token's keys are read
-// by ceil((pos + 1) / SPAN) workgroups at once instead of one. Workgroups whose span starts past the
-// token's position exit at once. A token whose keys fit one span writes its output here; otherwise each
-// span leaves its unnormalised output, max and sum in part [tokens, N_HEADS, SPANS, HEAD_DIM + 2], and
-// MERGE (a second dispatch, one workgroup per (token, head)) adds them up in span order. The spans depend
-// only on the token's position, so batch invariance holds.
+// by the workgroups of the spans that [start, pos] meets at once instead of one. Workgroups of other spans
+// exit at once. A token whose keys lie in one span writes its output here; otherwise each span leaves its
+// unnormalised output, max and sum in part [tokens, N_HEADS, SPANS, HEAD_DIM + 2], and MERGE (a second
+// dispatch, one workgroup per (token, head)) adds them up in span order. The spans depend only on the
+// token's position, so batch invariance holds.
 // Each reduction reads its result from an array of its own, written again only in the next tile, and needs
 // no barrier after that read: under Dawn's OpenGL ES backend, Mesa's GLSL compiler (22.3) moves a read of
 // workgroup memory whose value is used once down to that use, across barrier() (its tree grafting does not
@@ -26,6 +27,15 @@
 
 const WG = 256u;
 const PART = HEAD_DIM + 2u;  // a span's part: output, max, sum
+
+// The first position that a token at `pos` attends to.
+fn first_key(pos: u32) -> u32 {
+#if WINDOW
+  return select(0u, pos + 1u - WINDOW, pos >= WINDOW);
+#else
+  return 0u;
+#endif
+}
 #if MERGE
 @group(0) @binding(1) var<storage, read> part: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -35,24 +45,25 @@ const MERGE_WG = 64u;
 // The result of a token's spans 0..k-1: each span's output and sum rescaled to the largest max.
 @compute @workgroup_size(MERGE_WG)
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let n = tokens[wid.x].pos + 1u;
-  if (n <= SPAN) {
+  let pos = tokens[wid.x].pos;
+  let s0 = first_key(pos) / SPAN;  // the token's spans: s0..s1
+  let s1 = pos / SPAN;
+  if (s0 == s1) {
     return;  // one span: written by the attention dispatch
   }
   let h = wid.y;
-  let k = (n + SPAN - 1u) / SPAN;
   let first = (wid.x * N_HEADS + h) * SPANS;
-  var m = part[first * PART + HEAD_DIM];
-  for (var s = 1u; s < k; s++) {
+  var m = part[(first + s0) * PART + HEAD_DIM];
+  for (var s = s0 + 1u; s <= s1; s++) {
     m = max(m, part[(first + s) * PART + HEAD_DIM]);
   }
   var l = 0.0;
-  for (var s = 0u; s < k; s++) {
+  for (var s = s0; s <= s1; s++) {
     l += part[(first + s) * PART + HEAD_DIM + 1u] * exp(part[(first + s) * PART + HEAD_DIM] - m);
   }
   for (var d = tid; d < HEAD_DIM; d += MERGE_WG) {
     var o = 0.0;
-    for (var s = 0u; s < k; s++) {
+    for (var s = s0; s <= s1; s++) {
       o += part[(first + s) * PART + d] * exp(part[(first + s) * PART + HEAD_DIM] - m);
     }
     out[(wid.x * N_HEADS + h) * HEAD_DIM + d] = o / l;
@@ -108,19 +119,20 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
         @builtin(num_workgroups) groups: vec3<u32>) {
   let t = tokens[wid.x];
   let n = t.pos + 1u;
+  let start = first_key(t.pos);
 #if SPANS
   // (head, span) along y, folded into z past the per-dimension limit
   let hs = wid.y + wid.z * groups.y;
   let h = hs % N_HEADS;
   let span = hs / N_HEADS;
-  let begin = span * SPAN;
-  if (span >= SPANS || begin >= n) {
+  if (span >= SPANS || span * SPAN >= n || span < start / SPAN) {
     return;
   }
-  let end = min(n, begin + SPAN);
+  let begin = max(span * SPAN, start);
+  let end = min(n, span * SPAN + SPAN);
 #else
   let h = wid.y;
-  let begin = 0u;
+  let begin = start;
   let end = n;
 #endif
   let first = t.slot * CTX;  // cache row of position 0
@@ -171,7 +183,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
       o += red_sum[i * HEAD_DIM + tid];
     }
 #if SPANS
-    if (n > SPAN) {
+    if (start / SPAN != t.pos / SPAN) {
       let at = ((wid.x * N_HEADS + h) * SPANS + span) * PART;
       part[at + tid] = o;
       if (tid == 0u) {

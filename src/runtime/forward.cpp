@@ -330,6 +330,7 @@ void Forward::add_attention(Ops& ops, const Layer& l, uint32_t width) {
                             {"HEAD_DIM", u32(c.head_dim)},
                             {"CTX", u32(n_ctx_)},
                             {"SCALE", f32(1.0 / std::sqrt(double(c.head_dim)))}};
+  if (c.sliding_window) att["WINDOW"] = u32(c.sliding_window);
   if (width == kPrefill || spans_ == 1) {
     add(ops, "attention", att, {tokens_slice_, {qkv_}, {l.k_cache}, {l.v_cache}, {attn_}}, c.n_heads);
     return;

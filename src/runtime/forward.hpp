@@ -56,7 +56,8 @@ struct RowSampling {
 class Forward {
  public:
   // What the GPU runs beyond plain llama; a model needing more is refused with the features named.
-  static constexpr model::Features kFeatures = model::kAttnBias | model::kNeoxRope | model::kQkNorm;
+  static constexpr model::Features kFeatures =
+      model::kAttnBias | model::kNeoxRope | model::kQkNorm | model::kSlidingWindow;
 
   Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardOptions& options = {});
 

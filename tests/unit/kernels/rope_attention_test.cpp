@@ -245,9 +245,12 @@ TEST_P(RopeKv, Biases) {
 class Attention : public KernelVariantTest {
  protected:
   // One pass over tokens at `positions`, token i in slot i % kSlots; then each token alone, which must give
-  // the same bits. span > 0: split-sequence attention over spans of `span` keys, then the merge.
-  void check(const Heads& h, uint32_t ctx, const std::vector<uint32_t>& positions, uint32_t span = 0) {
-    SCOPED_TRACE(h.name() + " ctx " + std::to_string(ctx) + " span " + std::to_string(span));
+  // the same bits. span > 0: split-sequence attention over spans of `span` keys, then the merge. window > 0:
+  // a token at pos attends to positions max(0, pos - window + 1)..pos only (WINDOW).
+  void check(const Heads& h, uint32_t ctx, const std::vector<uint32_t>& positions, uint32_t span = 0,
+             uint32_t window = 0) {
+    SCOPED_TRACE(h.name() + " ctx " + std::to_string(ctx) + " span " + std::to_string(span) + " window " +
+                 std::to_string(window));
     constexpr uint32_t kSlots = 2;
     auto rng = test::rng(600 + h.n_heads * 100 + h.n_kv * 10 + h.head_dim);
     const uint32_t kv_dim = h.kv_dim(), group = h.n_heads / h.n_kv;
@@ -256,6 +259,7 @@ class Attention : public KernelVariantTest {
     gpu::KernelDefines d = h.defines();
     d["CTX"] = u32(ctx);
     d["SCALE"] = f32(scale);
+    if (window) d["WINDOW"] = u32(window);
     d = variant(d);
     const auto n = static_cast<uint32_t>(positions.size());
     std::vector<runtime::GpuToken> tokens(n);
@@ -310,23 +314,25 @@ class Attention : public KernelVariantTest {
       SCOPED_TRACE("token " + std::to_string(i) + ": slot " + std::to_string(tokens[i].slot) + " pos " +
                    std::to_string(pos));
       const size_t first_row = size_t(tokens[i].slot) * ctx;
+      const uint32_t start = window && pos >= window ? pos - window + 1 : 0;
       const std::vector<float> q = slice(qkv, size_t(i) * row_len, h.q_dim());
       std::vector<double> want(h.q_dim());  // [n_heads * head_dim]
       for (uint32_t head = 0; head < h.n_heads; ++head) {
         const size_t kv = size_t(head / group) * h.head_dim, qh = size_t(head) * h.head_dim;
-        std::vector<double> p(pos + 1);
+        std::vector<double> p(pos + 1 - start);  // [positions start..pos]
         double max = -INFINITY, sum = 0;
-        for (uint32_t t = 0; t <= pos; ++t) {
+        for (uint32_t t = start; t <= pos; ++t) {
           double s = 0;
           for (uint32_t e = 0; e < h.head_dim; ++e)
             s += double(q[qh + e]) * k_cache[(first_row + t) * kv_dim + kv + e];
-          p[t] = s * scale;
-          max = std::max(max, p[t]);
+          p[t - start] = s * scale;
+          max = std::max(max, p[t - start]);
         }
         for (double& x : p) sum += x = std::exp(x - max);
         for (uint32_t e = 0; e < h.head_dim; ++e) {
           double acc = 0;
-          for (uint32_t t = 0; t <= pos; ++t) acc += p[t] * v_cache[(first_row + t) * kv_dim + kv + e];
+          for (uint32_t t = start; t <= pos; ++t)
+            acc += p[t - start] * v_cache[(first_row + t) * kv_dim + kv + e];
           want[qh + e] = acc / sum;
         }
       }
@@ -382,6 +388,22 @@ TEST_P(Attention, SplitEveryPositionAroundTheFirstBoundary) {
   check({4, 2, 64}, 300, positions, 256);
   std::iota(positions.begin(), positions.end(), 248u);
   check({4, 2, 64}, 300, positions, 256);
+}
+
+// Sliding windows (WINDOW): every position 0..40 with windows of 6 and 1 (only itself), unsplit; split over
+// spans of 256 with windows whose start lies in the span before the token's (two spans merged), in its own
+// span (one span, not the first) and of exactly one span; positions past the window at each boundary.
+TEST_P(Attention, SlidingWindow) {
+  SCOPED_TRACE(test::seed_note());
+  std::vector<uint32_t> positions(41);
+  std::iota(positions.begin(), positions.end(), 0u);
+  check({4, 2, 64}, 48, positions, 0, 6);
+  check({4, 4, 8}, 48, {0, 1, 2, 17, 40}, 0, 1);
+  const std::vector<uint32_t> split = {0, 5, 99, 100, 101, 255, 256, 300, 355, 356, 400, 511, 512, 767, 900};
+  check({4, 2, 64}, 1024, split, 256, 100);
+  check({4, 2, 64}, 1024, split, 256, 256);
+  check({8, 2, 80}, 1030, split, 512, 300);
+  check({4, 2, 64}, 1024, split, 0, 100);
 }
 
 WGLLM_KERNEL_VARIANTS(RopeKv);

@@ -235,6 +235,29 @@ TEST_P(ForwardVariants, Qwen3QkNorm) {
   expect_matches_reference(*file, sequence(s.n_vocab, 10), GetParam(), test::tolerance(TensorType::Q4_0));
 }
 
+// Mistral's sliding window (llama.attention.sliding_window): a window of 5 over 12 positions; and a window
+// of 100 over 280 positions at a context of 320, where decode attention runs over spans of 256 (a window
+// straddling the boundary merges two spans, one past it reads only the second).
+TEST_P(ForwardVariants, SlidingWindow) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlama m(test::model_shape(TensorType::F32), 1100);
+  auto plain = m.open("no-window.gguf");
+  m.set_u32("llama.attention.sliding_window", 5);
+  auto windowed = m.open("window.gguf");
+  const auto tokens = sequence(m.shape().n_vocab, 11);
+  expect_variant_matters(*windowed, *plain, tokens, test::tolerance(TensorType::F32));
+  expect_matches_reference(*windowed, tokens, GetParam(), test::tolerance(TensorType::F32));
+
+  test::TinyLlamaShape shape = test::model_shape(TensorType::F32);
+  shape.context = 320;
+  shape.n_layers = 2;
+  test::TinyLlama l(shape, 1101);
+  l.set_u32("llama.attention.sliding_window", 100);
+  auto file = l.open("long-window.gguf");
+  expect_matches_reference(*file, test::random_tokens(280, shape.n_vocab, 12), GetParam(),
+                           test::tolerance(TensorType::F32));
+}
+
 INSTANTIATE_TEST_SUITE_P(Kernels, ForwardVariants, ::testing::Bool(),
                          [](const auto& info) { return variant_name(info.param); });
 
