@@ -107,6 +107,21 @@ TEST_P(GpuFixture, Q8_0LogitsWithinTheDerivedBound) {
 INSTANTIATE_TEST_SUITE_P(Architectures, GpuFixture, ::testing::Values("llama", "qwen2", "qwen3", "mistral"),
                          [](const auto& info) { return info.param; });
 
+// Mixture-of-experts models do not run on the GPU yet: `wgllm logits` refuses them as bad input, naming
+// what is missing rather than running them wrong.
+TEST(Convert, GpuRefusesWhatItDoesNotRun) {
+  for (const auto& [name, feature] :
+       {std::pair{"qwen3moe", "mixture-of-experts layers"}, std::pair{"llama4", "NoPE layers"}}) {
+    const std::string model = test::temp_dir() + "/refused-" + name + ".gguf";
+    ASSERT_EQ(test::run_wgllm({"convert", test::testdata_path(std::string("hf-fixtures/") + name), model})
+                  .exit_code,
+              0);
+    const test::Process p = test::run_wgllm({"logits", "-m", model, "--ids", "1,2"});
+    EXPECT_EQ(p.exit_code, 2) << name;
+    EXPECT_THAT(p.err, AllOf(HasSubstr(feature), HasSubstr("does not run"))) << name;
+  }
+}
+
 // The mixes are llama-quantize's on the f32 model: llama4's q4_k_m stores 64-wide rows (not a multiple of
 // 256) in the fallback type, which the tool reports; the router and norms stay f32.
 TEST(Convert, QuantizedTypesAndFileType) {
