@@ -45,6 +45,15 @@ uint32_t stage_rows(uint32_t rows, uint32_t columns) {
   if (rows < 8192) return 1;
   return columns == 1 ? 4 : 2;
 }
+// The matrices of some lists and single ones, in order.
+std::vector<const GpuMatrix*> pointers(const std::vector<GpuMatrix>& a, const std::vector<GpuMatrix>& b = {},
+                                       std::initializer_list<const GpuMatrix*> more = {}) {
+  std::vector<const GpuMatrix*> p;
+  for (const GpuMatrix& m : a) p.push_back(&m);
+  for (const GpuMatrix& m : b) p.push_back(&m);
+  p.insert(p.end(), more);
+  return p;
+}
 static_assert(Forward::kMaxWidth == Forward::kWidths[std::size(Forward::kWidths) - 1]);
 
 }  // namespace
@@ -143,6 +152,17 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     weight_gpu_bytes_ += m.gpu_bytes();
     return m;
   };
+  auto stacked = [&](std::vector<const gguf::TensorInfo*> ts) {
+    std::vector<GpuMatrix> ms;
+    if (std::optional<GpuMatrix> m = upload_stacked(device, file, ts)) {
+      weight_bytes_ += m->bytes;
+      weight_gpu_bytes_ += m->gpu_bytes();
+      ms.push_back(std::move(*m));
+    } else {
+      for (const gguf::TensorInfo* t : ts) ms.push_back(matrix(t));
+    }
+    return ms;
+  };
   auto vec = [&](const gguf::TensorInfo* t) {
     gpu::Buffer b = upload_f32(device, file, *t);
     weight_bytes_ += t->n_bytes;
@@ -162,12 +182,9 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     const model::LayerWeights& lw = weights.layers[l];
     Layer layer{vec(lw.attn_norm),
                 vec(lw.ffn_norm),
-                matrix(lw.wq),
-                matrix(lw.wk),
-                matrix(lw.wv),
+                stacked({lw.wq, lw.wk, lw.wv}),
+                stacked({lw.ffn_gate, lw.ffn_up}),
                 matrix(lw.wo),
-                matrix(lw.ffn_gate),
-                matrix(lw.ffn_up),
                 matrix(lw.ffn_down),
                 storage(cache_bytes / 4, "k cache"),
                 storage(cache_bytes / 4, "v cache")};
@@ -176,8 +193,7 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     if (lw.attn_q_norm) extra.insert(extra.end(), {lw.attn_q_norm, lw.attn_k_norm});
     if (!extra.empty()) layer.attn_extra = vecs(extra);
     if (lw.bo) layer.bo = vec(lw.bo);
-    for (const GpuMatrix* m :
-         {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.gate, &layer.up, &layer.down})
+    for (const GpuMatrix* m : pointers(layer.qkv, layer.gate_up, {&layer.wo, &layer.down}))
       gemv_bytes_ += m->bytes;
     layers_.push_back(std::move(layer));
   }
@@ -374,10 +390,10 @@ const Forward::Ops& Forward::body(uint32_t width) {
   for (const Layer& l : layers_) {
     // attention block: x += Wo · attention(rope(Wq·norm(x)), cache(rope(Wk·norm(x)), Wv·norm(x)))
     if (width == kPrefill)
-      add_prefill_group(ops, {&l.wq, &l.wk, &l.wv}, x_, c.dim, c.dim, l.attn_norm,
+      add_prefill_group(ops, pointers(l.qkv), x_, c.dim, c.dim, l.attn_norm,
                         {{}, qkv_, 0, qkv, 0, false, {}});
     else
-      add_normed(ops, {&l.wq, &l.wk, &l.wv}, qkv_, qkv, l.attn_norm, width);
+      add_normed(ops, pointers(l.qkv), qkv_, qkv, l.attn_norm, width);
     gpu::KernelDefines rope_l = rope;
     std::vector<gpu::BufferSlice> rope_b = {tokens_slice_, {rope_table_}, {qkv_}, {l.k_cache}, {l.v_cache}};
     if (l.attn_extra) rope_b.push_back({l.attn_extra});
@@ -397,10 +413,10 @@ const Forward::Ops& Forward::body(uint32_t width) {
 
     // feed-forward block: x += W_down · (silu(W_gate·norm(x)) * W_up·norm(x))
     if (width == kPrefill)
-      add_prefill_group(ops, {&l.gate, &l.up}, x_, c.dim, c.dim, l.ffn_norm,
+      add_prefill_group(ops, pointers(l.gate_up), x_, c.dim, c.dim, l.ffn_norm,
                         {{}, gate_up_, 0, 2 * c.ffn_dim, 0, false, {}});
     else
-      add_normed(ops, {&l.gate, &l.up}, gate_up_, 2 * c.ffn_dim, l.ffn_norm, width);
+      add_normed(ops, pointers(l.gate_up), gate_up_, 2 * c.ffn_dim, l.ffn_norm, width);
     add(ops, "silu_mul", {{"N", u32(c.ffn_dim)}}, {{gate_up_}}, (c.ffn_dim + 255) / 256);
     if (width == kPrefill)
       add_prefill_group(ops, {&l.down}, gate_up_, c.ffn_dim, 2 * c.ffn_dim, {},

@@ -129,7 +129,10 @@ class Forward {
   using Ops = std::vector<Op>;
   struct Layer {
     gpu::Buffer attn_norm, ffn_norm;
-    GpuMatrix wq, wk, wv, wo, gate, up, down;
+    // The projections of the normed input, stacked into one matrix where they can be (upload_stacked), so
+    // that one GEMV computes them: rows [q | k | v] and [gate | up].
+    std::vector<GpuMatrix> qkv, gate_up;
+    GpuMatrix wo, down;
     gpu::Buffer k_cache, v_cache;  // [n_seq * n_ctx, kv_dim]
     gpu::Buffer attn_extra;        // rope_kv's `extra`: [bq | bk | bv] (biases), [q_norm | k_norm] (qk norm)
     gpu::Buffer bo;                // [dim] or none

@@ -110,14 +110,15 @@ struct WeightUpload::Impl {
     }
   }
 
-  // Pieces of the blocks of one matrix chunk (`blocks` blocks from `offset` in the file), each followed by
-  // its repack into the chunk's buffers.
+  // Pieces of `blocks` blocks from `offset` in the file, each followed by its repack into a matrix chunk's
+  // buffers from block `first_block` on (even: repack.wgsl writes pairs of blocks) of the chunk's
+  // `chunk_blocks` (0: `blocks`).
   void add_repacked(const gguf::GgufFile& file, gguf::TensorType type, uint64_t offset, uint64_t blocks,
-                    const GpuMatrix::Chunk& chunk) {
+                    const GpuMatrix::Chunk& chunk, uint64_t first_block = 0, uint64_t chunk_blocks = 0) {
     const quant::PlaneLayout& layout = *quant::plane_layout(type);
     const uint64_t block_bytes = gguf::type_traits(static_cast<uint32_t>(type))->block_bytes;
     const uint64_t per_piece = std::max<uint64_t>(2, scratch_size(file) / block_bytes / 2 * 2);  // even
-    const quant::PlaneOffsets o = quant::plane_offsets(layout, blocks);
+    const quant::PlaneOffsets o = quant::plane_offsets(layout, chunk_blocks ? chunk_blocks : blocks);
     gpu::Kernel kernel = device.kernel("repack", repack_defines(type, layout));
     const gpu::BufferSlice bindings[] = {{params}, {scratch}, {chunk.quants}, {chunk.scales}};
     gpu::BindGroup group = device.bind(kernel, bindings);
@@ -125,7 +126,7 @@ struct WeightUpload::Impl {
       const uint64_t n = std::min(per_piece, blocks - first);
       pieces.push_back({offset + first * block_bytes, n * block_bytes, scratch, 0});
       RepackParams p;
-      p.first_block = static_cast<uint32_t>(first);
+      p.first_block = static_cast<uint32_t>(first_block + first);
       p.n_blocks = static_cast<uint32_t>(n);
       p.pairs_at = static_cast<uint32_t>(o.pairs_at);
       p.bits_at = static_cast<uint32_t>(o.bits_at);
@@ -267,6 +268,74 @@ GpuMatrix upload_matrix(gpu::Device& device, const gguf::GgufFile& file, const g
     m.chunks.push_back(c);
   }
   if (up && *up->options.gpu_repack) up->run_from(file, t, first_piece);
+  return m;
+}
+
+std::optional<GpuMatrix> upload_stacked(gpu::Device& device, const gguf::GgufFile& file,
+                                        std::span<const gguf::TensorInfo* const> tensors) {
+  const gguf::TensorInfo& t0 = *tensors.front();
+  if (!quant::has_gpu_layout(t0.type)) return std::nullopt;
+  WeightUpload::Impl* up = current_upload && &current_upload->device == &device ? current_upload : nullptr;
+  const quant::PlaneLayout* layout = quant::plane_layout(t0.type);
+  const uint64_t block_elements = gguf::type_traits(static_cast<uint32_t>(t0.type))->block_elements;
+  GpuMatrix m;
+  m.type = t0.type;
+  m.cols = static_cast<uint32_t>(t0.dims[0]);
+  for (const gguf::TensorInfo* t : tensors) {
+    const uint64_t blocks = t->rows() * m.cols / block_elements;
+    // The GPU path places each tensor at a whole word (raw) or an even block (repacked).
+    if (t->type != m.type || t->dims[0] != m.cols || t->n_bytes % 4 != 0 || (layout && blocks % 2 != 0))
+      return std::nullopt;
+    m.rows += static_cast<uint32_t>(t->rows());
+    m.bytes += t->n_bytes;
+  }
+  const uint64_t limit =
+      up && up->options.chunk_limit
+          ? up->options.chunk_limit
+          : std::min(device.limits().max_storage_buffer_binding_size, device.limits().max_buffer_size);
+  if (m.bytes + 64 > limit) return std::nullopt;  // one chunk: the planes' padding is a few words
+  GpuMatrix::Chunk c;
+  c.rows = m.rows;
+  const std::string name = t0.name + " (stacked)";
+  if (up && *up->options.gpu_repack) {
+    const uint64_t total_blocks = uint64_t(m.rows) * m.cols / block_elements;
+    if (layout) {
+      const quant::PlaneOffsets o = quant::plane_offsets(*layout, total_blocks);
+      c.quants = device.buffer(o.quant_words * 4, gpu::kStorage, name);
+      c.scales = device.buffer(o.scale_words * 4, gpu::kStorage, name + " scales");
+    } else {
+      c.quants = device.buffer(m.bytes, gpu::kStorage, name);
+    }
+    uint64_t first_block = 0, at = 0;
+    for (const gguf::TensorInfo* t : tensors) {
+      const size_t first_piece = up->pieces.size();
+      const uint64_t offset = file.data_offset() + t->offset;
+      const uint64_t blocks = t->rows() * m.cols / block_elements;
+      if (layout) {
+        up->add_repacked(file, t->type, offset, blocks, c, first_block, total_blocks);
+      } else {
+        up->add_direct(file, offset, t->n_bytes, c.quants, at);
+      }
+      up->run_from(file, *t, first_piece);
+      first_block += blocks;
+      at += t->n_bytes;
+    }
+  } else {
+    std::vector<uint8_t> bytes;
+    bytes.reserve(m.bytes);
+    for (const gguf::TensorInfo* t : tensors) {
+      const std::span<const uint8_t> b = file.tensor_bytes(*t);
+      bytes.insert(bytes.end(), b.begin(), b.end());
+    }
+    quant::GpuLayout packed = quant::repack(m.type, bytes.data(), m.rows, m.cols);
+    c.quants = device.buffer(packed.quants.size() * 4, gpu::kStorage, name);
+    device.write(c.quants, 0, words(packed.quants));
+    if (!packed.scales.empty()) {
+      c.scales = device.buffer(packed.scales.size() * 4, gpu::kStorage, name + " scales");
+      device.write(c.scales, 0, words(packed.scales));
+    }
+  }
+  m.chunks.push_back(c);
   return m;
 }
 

@@ -37,6 +37,10 @@ struct GpuMatrix {
 // Throws Error(BadInput) naming the file, the tensor and its type when no GPU kernel reads the type.
 // Without a WeightUpload alive on the calling thread, quantized matrices are repacked on the CPU.
 GpuMatrix upload_matrix(gpu::Device& device, const gguf::GgufFile& file, const gguf::TensorInfo& tensor);
+// Matrices of one type and width stacked by rows into one (q|k|v, gate|up: one GEMV reads them all, one
+// dispatch instead of several); nullopt when they differ in type or width or do not fit one binding.
+std::optional<GpuMatrix> upload_stacked(gpu::Device& device, const gguf::GgufFile& file,
+                                        std::span<const gguf::TensorInfo* const> tensors);
 gpu::Buffer upload_f32(gpu::Device& device, const gguf::GgufFile& file, const gguf::TensorInfo& tensor);
 // F32 tensors one after another in one buffer (small per-layer vectors that one kernel binding reads).
 gpu::Buffer upload_f32s(gpu::Device& device, const gguf::GgufFile& file,

@@ -191,6 +191,72 @@ TEST_P(RepackTest, DeferredPiecesInFileOrder) {
   EXPECT_EQ(download<float>(f32, 3), std::vector<float>(3, std::bit_cast<float>(0x07070707u)));
 }
 
+// q|k|v and gate|up are stacked by rows into one matrix (runtime::upload_stacked): on the GPU path, each
+// tensor's pieces repack into its rows of the shared planes, which must equal quant::repack of the
+// concatenated rows; also when the host streams the pieces itself (deferred). Tensors of another width, or
+// whose blocks would start the next one at an odd block, are not stacked.
+TEST_P(RepackTest, StackedEqualsCpuRepackOfTheConcatenation) {
+  SCOPED_TRACE(test::seed_note());
+  const TensorType type = GetParam();
+  auto rng = test::rng(200 + static_cast<uint64_t>(type));
+  const uint32_t col_blocks = 2, rows[] = {6, 4, 9};
+  const uint64_t cols = uint64_t(col_blocks) * traits(type).block_elements;
+  gguf::GgufWriter w;
+  w.set_string("general.architecture", "test");
+  w.add_tensor("first", TensorType::F32, {3}, std::vector<uint8_t>(12, 7));
+  std::vector<uint8_t> all;
+  for (size_t i = 0; i < std::size(rows); ++i) {
+    std::vector<uint8_t> b = random_blocks(type, uint64_t(rows[i]) * col_blocks, rng);
+    all.insert(all.end(), b.begin(), b.end());
+    w.add_tensor("w" + std::to_string(i), type, {cols, rows[i]}, b);
+  }
+  w.add_tensor("wide", type, {2 * cols, 2}, random_blocks(type, 4 * col_blocks, rng));
+  w.add_tensor("odd", type, {uint64_t(traits(type).block_elements), 3}, random_blocks(type, 3, rng));
+  const std::string path = test::temp_dir() + "/stacked_" + std::string(gguf::type_name(type)) + ".gguf";
+  w.write(path);
+  const auto file = gguf::GgufFile::open(path);
+  const gguf::TensorInfo* parts[] = {file->find_tensor("w0"), file->find_tensor("w1"),
+                                     file->find_tensor("w2")};
+  const quant::GpuLayout want = quant::repack(type, all.data(), 19, cols);
+  auto expect_stacked = [&](const std::optional<runtime::GpuMatrix>& m) {
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->rows, 19u);
+    ASSERT_EQ(m->chunks.size(), 1u);
+    EXPECT_EQ(contents(m->chunks[0].quants), want.quants);
+    EXPECT_EQ(contents(m->chunks[0].scales), want.scales);
+  };
+  {
+    SCOPED_TRACE("GPU repack");
+    runtime::WeightUpload upload(device(), {.gpu_repack = true, .scratch_bytes = 600});
+    expect_stacked(runtime::upload_stacked(device(), *file, parts));
+  }
+  {
+    SCOPED_TRACE("CPU repack");
+    expect_stacked(runtime::upload_stacked(device(), *file, parts));
+  }
+  {
+    SCOPED_TRACE("deferred");
+    runtime::WeightUpload upload(device(), {.deferred = true, .scratch_bytes = 600});
+    const std::optional<runtime::GpuMatrix> m = runtime::upload_stacked(device(), *file, parts);
+    const std::string text = test::read_file(path);
+    const auto& pieces = upload.pieces();
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      std::vector<uint8_t> bytes(text.begin() + pieces[i].file_offset,
+                                 text.begin() + pieces[i].file_offset + pieces[i].size);
+      bytes.resize((bytes.size() + 3) / 4 * 4, 0);
+      device().write(pieces[i].dst, pieces[i].dst_offset, bytes);
+      upload.finish(i);
+    }
+    expect_stacked(m);
+  }
+  const gguf::TensorInfo* wide[] = {parts[0], file->find_tensor("wide")};
+  EXPECT_FALSE(runtime::upload_stacked(device(), *file, wide).has_value());
+  if (quant::plane_layout(type)) {  // 3 blocks: the next tensor would start at an odd block
+    const gguf::TensorInfo* odd[] = {file->find_tensor("odd"), file->find_tensor("odd")};
+    EXPECT_FALSE(runtime::upload_stacked(device(), *file, odd).has_value());
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, RepackTest, ::testing::ValuesIn(kTypes),
                          [](const ::testing::TestParamInfo<TensorType>& info) {
                            return std::string(gguf::type_name(info.param));
