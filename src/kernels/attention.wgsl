@@ -10,7 +10,7 @@
 // qkv [tokens, q | k | v] (q: N_HEADS*HEAD_DIM); caches [slots * CTX, N_KV*HEAD_DIM]; out [tokens, N_HEADS*HEAD_DIM].
 // HEAD_DIM is a multiple of 4 and at most WG.
 // With SPANS (split-sequence attention, for passes of few tokens at long positions): positions go in spans
-// of SPAN keys (a multiple of WG), one workgroup per (token, head, span), so a decode token's keys are read
+// of SPAN keys (a multiple of WG, or fewer: one partial tile), one workgroup per (token, head, span), so a decode token's keys are read
 // by the workgroups of the spans that [start, pos] meets at once instead of one. Workgroups of other spans
 // exit at once. A token whose keys lie in one span writes its output here; otherwise each span leaves its
 // unnormalised output, max and sum in part [tokens, N_HEADS, SPANS, HEAD_DIM + 2], and MERGE (a second

@@ -98,8 +98,8 @@ fn byte_values(v: u32, off: f32) -> vec4<f32> {
   return bitcast<vec4<f32>>(b | vec4<u32>(0x4B000000u)) - vec4<f32>(8388608.0 + off);
 }
 
-// A chunk's 32 weights as chunk_dot uses them: dequantized (a * code - m, rounded as the CPU reference
-// rounds it) for types with mins, else code - OFFSET with the scales applied to the two half sums. Types
+// A chunk's 32 weights as chunk_dot uses them: dequantized (a * code - m, one fma: see dot_add) for types
+// with mins, else code - OFFSET with the scales applied to the two half sums. Types
 // with mins dequantize each weight rather than subtract m * sum(x): when a * code and m nearly cancel, the
 // split sums would lose digits the weights keep.
 struct Chunk {
@@ -113,8 +113,8 @@ fn decode_chunk(g: u32) -> Chunk {
   var k: Chunk;
   if (MINS) {
     for (var j = 0u; j < 4u; j++) {
-      k.v[j] = byte_values(c.lo[j], 0.0) * s.x - s.z;
-      k.v[4u + j] = byte_values(c.hi[j], 0.0) * s.y - s.w;
+      k.v[j] = fma(byte_values(c.lo[j], 0.0), vec4<f32>(s.x), vec4<f32>(-s.z));
+      k.v[4u + j] = fma(byte_values(c.hi[j], 0.0), vec4<f32>(s.y), vec4<f32>(-s.w));
     }
     k.s = vec2<f32>(1.0);
     return k;
@@ -157,17 +157,25 @@ fn stage_tile(t: u32, tid: u32, col0: u32, inv_rms: f32) {
   }
 }
 
-// The chunk's share of a row's dot product with its 32 inputs.
-fn chunk_dot(k: Chunk, xv: array<vec4<f32>, 8>) -> f32 {
+// Four products added to `acc`, each multiply-add an explicit fma: the driver's compiler is free to fuse
+// a separate multiply and add, and may do so differently in the one-column and the several-column code of
+// tiled_dots, which on an H200 made a token's Q4_0 logits depend on its batch (in the 6th digit). With
+// nothing left to fuse, every (row, column) gets the same operations.
+fn dot_add(acc: f32, a: vec4<f32>, b: vec4<f32>) -> f32 {
+  return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, fma(a.x, b.x, acc))));
+}
+
+// `acc` plus the chunk's share of a row's dot product with its 32 inputs.
+fn chunk_dot(acc: f32, k: Chunk, xv: array<vec4<f32>, 8>) -> f32 {
   var q = vec2<f32>(0.0);
   for (var j = 0u; j < 4u; j++) {
-    q.x += dot(k.v[j], xv[j]);
-    q.y += dot(k.v[4u + j], xv[4u + j]);
+    q.x = dot_add(q.x, k.v[j], xv[j]);
+    q.y = dot_add(q.y, k.v[4u + j], xv[4u + j]);
   }
   if (MINS) {
-    return q.x + q.y;
+    return acc + (q.x + q.y);
   }
-  return dot(k.s, q);
+  return fma(k.s.y, q.y, fma(k.s.x, q.x, acc));
 }
 #endif
 
@@ -215,9 +223,10 @@ fn row_dots(r: u32, lane: u32, col0: u32) -> array<f32, BATCH> {
 #if QUANT
 // This lane's partial dot products of rows r0 .. r0 + RPL with the tile's columns (row i, column j at
 // i * BATCH + j), one staged tile after another. Every (row, column) sums the same chunks in the same order
-// with the same chunk_dot whatever BATCH and RPL are, so the output bits depend on neither. Each column's
-// inputs are read once for all RPL rows; with several columns, the RPL rows' chunks are decoded first, once
-// for all columns (one column decodes each row's chunk when it needs it: fewer registers).
+// with the same chunk_dot whatever BATCH and RPL are, so the output bits depend on neither. One column: its
+// inputs are read once for all RPL rows; several: each row's chunk is decoded once for all columns.
+// (Decoding all RPL rows' chunks first, then each column's inputs once for all of them, gave other bits
+// than one column on lavapipe, whose compiler fused differently there.)
 fn tiled_dots(r0: u32, lane: u32, tid: u32, col0: u32, inv_rms: f32) -> array<f32, RPL * BATCH> {
   var acc: array<f32, RPL * BATCH>;
   for (var t = 0u; t < CHUNKS; t += TPR) {
@@ -230,20 +239,16 @@ fn tiled_dots(r0: u32, lane: u32, tid: u32, col0: u32, inv_rms: f32) -> array<f3
         let xv = tile_x(0u, lane);
         for (var i = 0u; i < RPL; i++) {
           if (r0 + i < ROWS) {
-            acc[i] += chunk_dot(decode_chunk((r0 + i) * CHUNKS + c), xv);
+            acc[i] = chunk_dot(acc[i], decode_chunk((r0 + i) * CHUNKS + c), xv);
           }
         }
       } else {
-        var k: array<Chunk, RPL>;
         for (var i = 0u; i < RPL; i++) {
           if (r0 + i < ROWS) {
-            k[i] = decode_chunk((r0 + i) * CHUNKS + c);
-          }
-        }
-        for (var j = 0u; j < BATCH; j++) {
-          let xv = tile_x(j, lane);
-          for (var i = 0u; i < RPL; i++) {
-            acc[i * BATCH + j] += chunk_dot(k[i], xv);
+            let k = decode_chunk((r0 + i) * CHUNKS + c);
+            for (var j = 0u; j < BATCH; j++) {
+              acc[i * BATCH + j] = chunk_dot(acc[i * BATCH + j], k, tile_x(j, lane));
+            }
           }
         }
       }

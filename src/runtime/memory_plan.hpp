@@ -27,8 +27,9 @@ struct MemoryShape {
 };
 
 // Split attention (attention.wgsl's SPANS) at a context of n_ctx positions: a GEMV pass splits each
-// token's keys into spans of `span` positions, `count` of them covering n_ctx. A span is one 256-key tile
-// (the kernel's workgroup), longer past 64 spans so that the partials stay small at long contexts.
+// token's keys into spans of `span` positions, `count` of them covering n_ctx. A span is 128 keys (half the
+// kernel's 256-key tile: more workgroups at depth, each shorter), longer past 64 spans so that the
+// partials stay small at long contexts.
 struct AttentionSpans {
   uint32_t span = 0;
   uint32_t count = 1;

@@ -61,12 +61,12 @@ TEST(MemoryPlan, CountsEveryWeightAndTheKvCache) {
   EXPECT_EQ(plan.total(), plan.weights + plan.kv_cache + plan.activations);
 }
 
-// Spans of 256 keys up to 64 of them, then spans of whole 256-key tiles so that at most 64 cover the
+// Spans of 128 keys up to 64 of them, then spans of whole 128-key tiles so that at most 64 cover the
 // context.
 TEST(MemoryPlan, AttentionSpansCoverTheContext) {
   const std::vector<std::pair<uint32_t, AttentionSpans>> cases = {
-      {1, {256, 1}},      {256, {256, 1}},    {257, {256, 2}},    {4096, {256, 16}},   {16384, {256, 64}},
-      {16385, {512, 33}}, {20000, {512, 40}}, {32768, {512, 64}}, {131072, {2048, 64}}};
+      {1, {128, 1}},     {128, {128, 1}},    {129, {128, 2}},    {4096, {128, 32}},  {8192, {128, 64}},
+      {8193, {256, 33}}, {16385, {384, 43}}, {20000, {384, 53}}, {32768, {512, 64}}, {131072, {2048, 64}}};
   for (const auto& [n_ctx, want] : cases) {
     const AttentionSpans got = attention_spans(n_ctx);
     EXPECT_EQ(got.span, want.span) << n_ctx << " positions";
@@ -88,10 +88,10 @@ TEST(MemoryPlan, CountsSplitAttentionsPartials) {
         .activations;
   };
   auto rope = [](uint64_t n_ctx) { return n_ctx * 32 * 4; };
-  EXPECT_EQ(activations(4096) - activations(256), rope(4096) - rope(256) + 16ull * 8 * 16 * 34 * 4);
-  EXPECT_EQ(activations(257) - activations(256), rope(257) - rope(256) + 16ull * 8 * 2 * 34 * 4);
-  EXPECT_EQ(activations(32768) - activations(256), rope(32768) - rope(256) + 16ull * 8 * 64 * 34 * 4);
-  EXPECT_EQ(attention_partials_bytes(m.config, 256, 16), 0u);
+  EXPECT_EQ(activations(4096) - activations(128), rope(4096) - rope(128) + 16ull * 8 * 32 * 34 * 4);
+  EXPECT_EQ(activations(129) - activations(128), rope(129) - rope(128) + 16ull * 8 * 2 * 34 * 4);
+  EXPECT_EQ(activations(32768) - activations(128), rope(32768) - rope(128) + 16ull * 8 * 64 * 34 * 4);
+  EXPECT_EQ(attention_partials_bytes(m.config, 128, 16), 0u);
   // Llama 3 8B's 32 heads of 128 at 64 spans: about 17 MB.
   model::LlamaConfig big = m.config;
   big.n_heads = 32;
@@ -99,8 +99,8 @@ TEST(MemoryPlan, CountsSplitAttentionsPartials) {
   EXPECT_EQ(attention_partials_bytes(big, 32768, 16), 16ull * 32 * 64 * 130 * 4);
 }
 
-// What Forward allocates: a context of 4096 (16 spans) takes as many more bytes of the device than one of
-// 256 (one span, no partials) as the plan says (KV cache, RoPE table, partials).
+// What Forward allocates: a context of 4096 (32 spans) takes as many more bytes of the device than one of
+// 128 (one span, no partials) as the plan says (KV cache, RoPE table, partials).
 TEST(MemoryPlan, ForwardAllocatesWhatThePlanAddsForALongerContext) {
   const Model& m = tiny();
   gpu::Device& device = test::test_device();
@@ -113,8 +113,8 @@ TEST(MemoryPlan, ForwardAllocatesWhatThePlanAddsForALongerContext) {
     return plan_memory(*m.file, m.config, {.n_ctx = n_ctx, .n_seq = 1, .max_batch = 16, .max_logits = 1})
         .total();
   };
-  const uint64_t short_context = allocated(256);
-  EXPECT_EQ(allocated(4096) - short_context, planned(4096) - planned(256));
+  const uint64_t short_context = allocated(128);
+  EXPECT_EQ(allocated(4096) - short_context, planned(4096) - planned(128));
 }
 
 TEST(MemoryPlan, ADeviceSmallerThanTheModelIsRefusedWithBothSizes) {
