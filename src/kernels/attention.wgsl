@@ -1,6 +1,7 @@
 // Causal attention for every token of a pass: token i (workgroup x) at position pos of slot s attends over
 // cache rows s * CTX + start..pos, query head h (workgroup y) reading kv head h / (N_HEADS / N_KV) (GQA);
-// start is 0, or with WINDOW (sliding-window attention, Mistral) pos - WINDOW + 1 once pos reaches WINDOW.
+// start is 0, or with WINDOW (sliding-window attention, Mistral) pos - WINDOW + 1 once pos reaches WINDOW,
+// or with CHUNK (Llama 4's chunked attention) the start of pos's chunk, pos - pos % CHUNK.
 // The pass's own keys were written by rope_kv before this runs, so prompt tokens of one pass attend to each
 // other causally. A token's arithmetic depends only on its own (slot, pos, q) and the cache: never on the
 // other tokens of the pass (batch invariance).
@@ -30,10 +31,14 @@ const PART = HEAD_DIM + 2u;  // a span's part: output, max, sum
 
 // The first position that a token at `pos` attends to.
 fn first_key(pos: u32) -> u32 {
+#if CHUNK
+  return pos - pos % CHUNK;
+#else
 #if WINDOW
   return select(0u, pos + 1u - WINDOW, pos >= WINDOW);
 #else
   return 0u;
+#endif
 #endif
 }
 #if MERGE

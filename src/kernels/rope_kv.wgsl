@@ -11,9 +11,19 @@
 // the rotation).
 // QK_NORM (qwen3): each q and k head is RMS-normalised over its HEAD_DIM elements (EPS inside the root)
 // and scaled by the weights that follow the biases in `extra`, [q_norm | k_norm], before the rotation.
+// L2_NORM (llama4's RoPE layers): each q and k head is RMS-normalised without weights (EPS inside the root)
+// after the rotation. A rotation keeps a head's norm, so the sum of squares is taken of the head as it
+// enters the rotation (the reduction QK_NORM has) and the rotated pairs are scaled by the result.
+// NO_ROPE (llama4's NoPE layers): no rotation; binding 1 holds q's factor at each position instead of the
+// cos/sin table, q_scale [CTX] (Llama 4's attention temperature, computed in double at load; 1 where the
+// model has none), which multiplies q.
 #use step_params
 @group(0) @binding(0) var<storage, read> tokens: array<Token>;
+#if NO_ROPE
+@group(0) @binding(1) var<storage, read> q_scale: array<f32>;  // [CTX]
+#else
 @group(0) @binding(1) var<storage, read> rope: array<vec2<f32>>;  // [CTX, ROPE_DIM / 2] (cos, sin)
+#endif
 @group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
 @group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;
@@ -26,9 +36,7 @@ const NORM_AT = QKV;
 const NORM_AT = 0u;
 #endif
 #endif
-#if QK_NORM
 var<workgroup> partial: array<f32, WG>;
-#endif
 
 const WG = 64u;
 const HALF = HEAD_DIM / 2u;
@@ -46,6 +54,30 @@ fn load(base: u32, e: u32) -> f32 {
 #endif
 }
 
+// Element e of the q or k head starting at `at` as it enters the rotation: with QK_NORM, times the head's
+// 1 / rms `inv_rms` and its weight.
+fn entering(base: u32, at: u32, e: u32, inv_rms: f32) -> f32 {
+#if QK_NORM
+  return load(base, at + e) * inv_rms * extra[NORM_AT + select(HEAD_DIM, 0u, at < K_OFF) + e];
+#else
+  return load(base, at + e);
+#endif
+}
+
+// 1 / sqrt(mean of squares + eps) of a head whose invocations hold the partial sums of squares `ss`.
+fn inv_rms(tid: u32, ss: f32, eps: f32) -> f32 {
+  workgroupBarrier();  // an earlier reduction's result has been read
+  partial[tid] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (tid < s) {
+      partial[tid] += partial[tid + s];
+    }
+    workgroupBarrier();
+  }
+  return inverseSqrt(partial[0] / f32(HEAD_DIM) + eps);
+}
+
 // The two elements of a head that pair j turns (pairs past ROPE_DIM / 2 stay as they are).
 fn pair(j: u32) -> vec2<u32> {
 #if NEOX
@@ -57,11 +89,15 @@ fn pair(j: u32) -> vec2<u32> {
 }
 
 fn rotate(a: f32, b: f32, j: u32, pos: u32) -> vec2<f32> {
+#if NO_ROPE
+  return vec2<f32>(a, b);
+#else
   if (2u * j >= ROPE_DIM) {
     return vec2<f32>(a, b);
   }
   let cs = rope[pos * (ROPE_DIM / 2u) + j];
   return vec2<f32>(a * cs.x - b * cs.y, a * cs.y + b * cs.x);
+#endif
 }
 
 @compute @workgroup_size(WG)
@@ -77,39 +113,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     return;
   }
+  var norm = 1.0;
 #if QK_NORM
-  // The rotation turns x[e] * scale * w[e - at]: the head's RMS norm, then its weights.
   var ss = 0.0;
   for (var e = tid; e < HEAD_DIM; e += WG) {
     let x = load(base, at + e);
     ss += x * x;
   }
-  partial[tid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (tid < s) {
-      partial[tid] += partial[tid + s];
-    }
-    workgroupBarrier();
+  norm = inv_rms(tid, ss, EPS);
+#endif
+#if L2_NORM
+  var ss2 = 0.0;
+  for (var e = tid; e < HEAD_DIM; e += WG) {
+    let x = entering(base, at, e, norm);
+    ss2 += x * x;
   }
-  let scale = inverseSqrt(partial[0] / f32(HEAD_DIM) + EPS);
-  let w = NORM_AT + select(HEAD_DIM, 0u, at < K_OFF);
+  let l2 = inv_rms(tid, ss2, EPS);
 #endif
   for (var j = tid; j < HALF; j += WG) {
     let p = pair(j);
-    let e = at + p;
-#if QK_NORM
-    let r = rotate(load(base, e.x) * scale * extra[w + p.x], load(base, e.y) * scale * extra[w + p.y], j,
-                   t.pos);
-#else
-    let r = rotate(load(base, e.x), load(base, e.y), j, t.pos);
+    var r = rotate(entering(base, at, p.x, norm), entering(base, at, p.y, norm), j, t.pos);
+#if L2_NORM
+    r *= l2;
 #endif
     if (at < K_OFF) {
-      qkv[base + e.x] = r.x;
-      qkv[base + e.y] = r.y;
+#if NO_ROPE
+      r *= q_scale[t.pos];
+#endif
+      qkv[base + at + p.x] = r.x;
+      qkv[base + at + p.y] = r.y;
     } else {
-      k_cache[row + e.x - K_OFF] = r.x;
-      k_cache[row + e.y - K_OFF] = r.y;
+      k_cache[row + at + p.x - K_OFF] = r.x;
+      k_cache[row + at + p.y - K_OFF] = r.y;
     }
   }
 }

@@ -145,6 +145,15 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     }
   rope_table_ = storage(table.size(), "rope cos/sin");
   device.write(rope_table_, 0, bytes_of(std::span<const float>(table)));
+  // NoPE layers scale q by the attention temperature of each position, computed in double as the CPU
+  // reference does (the same on every NoPE layer).
+  for (uint32_t l = first_layer_; l < last_layer_ && !q_scale_; ++l) {
+    if (c.layer_uses_rope(l)) continue;
+    std::vector<float> scale(n_ctx_);
+    for (uint32_t p = 0; p < n_ctx_; ++p) scale[p] = static_cast<float>(c.attention_temperature(l, p));
+    q_scale_ = storage(scale.size(), "q scale (attention temperature)");
+    device.write(q_scale_, 0, bytes_of(std::span<const float>(scale)));
+  }
 
   auto matrix = [&](const gguf::TensorInfo* t) {
     GpuMatrix m = upload_matrix(device, file, *t);
@@ -339,7 +348,7 @@ void Forward::add_normed(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer
   }
 }
 
-void Forward::add_attention(Ops& ops, const Layer& l, uint32_t width) {
+void Forward::add_attention(Ops& ops, const Layer& l, uint32_t layer, uint32_t width) {
   const auto& c = config_;
   gpu::KernelDefines att = {{"N_HEADS", u32(c.n_heads)},
                             {"N_KV", u32(c.n_kv_heads)},
@@ -347,6 +356,7 @@ void Forward::add_attention(Ops& ops, const Layer& l, uint32_t width) {
                             {"CTX", u32(n_ctx_)},
                             {"SCALE", f32(1.0 / std::sqrt(double(c.head_dim)))}};
   if (c.sliding_window) att["WINDOW"] = u32(c.sliding_window);
+  if (c.layer_is_chunked(layer)) att["CHUNK"] = u32(c.attn_chunk_size);
   if (width == kPrefill || spans_ == 1) {
     add(ops, "attention", att, {tokens_slice_, {qkv_}, {l.k_cache}, {l.v_cache}, {attn_}}, c.n_heads);
     return;
@@ -387,7 +397,8 @@ const Forward::Ops& Forward::body(uint32_t width) {
   if (c.rope_type == model::RopeType::Neox) rope["NEOX"] = "1";
 
   Ops ops;
-  for (const Layer& l : layers_) {
+  for (uint32_t layer = first_layer_; layer < last_layer_; ++layer) {
+    const Layer& l = layers_[layer - first_layer_];
     // attention block: x += Wo · attention(rope(Wq·norm(x)), cache(rope(Wk·norm(x)), Wv·norm(x)))
     if (width == kPrefill)
       add_prefill_group(ops, pointers(l.qkv), x_, c.dim, c.dim, l.attn_norm,
@@ -395,15 +406,17 @@ const Forward::Ops& Forward::body(uint32_t width) {
     else
       add_normed(ops, pointers(l.qkv), qkv_, qkv, l.attn_norm, width);
     gpu::KernelDefines rope_l = rope;
-    std::vector<gpu::BufferSlice> rope_b = {tokens_slice_, {rope_table_}, {qkv_}, {l.k_cache}, {l.v_cache}};
+    const bool uses_rope = c.layer_uses_rope(layer);
+    std::vector<gpu::BufferSlice> rope_b = {
+        tokens_slice_, {uses_rope ? rope_table_ : q_scale_}, {qkv_}, {l.k_cache}, {l.v_cache}};
     if (l.attn_extra) rope_b.push_back({l.attn_extra});
     if (c.attn_bias) rope_l["BIAS"] = "1";
-    if (c.qk_norm) {
-      rope_l["QK_NORM"] = "1";
-      rope_l["EPS"] = f32(c.rms_eps);
-    }
+    if (!uses_rope) rope_l["NO_ROPE"] = "1";
+    if (c.qk_norm || (c.l2_qk_norm && uses_rope)) rope_l["EPS"] = f32(c.rms_eps);
+    if (c.qk_norm) rope_l["QK_NORM"] = "1";
+    if (c.l2_qk_norm && uses_rope) rope_l["L2_NORM"] = "1";
     add(ops, "rope_kv", rope_l, rope_b, c.n_heads + 2 * c.n_kv_heads);
-    add_attention(ops, l, width);
+    add_attention(ops, l, layer, width);
     if (width == kPrefill)
       add_prefill_group(ops, {&l.wo}, attn_, c.q_dim(), c.q_dim(), {}, {{}, x_, 0, c.dim, 0, true, {}});
     else

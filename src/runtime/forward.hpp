@@ -57,7 +57,8 @@ class Forward {
  public:
   // What the GPU runs beyond plain llama; a model needing more is refused with the features named.
   static constexpr model::Features kFeatures =
-      model::kAttnBias | model::kNeoxRope | model::kQkNorm | model::kSlidingWindow;
+      model::kAttnBias | model::kNeoxRope | model::kQkNorm | model::kSlidingWindow | model::kNoRopeLayers |
+      model::kChunkedAttention | model::kL2QkNorm | model::kAttnTemperature;
 
   Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardOptions& options = {});
 
@@ -170,7 +171,7 @@ class Forward {
   // Attention of a layer's tokens: over spans of keys then merged (attention.wgsl's SPANS) for GEMV passes,
   // in chunks of kMaxWidth tokens so that the partials' buffer holds only one chunk; one workgroup per
   // (token, head) for prefill passes.
-  void add_attention(Ops& ops, const Layer& l, uint32_t width);
+  void add_attention(Ops& ops, const Layer& l, uint32_t layer, uint32_t width);
   const Ops& body_for(std::span<const PassToken> tokens);
   // Final norm of the logits rows and the LM head over tiles of `width` rows; width 0: one token's, the
   // norm fused into the LM head.
@@ -212,6 +213,7 @@ class Forward {
   gpu::Buffer xq_, xs_;      // prefill's int8 activations: [max_batch, widest input / 4] u32, [.., / 32] vec4
   gpu::Buffer logits_;       // [max_rows rounded to whole tiles, n_vocab]
   gpu::Buffer rope_table_;   // [n_ctx, rope_dim / 2] (cos, sin)
+  gpu::Buffer q_scale_;      // [n_ctx]: q's factor on NoPE layers (attention temperature); none without
   gpu::Buffer out_norm_;
   GpuMatrix embd_, head_;
   std::vector<Layer> layers_;

@@ -42,12 +42,14 @@ MemoryPlan plan_memory(const gguf::GgufFile& file, const model::LlamaConfig& c, 
   plan.kv_cache = 2ull * c.n_layers * cache_buffer;
 
   // f32 per token of a pass: x, xb, q|k|v, attention out, gate|up (Forward rounds the batch up to its
-  // widest tile, which this leaves out); logits rows; the cos/sin table [n_ctx, rope_dim / 2, 2].
+  // widest tile, which this leaves out); logits rows; the cos/sin table [n_ctx, rope_dim / 2, 2] and, with
+  // NoPE layers, their q factors [n_ctx].
   const uint64_t per_token = 2ull * c.dim + c.q_dim() + 2ull * c.kv_dim() + c.q_dim() + 2ull * c.ffn_dim;
   const uint64_t logits = uint64_t(shape.max_logits) * c.n_vocab * 4;
   const uint64_t rope = uint64_t(shape.n_ctx) * c.rope_dim * 4;
+  const uint64_t q_scale = c.no_rope_layer_step ? uint64_t(shape.n_ctx) * 4 : 0;
   const uint64_t partials = attention_partials_bytes(c, shape.n_ctx, Forward::kMaxWidth);
-  plan.activations = uint64_t(shape.max_batch) * per_token * 4 + logits + rope + partials;
+  plan.activations = uint64_t(shape.max_batch) * per_token * 4 + logits + rope + q_scale + partials;
   plan.largest_buffer =
       std::max({cache_buffer, logits, rope, partials, uint64_t(shape.max_batch) * 2 * c.ffn_dim * 4});
   return plan;

@@ -43,7 +43,7 @@ uint64_t attention_partials_bytes(const model::LlamaConfig& config, uint32_t n_c
 struct MemoryPlan {
   uint64_t weights = 0;   // every tensor of the file, as stored there (GPU layouts add a few bytes a chunk)
   uint64_t kv_cache = 0;  // K and V of every layer: 2 * n_layers * n_seq * n_ctx * kv_dim f32
-  // Per-pass buffers for max_batch tokens, the logits rows, the RoPE table, and split attention's partials
+  // Per-pass buffers for max_batch tokens, the logits rows, the RoPE tables, and split attention's partials
   // (Forward keeps those of kMaxWidth tokens: longer passes attend in chunks of that many).
   uint64_t activations = 0;
   uint64_t largest_buffer = 0;  // the largest buffer that is not a weight (weights are split to fit)

@@ -110,8 +110,8 @@ INSTANTIATE_TEST_SUITE_P(Architectures, GpuFixture, ::testing::Values("llama", "
 // Mixture-of-experts models do not run on the GPU yet: `wgllm logits` refuses them as bad input, naming
 // what is missing rather than running them wrong.
 TEST(Convert, GpuRefusesWhatItDoesNotRun) {
-  for (const auto& [name, feature] :
-       {std::pair{"qwen3moe", "mixture-of-experts layers"}, std::pair{"llama4", "NoPE layers"}}) {
+  for (const auto& [name, feature] : {std::pair{"qwen3moe", "mixture-of-experts layers"},
+                                      std::pair{"llama4", "mixture-of-experts layers"}}) {
     const std::string model = test::temp_dir() + "/refused-" + name + ".gguf";
     ASSERT_EQ(test::run_wgllm({"convert", test::testdata_path(std::string("hf-fixtures/") + name), model})
                   .exit_code,

@@ -71,6 +71,16 @@ std::vector<double> head_norm(const std::vector<float>& x, uint32_t head_dim, co
   return out;
 }
 
+// Each head of `x` RMS-normalised without weights (eps inside the root), in place.
+void weightless_norm(std::vector<double>& x, uint32_t head_dim, double eps) {
+  for (size_t h = 0; h < x.size(); h += head_dim) {
+    double ss = 0;
+    for (uint32_t e = 0; e < head_dim; ++e) ss += x[h + e] * x[h + e];
+    const double scale = 1.0 / std::sqrt(ss / head_dim + eps);
+    for (uint32_t e = 0; e < head_dim; ++e) x[h + e] *= scale;
+  }
+}
+
 // Bit patterns of the dims that RoPE leaves alone (past rope_dim in each head).
 std::vector<uint32_t> unrotated_bits(const std::vector<float>& x, uint32_t head_dim, uint32_t rope_dim) {
   std::vector<uint32_t> out, bits = bits_of(x);
@@ -84,6 +94,8 @@ struct RopeOptions {
   bool bias = false;     // BIAS: q/k/v biases added first
   bool neox = false;     // NEOX: pairs (j, j + rope_dim / 2)
   bool qk_norm = false;  // QK_NORM: each q and k head RMS-normalised with weights before the rotation
+  bool l2_norm = false;  // L2_NORM: each q and k head RMS-normalised without weights after the rotation
+  bool no_rope = false;  // NO_ROPE: no rotation; q times a factor of its position (attention temperature)
 };
 
 // x + b elementwise in f32, as the kernel adds a bias (b empty: x).
@@ -98,7 +110,8 @@ class RopeKv : public KernelVariantTest {
   void check(const Heads& h, uint32_t rope_dim, float freq_base, const std::vector<uint32_t>& positions,
              const RopeOptions& o = {}) {
     SCOPED_TRACE(h.name() + " rope_dim " + std::to_string(rope_dim) + " base " + f32(freq_base) +
-                 (o.bias ? " bias" : "") + (o.neox ? " neox" : "") + (o.qk_norm ? " qk_norm" : ""));
+                 (o.bias ? " bias" : "") + (o.neox ? " neox" : "") + (o.qk_norm ? " qk_norm" : "") +
+                 (o.l2_norm ? " l2_norm" : "") + (o.no_rope ? " no_rope" : ""));
     auto rng = test::rng(500 + h.head_dim + rope_dim);
     model::LlamaConfig config;
     config.head_dim = h.head_dim;
@@ -128,7 +141,11 @@ class RopeKv : public KernelVariantTest {
         table[(p * inv_freq.size() + j) * 2 + 1] = static_cast<float>(std::sin(double(p) * inv_freq[j]));
       }
     table.resize(table.size() + 8, kNaN);
-    gpu::Buffer inv_freq_buf = upload(table, "rope table");
+    // NO_ROPE reads q's factor of each position, [ctx], in place of the table: random in [0.5, 2).
+    std::vector<float> q_scale(ctx);
+    std::uniform_real_distribution<float> factor(0.5f, 2.0f);
+    for (float& f : q_scale) f = factor(rng);
+    gpu::Buffer inv_freq_buf = o.no_rope ? upload(q_scale, "q scale") : upload(table, "rope table");
     gpu::KernelDefines d = h.defines();
     d["ROPE_DIM"] = u32(rope_dim);
     d["CTX"] = u32(ctx);
@@ -157,6 +174,11 @@ class RopeKv : public KernelVariantTest {
     }
     if (!extra.empty()) b.push_back({upload(extra, "extra")});
     if (o.neox) d["NEOX"] = "1";
+    if (o.l2_norm) {
+      d["L2_NORM"] = "1";
+      d["EPS"] = f32(kEps);
+    }
+    if (o.no_rope) d["NO_ROPE"] = "1";
     d = variant(d);
     dispatch("rope_kv", d, b, n, h.n_heads + 2 * h.n_kv);
     std::vector<float> qkv_got = download<float>(qkv_buf, qkv.size());
@@ -181,13 +203,26 @@ class RopeKv : public KernelVariantTest {
       const double tolerance = 2e-6;
       const size_t row = (size_t(tokens[i].slot) * ctx + pos) * h.kv_dim();
       const std::vector<float> k_row = slice(k_got, row, h.kv_dim());
-      const auto q_want =
-          rope_reference(head_norm(q, h.head_dim, q_norm, kEps), h.head_dim, rope_dim, inv_freq, pos, o.neox);
-      const auto k_want =
-          rope_reference(head_norm(k, h.head_dim, k_norm, kEps), h.head_dim, rope_dim, inv_freq, pos, o.neox);
+      auto q_want = head_norm(q, h.head_dim, q_norm, kEps), k_want = head_norm(k, h.head_dim, k_norm, kEps);
+      if (o.no_rope) {
+        for (double& e : q_want) e *= q_scale[pos];
+      } else {
+        q_want = rope_reference(q_want, h.head_dim, rope_dim, inv_freq, pos, o.neox);
+        k_want = rope_reference(k_want, h.head_dim, rope_dim, inv_freq, pos, o.neox);
+      }
+      if (o.l2_norm) {
+        weightless_norm(q_want, h.head_dim, kEps);
+        weightless_norm(k_want, h.head_dim, kEps);
+      }
       EXPECT_LT(test::relative_error(q_got, q_want), tolerance) << "q";
       EXPECT_LT(test::relative_error(k_row, k_want), tolerance) << "k";
-      if (!o.qk_norm) {  // nothing but the rotation changes a value
+      if (o.no_rope && !o.qk_norm && !o.l2_norm) {  // one f32 product per q element; k as it came
+        std::vector<float> q_scaled = q;
+        for (float& e : q_scaled) e *= q_scale[pos];
+        EXPECT_EQ(bits_of(q_got), bits_of(q_scaled)) << "q times its factor";
+        EXPECT_EQ(bits_of(k_row), bits_of(k)) << "k unrotated";
+      }
+      if (!o.qk_norm && !o.l2_norm && !o.no_rope) {  // nothing but the rotation changes a value
         if (pos == 0) {
           EXPECT_EQ(bits_of(q_got), bits_of(q)) << "angle 0 must leave q as it was";
           EXPECT_EQ(bits_of(k_row), bits_of(k)) << "angle 0 must store k as it was";
@@ -236,6 +271,27 @@ TEST_P(RopeKv, QkNorm) {
   check({4, 2, 16}, 16, 10000.f, {0, 33}, {.qk_norm = true});
 }
 
+// Llama 4's RoPE layers: the heads RMS-normalised without weights after the rotation (heads of 16, the
+// fixture's, and of 128 over 64 rotated dims; 256: four rounds of the workgroup), also with biases, with
+// NEOX pairs and after qwen3's weighted norm (two reductions in a row).
+TEST_P(RopeKv, L2NormAfterRotation) {
+  SCOPED_TRACE(test::seed_note());
+  check({4, 2, 16}, 16, 500000.f, {0, 1, 9, 500}, {.l2_norm = true});
+  check({4, 1, 128}, 64, 10000.f, {0, 2, 700}, {.l2_norm = true});
+  check({2, 2, 256}, 256, 10000.f, {1, 90}, {.bias = true, .l2_norm = true});
+  check({4, 2, 24}, 24, 1000000.f, {0, 27}, {.neox = true, .qk_norm = true, .l2_norm = true});
+}
+
+// Llama 4's NoPE layers: no rotation, q times its position's factor (bit for bit: one product), k into
+// the cache as it came; with biases, and with weighted q/k norm.
+TEST_P(RopeKv, NoRopeScalesQ) {
+  SCOPED_TRACE(test::seed_note());
+  check({4, 2, 16}, 16, 500000.f, {0, 1, 9, 39}, {.no_rope = true});
+  check({2, 1, 256}, 256, 10000.f, {0, 5, 90}, {.no_rope = true});
+  check({4, 2, 16}, 16, 500000.f, {3, 40}, {.bias = true, .no_rope = true});
+  check({4, 2, 24}, 24, 500000.f, {3, 40}, {.qk_norm = true, .no_rope = true});
+}
+
 TEST_P(RopeKv, Biases) {
   SCOPED_TRACE(test::seed_note());
   check({4, 2, 16}, 16, 1000000.f, {0, 1, 27, 500}, {.bias = true});
@@ -246,11 +302,12 @@ class Attention : public KernelVariantTest {
  protected:
   // One pass over tokens at `positions`, token i in slot i % kSlots; then each token alone, which must give
   // the same bits. span > 0: split-sequence attention over spans of `span` keys, then the merge. window > 0:
-  // a token at pos attends to positions max(0, pos - window + 1)..pos only (WINDOW).
+  // a token at pos attends to positions max(0, pos - window + 1)..pos only (WINDOW). chunk > 0: to
+  // positions pos - pos % chunk..pos only (CHUNK).
   void check(const Heads& h, uint32_t ctx, const std::vector<uint32_t>& positions, uint32_t span = 0,
-             uint32_t window = 0) {
+             uint32_t window = 0, uint32_t chunk = 0) {
     SCOPED_TRACE(h.name() + " ctx " + std::to_string(ctx) + " span " + std::to_string(span) + " window " +
-                 std::to_string(window));
+                 std::to_string(window) + " chunk " + std::to_string(chunk));
     constexpr uint32_t kSlots = 2;
     auto rng = test::rng(600 + h.n_heads * 100 + h.n_kv * 10 + h.head_dim);
     const uint32_t kv_dim = h.kv_dim(), group = h.n_heads / h.n_kv;
@@ -260,6 +317,7 @@ class Attention : public KernelVariantTest {
     d["CTX"] = u32(ctx);
     d["SCALE"] = f32(scale);
     if (window) d["WINDOW"] = u32(window);
+    if (chunk) d["CHUNK"] = u32(chunk);
     d = variant(d);
     const auto n = static_cast<uint32_t>(positions.size());
     std::vector<runtime::GpuToken> tokens(n);
@@ -314,7 +372,7 @@ class Attention : public KernelVariantTest {
       SCOPED_TRACE("token " + std::to_string(i) + ": slot " + std::to_string(tokens[i].slot) + " pos " +
                    std::to_string(pos));
       const size_t first_row = size_t(tokens[i].slot) * ctx;
-      const uint32_t start = window && pos >= window ? pos - window + 1 : 0;
+      const uint32_t start = chunk ? pos - pos % chunk : window && pos >= window ? pos - window + 1 : 0;
       const std::vector<float> q = slice(qkv, size_t(i) * row_len, h.q_dim());
       std::vector<double> want(h.q_dim());  // [n_heads * head_dim]
       for (uint32_t head = 0; head < h.n_heads; ++head) {
@@ -404,6 +462,24 @@ TEST_P(Attention, SlidingWindow) {
   check({4, 2, 64}, 1024, split, 256, 256);
   check({8, 2, 80}, 1030, split, 512, 300);
   check({4, 2, 64}, 1024, split, 0, 100);
+}
+
+// Llama 4's chunked attention (CHUNK): every position 0..40 in chunks of 8 (the fixture's) and of 1,
+// unsplit; split over spans of 256 with chunks of 100 (a chunk's start in the span before the token's:
+// two spans merged; or in its own span, not the first), of 256 (each chunk one whole span) and of 300,
+// at positions on both sides of the chunk and span boundaries.
+TEST_P(Attention, Chunked) {
+  SCOPED_TRACE(test::seed_note());
+  std::vector<uint32_t> positions(41);
+  std::iota(positions.begin(), positions.end(), 0u);
+  check({4, 2, 64}, 48, positions, 0, 0, 8);
+  check({4, 4, 8}, 48, {0, 1, 2, 17, 40}, 0, 0, 1);
+  const std::vector<uint32_t> split = {0,   5,   99,  100, 101, 199, 200, 255,
+                                       256, 257, 300, 301, 511, 512, 600, 900};
+  check({4, 2, 64}, 1024, split, 256, 0, 100);
+  check({4, 2, 64}, 1024, split, 256, 0, 256);
+  check({8, 2, 80}, 1030, split, 512, 0, 300);
+  check({4, 2, 64}, 1024, split, 0, 0, 100);
 }
 
 WGLLM_KERNEL_VARIANTS(RopeKv);

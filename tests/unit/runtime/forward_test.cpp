@@ -258,6 +258,46 @@ TEST_P(ForwardVariants, SlidingWindow) {
                            test::tolerance(TensorType::F32));
 }
 
+// Llama 4's attention without experts: chunks of 5 on the RoPE layers, NoPE every 2nd layer with the
+// attention temperature from position 2 (temperature_length 3; scale 0.5, so that it matters), and the
+// weightless q/k norm after RoPE (use_kq_norm's default without 128 experts). The same weights as plain
+// llama give other logits, and so does a temperature scale of 0. Then chunks of 100 over 280 positions at a
+// context of 320 (decode attention over spans of 128: chunks straddle span boundaries).
+TEST_P(ForwardVariants, Llama4Attention) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlama m(test::model_shape(TensorType::F32), 1200);
+  auto plain = m.open("llama4-as-llama.gguf");
+  set_arch(m, "llama4");
+  m.set_u32("llama4.attention.sliding_window", 5);
+  m.set_u32("llama4.no_rope_layer_step", 2);
+  m.set_u32("llama4.attention.temperature_length", 3);
+  m.set_f32("llama4.attention.temperature_scale", 0.0f);
+  auto cold = m.open("llama4-no-temperature.gguf");
+  m.set_f32("llama4.attention.temperature_scale", 0.5f);
+  auto file = m.open("llama4-attention.gguf");
+  const model::LlamaConfig c = cpu::ReferenceModel(*file).config();
+  ASSERT_TRUE(c.l2_qk_norm);
+  ASSERT_EQ(c.attn_chunk_size, 5u);
+  ASSERT_FALSE(c.layer_uses_rope(1));
+  const auto tokens = sequence(m.shape().n_vocab, 12);
+  expect_variant_matters(*file, *plain, tokens, test::tolerance(TensorType::F32));
+  expect_variant_matters(*file, *cold, tokens, test::tolerance(TensorType::F32));
+  expect_matches_reference(*file, tokens, GetParam(), test::tolerance(TensorType::F32));
+  expect_matches_reference(*cold, tokens, GetParam(), test::tolerance(TensorType::F32));
+
+  test::TinyLlamaShape shape = test::model_shape(TensorType::F32);
+  shape.context = 320;
+  shape.n_layers = 2;
+  test::TinyLlama l(shape, 1201);
+  set_arch(l, "llama4");
+  l.set_u32("llama4.attention.sliding_window", 100);
+  l.set_u32("llama4.no_rope_layer_step", 2);
+  l.set_u32("llama4.attention.temperature_length", 50);
+  auto chunked = l.open("llama4-long-chunks.gguf");
+  expect_matches_reference(*chunked, test::random_tokens(280, shape.n_vocab, 13), GetParam(),
+                           test::tolerance(TensorType::F32));
+}
+
 INSTANTIATE_TEST_SUITE_P(Kernels, ForwardVariants, ::testing::Bool(),
                          [](const auto& info) { return variant_name(info.param); });
 
