@@ -218,7 +218,8 @@ uint64_t GpuMatrix::gpu_bytes() const {
   return n;
 }
 
-GpuMatrix upload_matrix(gpu::Device& device, const gguf::GgufFile& file, const gguf::TensorInfo& t) {
+GpuMatrix upload_matrix(gpu::Device& device, const gguf::GgufFile& file, const gguf::TensorInfo& t,
+                        uint32_t group_rows) {
   if (!quant::has_gpu_layout(t.type))
     fail_input(file.path() + ": tensor '" + t.name + "' has type " + std::string(gguf::type_name(t.type)) +
                ", which the GPU kernels do not read (they read " + gpu_type_names() + ")");
@@ -234,7 +235,14 @@ GpuMatrix upload_matrix(gpu::Device& device, const gguf::GgufFile& file, const g
       up && up->options.chunk_limit
           ? up->options.chunk_limit
           : std::min(device.limits().max_storage_buffer_binding_size, device.limits().max_buffer_size);
-  const uint64_t rows_per_chunk = std::max<uint64_t>(8, (limit / (row_bytes + 8)) / 8 * 8);
+  uint64_t rows_per_chunk = std::max<uint64_t>(8, (limit / (row_bytes + 8)) / 8 * 8);
+  if (group_rows > 1) {
+    if (m.rows % group_rows != 0 || uint64_t(group_rows) * (row_bytes + 8) > limit)
+      fail_input(file.path() + ": tensor '" + t.name + "' of " + std::to_string(m.rows) +
+                 " rows is not whole experts of " + std::to_string(group_rows) +
+                 " rows that each fit one GPU binding of " + std::to_string(limit) + " bytes");
+    rows_per_chunk = limit / (row_bytes + 8) / group_rows * group_rows;
+  }
   const quant::PlaneLayout* layout = quant::plane_layout(t.type);
   const uint64_t block_elements = gguf::type_traits(static_cast<uint32_t>(t.type))->block_elements;
   const size_t first_piece = up ? up->pieces.size() : 0;

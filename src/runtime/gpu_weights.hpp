@@ -36,7 +36,11 @@ struct GpuMatrix {
 
 // Throws Error(BadInput) naming the file, the tensor and its type when no GPU kernel reads the type.
 // Without a WeightUpload alive on the calling thread, quantized matrices are repacked on the CPU.
-GpuMatrix upload_matrix(gpu::Device& device, const gguf::GgufFile& file, const gguf::TensorInfo& tensor);
+// group_rows > 1 (the experts of a mixture-of-experts tensor, [in, rows, n_expert]): chunks hold whole
+// groups of that many rows, so that a kernel finds each expert in one binding; an expert larger than a
+// binding is refused, naming the tensor.
+GpuMatrix upload_matrix(gpu::Device& device, const gguf::GgufFile& file, const gguf::TensorInfo& tensor,
+                        uint32_t group_rows = 1);
 // Matrices of one type and width stacked by rows into one (q|k|v, gate|up: one GEMV reads them all, one
 // dispatch instead of several); nullopt when they differ in type or width or do not fit one binding.
 std::optional<GpuMatrix> upload_stacked(gpu::Device& device, const gguf::GgufFile& file,

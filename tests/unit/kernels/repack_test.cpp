@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "core/error.hpp"
 #include "gguf/gguf_writer.hpp"
 #include "kernel_harness.hpp"
 #include "model/synthetic.hpp"
@@ -155,6 +156,41 @@ TEST_P(RepackTest, GpuRepackEqualsCpuRepack) {
     expect_cpu_layout(c, gpu);
     const runtime::GpuMatrix cpu = runtime::upload_matrix(device(), *c.file, t);  // no upload: the CPU path
     EXPECT_EQ(cpu.gpu_bytes(), gpu.gpu_bytes());
+  }
+}
+
+// A mixture-of-experts tensor (group_rows = an expert's rows) splits only at expert boundaries: 6 experts
+// of 5 rows under a limit of 2.5 experts' bytes take chunks of 2 experts, on both paths, each equal to
+// quant::repack of its rows; an expert larger than the limit is refused, naming the tensor.
+TEST_P(RepackTest, ExpertsNeverStraddleChunks) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(200 + static_cast<uint64_t>(GetParam()));
+  Case c = make_case(GetParam(), 30, 3, rng);
+  const gguf::TensorInfo& t = *c.file->find_tensor("w");
+  const uint64_t row_bytes = t.n_bytes / 30;
+  for (const bool gpu_repack : {true, false}) {
+    SCOPED_TRACE(gpu_repack ? "GPU repack" : "CPU repack");
+    runtime::WeightUpload::Options o;
+    o.gpu_repack = gpu_repack;
+    o.chunk_limit = 5 * (row_bytes + 8) * 5 / 2;
+    runtime::WeightUpload upload(device(), o);
+    const runtime::GpuMatrix m = runtime::upload_matrix(device(), *c.file, t, 5);
+    ASSERT_EQ(m.chunks.size(), 3u);
+    for (const auto& chunk : m.chunks) {
+      EXPECT_EQ(chunk.first_row % 5, 0u);
+      EXPECT_EQ(chunk.rows, 10u);
+    }
+    expect_cpu_layout(c, m);
+  }
+  runtime::WeightUpload::Options o;
+  o.chunk_limit = 4 * (row_bytes + 8);
+  runtime::WeightUpload upload(device(), o);
+  try {
+    runtime::upload_matrix(device(), *c.file, t, 5);
+    ADD_FAILURE() << "an expert of 5 rows over a limit of 4 rows' bytes was uploaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::BadInput);
+    EXPECT_NE(std::string(e.what()).find("'w'"), std::string::npos) << e.what();
   }
 }
 
