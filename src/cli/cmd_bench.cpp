@@ -35,7 +35,7 @@ struct BenchFlags {
   int depth = 0;
   int reps = 5;
   std::string output = "md";
-  bool no_subgroups = false;
+  KernelFlags kernels;
   bool prefill_gemv = false;
   std::vector<uint32_t> parallel;  // aggregate decode tests: sequences at once
   gpu::DeviceOptions device;
@@ -157,7 +157,7 @@ int bench(const BenchFlags& f) {
     fo.n_seq = most;
     fo.n_ctx = std::max<uint32_t>(fo.n_ctx, 8 + most + f.n_gen + 2);
   }
-  fo.use_subgroups = !f.no_subgroups;
+  f.kernels.apply(fo);
   fo.prefill_matmul = !f.prefill_gemv;
   auto t_load = clock_type::now();
   runtime::Forward fwd(*device, *file, fo);
@@ -304,7 +304,7 @@ Action add_bench(CLI::App& app) {
                  "generated tok/s of each")
       ->delimiter(',')
       ->check(CLI::Range(1u, 256u));
-  add_device_flags(app, f->device, f->no_subgroups);
+  add_device_flags(app, f->device, f->kernels);
   return [f] { return bench(*f); };
 }
 

@@ -58,7 +58,7 @@ struct ChatFlags {
   runtime::SamplingParams sampling;
   uint32_t ctx_size = 0;
   bool verbose_prompt = false;
-  bool no_subgroups = false;
+  KernelFlags kernels;
   gpu::DeviceOptions device;
 };
 
@@ -150,7 +150,7 @@ class Chat {
     sampling_ = f.sampling;
     sampling_.seed = f.seed >= 0 ? static_cast<uint32_t>(f.seed) : std::random_device{}();
     if (f.seed < 0) std::fprintf(stderr, "seed: %u\n", sampling_.seed);
-    runtime::ForwardOptions fo = forward_options(*device_, f.ctx_size, f.no_subgroups);
+    runtime::ForwardOptions fo = forward_options(*device_, f.ctx_size, f.kernels);
     forward_ = std::make_unique<runtime::Forward>(*device_, *file_, fo);
     session_ = std::make_unique<runtime::Session>(*forward_, sampling_);
     conversation_.set_system(utf8::sanitize(f.system));
@@ -311,7 +311,7 @@ Action add_chat(CLI::App& app) {
   app.add_option("-c,--ctx-size", f->ctx_size, "context size in tokens (default: the model's, at most 4096)");
   app.add_flag("--verbose-prompt", f->verbose_prompt,
                "print the token ids the model holds after each turn's prompt on stderr");
-  add_device_flags(app, f->device, f->no_subgroups);
+  add_device_flags(app, f->device, f->kernels);
   return [f] {
     if (f->n_predict == 0) fail_input("-n 0 leaves no room for a reply (-1: no limit)");
     Chat chat(*f);

@@ -24,7 +24,7 @@ struct LogitsFlags {
   std::string prompt;
   std::string out;
   uint32_t ctx_size = 0;
-  bool no_subgroups = false;
+  KernelFlags kernels;
   gpu::DeviceOptions device;
   MeshFlags mesh;
 };
@@ -92,7 +92,7 @@ int logits(const LogitsFlags& f) {
   if (f.mesh.enabled()) {
     runtime::ForwardOptions fo;
     fo.n_ctx = n_ctx;
-    fo.use_subgroups = !f.no_subgroups;
+    f.kernels.apply(fo);
     fo.max_logits = runtime::Forward::kMaxWidth;  // the pipeline's logits passes
     std::unique_ptr<mesh::Mesh> mesh = start_mesh(f.mesh, model_path, fo, f.device);
     if (!mesh->driver()) return serve_stage(*mesh);
@@ -105,7 +105,7 @@ int logits(const LogitsFlags& f) {
     return 0;
   }
   auto device = gpu::open_device(f.device);
-  runtime::ForwardOptions fo = forward_options(*device, n_ctx, f.no_subgroups);
+  runtime::ForwardOptions fo = forward_options(*device, n_ctx, f.kernels);
   runtime::Forward forward(*device, *file, fo);
   runtime::Session session(forward, runtime::SamplingParams{});
   std::vector<gpu::ReadTicket> tickets;
@@ -126,7 +126,7 @@ Action add_logits(CLI::App& app) {
   ids->excludes(p);
   app.add_option("-o,--output", f->out, "write raw little-endian f32 [positions x vocabulary] to this file");
   app.add_option("-c,--ctx-size", f->ctx_size, "context size (default: the number of tokens)");
-  add_device_flags(app, f->device, f->no_subgroups);
+  add_device_flags(app, f->device, f->kernels);
   add_mesh_flags(app, f->mesh, /*with_micro_batch=*/false);
   app.callback([ids, p] {
     if (ids->count() == 0 && p->count() == 0) throw CLI::RequiredError("--ids or --prompt");

@@ -28,7 +28,7 @@ struct PerplexityFlags {
   std::string text_file;
   uint32_t ctx_size = 512;
   uint32_t chunks = 0;  // 0: all
-  bool no_subgroups = false;
+  KernelFlags kernels;
   gpu::DeviceOptions device;
 };
 
@@ -60,7 +60,7 @@ int perplexity(const PerplexityFlags& f) {
   const uint32_t first = n_ctx / 2;
 
   auto device = gpu::open_device(f.device);
-  runtime::ForwardOptions fo = forward_options(*device, n_ctx, f.no_subgroups);
+  runtime::ForwardOptions fo = forward_options(*device, n_ctx, f.kernels);
   runtime::Forward forward(*device, *file, fo);
   std::fprintf(stderr,
                "perplexity: %zu tokens, %u windows of %u (BOS %s), scoring positions %u..%u of each: %u "
@@ -115,7 +115,7 @@ Action add_perplexity(CLI::App& app) {
   app.add_option("-c,--ctx-size", f->ctx_size,
                  "window of tokens; the second half of each is scored (default 512)");
   app.add_option("--chunks", f->chunks, "score at most this many windows (default: all)");
-  add_device_flags(app, f->device, f->no_subgroups);
+  add_device_flags(app, f->device, f->kernels);
   return [f] { return perplexity(*f); };
 }
 

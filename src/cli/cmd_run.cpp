@@ -33,7 +33,7 @@ struct RunFlags {
   std::string system;
   std::string chat_template_file;
   bool verbose_prompt = false;
-  bool no_subgroups = false;
+  KernelFlags kernels;
   gpu::DeviceOptions device;
   MeshFlags mesh;
 };
@@ -83,7 +83,7 @@ int run(const RunFlags& f) {
   sampling.seed = seed;
 
   auto device = gpu::open_device(f.device);
-  runtime::ForwardOptions fo = forward_options(*device, f.ctx_size, f.no_subgroups);
+  runtime::ForwardOptions fo = forward_options(*device, f.ctx_size, f.kernels);
   runtime::Forward forward(*device, *file, fo);
   runtime::Session session(forward, sampling);
   double load_s = seconds_since(t_load);
@@ -137,7 +137,7 @@ int run_mesh(const RunFlags& f) {
   const std::string model_path = f.model.empty() ? default_model_path() : f.model;
   runtime::ForwardOptions fo;
   fo.n_ctx = f.ctx_size;
-  fo.use_subgroups = !f.no_subgroups;
+  f.kernels.apply(fo);
   std::unique_ptr<mesh::Mesh> mesh = start_mesh(f.mesh, model_path, fo, f.device);
   if (!mesh->driver()) return serve_stage(*mesh);
 
@@ -290,7 +290,7 @@ Action add_run(CLI::App& app) {
       ->check(CLI::ExistingFile)
       ->needs(chat);
   app.add_flag("--verbose-prompt", f->verbose_prompt, "print the prompt's token ids on stderr");
-  add_device_flags(app, f->device, f->no_subgroups);
+  add_device_flags(app, f->device, f->kernels);
   add_mesh_flags(app, f->mesh);
   return [f] { return run(*f); };
 }

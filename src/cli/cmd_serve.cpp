@@ -27,7 +27,7 @@ struct ServeFlags {
   server::ServerOptions server;
   uint32_t parallel = 1;
   uint32_t ctx_size = 0;
-  bool no_subgroups = false;
+  KernelFlags kernels;
   gpu::DeviceOptions device;
   MeshFlags mesh;
 };
@@ -88,7 +88,7 @@ int serve(ServeFlags& f) {
     runtime::ForwardOptions fo;
     fo.n_ctx = f.ctx_size;
     fo.n_seq = f.parallel;
-    fo.use_subgroups = !f.no_subgroups;
+    f.kernels.apply(fo);
     mesh = start_mesh(f.mesh, model_path, fo, f.device);
     if (!mesh->driver()) return serve_stage(*mesh);
   }
@@ -110,7 +110,7 @@ int serve(ServeFlags& f) {
     forward.reset();
     device.reset();
     device = gpu::open_device(f.device);
-    runtime::ForwardOptions fo = forward_options(*device, f.ctx_size, f.no_subgroups);
+    runtime::ForwardOptions fo = forward_options(*device, f.ctx_size, f.kernels);
     fo.n_seq = f.parallel;  // --ctx-size is per sequence (CONTRACTS.md): the KV cache holds parallel x n_ctx
     forward = std::make_unique<runtime::Forward>(*device, *file, fo);
     batcher = std::make_unique<runtime::Batcher>(*forward);
@@ -187,7 +187,7 @@ Action add_serve(CLI::App& app) {
   app.add_option("--models-dir", f->server.models_dir,
                  "serve the .gguf files in this folder at /models/NAME.gguf")
       ->check(CLI::ExistingDirectory);
-  add_device_flags(app, f->device, f->no_subgroups);
+  add_device_flags(app, f->device, f->kernels);
   add_mesh_flags(app, f->mesh);
   return [f] { return serve(*f); };
 }

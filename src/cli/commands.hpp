@@ -36,10 +36,20 @@ Action add_serve(CLI::App& app);
 
 // Shared pieces.
 std::string default_model_path();  // the built-in stories260K, found beside the binary
-void add_device_flags(CLI::App& cmd, gpu::DeviceOptions& options, bool& no_subgroups);
+// The kernel choices every command that runs a model offers (add_device_flags).
+struct KernelFlags {
+  bool no_subgroups = false;     // --no-subgroups
+  bool f32_activations = false;  // --f32-activations
+  void apply(runtime::ForwardOptions& fo) const {
+    fo.use_subgroups = !no_subgroups;
+    fo.int8_activations = !f32_activations;
+  }
+};
+void add_device_flags(CLI::App& cmd, gpu::DeviceOptions& options, KernelFlags& kernels);
 // Forward's options from the common flags, with the device's memory where the Vulkan loader tells it (so a
 // model too large fails before its upload, naming the bytes).
-runtime::ForwardOptions forward_options(const gpu::Device& device, uint32_t ctx_size, bool no_subgroups);
+runtime::ForwardOptions forward_options(const gpu::Device& device, uint32_t ctx_size,
+                                        const KernelFlags& kernels);
 std::string read_text_file(const std::string& path);
 
 // Generation shared by run and chat (cmd_run.cpp).

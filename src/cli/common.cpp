@@ -27,15 +27,19 @@ std::string default_model_path() {
   fail_input("the built-in model stories260K.gguf was not found beside the binary; pass -m FILE");
 }
 
-void add_device_flags(CLI::App& cmd, gpu::DeviceOptions& options, bool& no_subgroups) {
+void add_device_flags(CLI::App& cmd, gpu::DeviceOptions& options, KernelFlags& kernels) {
   cmd.add_option("--backend", options.backend, "WebGPU backend: vulkan or gl (OpenGL ES)")
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, gpu::Backend>{{"vulkan", gpu::Backend::Vulkan}, {"gl", gpu::Backend::OpenGL}},
           CLI::ignore_case));
   cmd.add_option("--adapter", options.adapter, "use adapter N of `wgllm devices` (GPUs are numbered first)")
       ->check(CLI::NonNegativeNumber);
-  cmd.add_flag("--no-subgroups", no_subgroups,
+  cmd.add_flag("--no-subgroups", kernels.no_subgroups,
                "use the kernels' workgroup-memory reductions even where subgroups exist");
+  cmd.add_flag(
+      "--f32-activations", kernels.f32_activations,
+      "multiply quantized weights by f32 inputs (the float reference's arithmetic) instead of inputs "
+      "quantized to int8 per 32 values (the default, as llama.cpp's q8_1: faster)");
 }
 
 std::string read_text_file(const std::string& path) {
@@ -46,10 +50,11 @@ std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
-runtime::ForwardOptions forward_options(const gpu::Device& device, uint32_t ctx_size, bool no_subgroups) {
+runtime::ForwardOptions forward_options(const gpu::Device& device, uint32_t ctx_size,
+                                        const KernelFlags& kernels) {
   runtime::ForwardOptions fo;
   fo.n_ctx = ctx_size;
-  fo.use_subgroups = !no_subgroups;
+  kernels.apply(fo);
   fo.device_memory = mesh::device_memory_bytes(device.info());
   return fo;
 }

@@ -9,8 +9,8 @@
 
 namespace wgllm::cpu {
 
-ReferenceModel::ReferenceModel(const gguf::GgufFile& file)
-    : config_(model::LlamaConfig::from_gguf(file, model::kAllFeatures)) {
+ReferenceModel::ReferenceModel(const gguf::GgufFile& file, ReferenceOptions options)
+    : options_(options), config_(model::LlamaConfig::from_gguf(file, model::kAllFeatures)) {
   const model::LlamaWeights weights = model::LlamaWeights::map(file, config_);
   inv_freq_ = model::rope_inv_freq(config_, weights.rope_freq_factors);
   token_embd_ = load_matrix(file, *weights.token_embd);
@@ -47,11 +47,14 @@ ReferenceModel::ReferenceModel(const gguf::GgufFile& file)
   }
 }
 
-ReferenceModel::Matrix ReferenceModel::load_matrix(const gguf::GgufFile& file, const gguf::TensorInfo& t) {
+ReferenceModel::Matrix ReferenceModel::load_matrix(const gguf::GgufFile& file,
+                                                   const gguf::TensorInfo& t) const {
   Matrix m;
   m.in = static_cast<uint32_t>(t.dims[0]);
   m.out = static_cast<uint32_t>(t.rows());
   m.w = load_vector(file, t);
+  const auto traits = gguf::type_traits(static_cast<uint32_t>(t.type));
+  m.int8 = options_.int8_activations && traits && traits->block_elements > 1 && m.in % 32 == 0;
   return m;
 }
 
@@ -66,8 +69,27 @@ std::vector<float> ReferenceModel::load_optional(const gguf::GgufFile& file, con
   return t ? load_vector(file, *t) : std::vector<float>{};
 }
 
-std::vector<double> ReferenceModel::matvec(const Matrix& m, const std::vector<double>& x, uint32_t first,
+namespace {
+
+// x with each 32-element piece quantized to int8 and back (ReferenceOptions::int8_activations).
+std::vector<double> int8_round_trip(const std::vector<double>& x) {
+  std::vector<double> out(x.size());
+  for (size_t c0 = 0; c0 < x.size(); c0 += 32) {
+    double amax = 0;
+    for (size_t k = c0; k < c0 + 32; ++k) amax = std::max(amax, std::fabs(x[k]));
+    const double d = amax / 127;
+    for (size_t k = c0; k < c0 + 32; ++k)
+      out[k] = d > 0 ? d * std::clamp(std::nearbyint(x[k] / d), -127.0, 127.0) : 0;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<double> ReferenceModel::matvec(const Matrix& m, const std::vector<double>& x_in, uint32_t first,
                                            uint32_t rows, const std::vector<float>& bias) {
+  std::vector<double> quantized;
+  const std::vector<double>& x = m.int8 ? (quantized = int8_round_trip(x_in)) : x_in;
   if (rows == 0) rows = m.out;
   std::vector<double> y(rows);
   for (uint32_t r = 0; r < rows; ++r) {

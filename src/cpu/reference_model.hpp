@@ -13,10 +13,17 @@
 
 namespace wgllm::cpu {
 
+struct ReferenceOptions {
+  // Every projection over a quantized weight type first quantizes its input to int8 per 32 elements, as
+  // the GPU's INT8 paths do (act_quant.wgsl; runtime::ForwardOptions::int8_activations): d = max|x| / 127,
+  // x -> d * round(x / d), ties to even. For comparing those paths tightly.
+  bool int8_activations = false;
+};
+
 class ReferenceModel {
  public:
   // Reads the config and every weight from `file` (which may be closed afterwards). Throws Error(BadInput).
-  explicit ReferenceModel(const gguf::GgufFile& file);
+  explicit ReferenceModel(const gguf::GgufFile& file, ReferenceOptions options = {});
 
   const model::LlamaConfig& config() const { return config_; }
 
@@ -38,6 +45,7 @@ class ReferenceModel {
   struct Matrix {
     uint32_t in = 0, out = 0;
     std::vector<float> w;
+    bool int8 = false;  // inputs quantized first (ReferenceOptions::int8_activations and a quantized type)
   };
   struct Ffn {
     Matrix gate, up, down;  // one FFN, or all experts stacked
@@ -53,7 +61,7 @@ class ReferenceModel {
     std::vector<double> k_cache, v_cache;  // [position][kv_dim]
   };
 
-  static Matrix load_matrix(const gguf::GgufFile& file, const gguf::TensorInfo& t);
+  Matrix load_matrix(const gguf::GgufFile& file, const gguf::TensorInfo& t) const;
   static std::vector<float> load_vector(const gguf::GgufFile& file, const gguf::TensorInfo& t);
   static std::vector<float> load_optional(const gguf::GgufFile& file, const gguf::TensorInfo* t);
   // Rows [first, first + rows) of m (all rows when rows is 0) times x, plus `bias` when not empty.
@@ -67,6 +75,7 @@ class ReferenceModel {
   static std::vector<double> ffn(const Ffn& f, const std::vector<double>& x, uint32_t e = 0);
   std::vector<double> moe(uint32_t l, const std::vector<double>& x);
 
+  ReferenceOptions options_;
   model::LlamaConfig config_;
   std::vector<float> inv_freq_;  // [rope_dim / 2]
   Matrix token_embd_;

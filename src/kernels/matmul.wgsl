@@ -72,24 +72,6 @@ var<workgroup> wst: array<vec4<f32>, BN * KC>;  // chunk_scales of each (row, ch
 // Chunk loads per invocation and tile.
 const LX = (BM * KC + WG - 1u) / WG;
 const LW = (BN * KC + WG - 1u) / WG;
-// code - OFFSET as a two's complement byte, for four codes at once: code + 128 - OFFSET stays below 256,
-// so no carry crosses a byte, and flipping the top bit subtracts 128.
-const BIAS = u32(128 - OFFSET) * 0x01010101u;
-const TOP = 0x80808080u;
-
-fn signed_codes(v: vec4<u32>) -> vec4<u32> {
-  return (v + vec4<u32>(BIAS)) ^ vec4<u32>(TOP);
-}
-
-// acc + the dot product of 16 int8 pairs, as one chain in which every dot4I8Packed adds to the running sum:
-// the form of IDP4A's accumulate operand. (Summing the four products first, then adding, needs separate
-// integer adds where the compiler does not reassociate; they would compete with the IDP4As.)
-fn dot16(acc: i32, a: vec4<u32>, b: vec4<u32>) -> i32 {
-  var s = acc + dot4I8Packed(a.x, b.x);
-  s = s + dot4I8Packed(a.y, b.y);
-  s = s + dot4I8Packed(a.z, b.z);
-  return s + dot4I8Packed(a.w, b.w);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -163,20 +145,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
           let xhi = xt[m * SV + 2u * c + 1u];
           let d = xst[m * KC + c];
           for (var j = 0u; j < TN; j++) {
-            let s = wsc[j];
-            var v: f32;
-            if (SPLIT) {
-              v = d.x * (f32(dot16(0, xlo, wlo[j])) * s.x + f32(dot16(0, xhi, whi[j])) * s.y);
-              if (MINS) {
-                v -= s.z * d.y + s.w * d.z;
-              }
-            } else {
-              v = f32(dot16(dot16(0, xlo, wlo[j]), xhi, whi[j])) * (d.x * s.x);
-              if (MINS) {
-                v -= s.z * d.w;
-              }
-            }
-            acc[i * TN + j] += v;
+            acc[i * TN + j] = int8_chunk_dot(acc[i * TN + j], xlo, xhi, d, wlo[j], whi[j], wsc[j]);
           }
         }
       }

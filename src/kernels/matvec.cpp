@@ -7,23 +7,36 @@
 
 namespace wgllm::kernels {
 
-uint32_t matvec_workgroup_bytes(bool quant, uint32_t columns) {
+uint32_t matvec_workgroup_bytes(MatvecInput input, uint32_t columns, uint32_t lane_chunks) {
   constexpr uint32_t kWorkgroup = 256, kLanesPerRow = 32;
   // `partial`: the reduction of up to 8 columns at once.
   const uint32_t partial = kWorkgroup * std::min(columns, 8u) * 4;
-  // `xt`: 8 vec4 of each lane's chunk per column, TPR + 1 slots per vector.
-  const uint32_t tile = quant ? columns * 8 * (kLanesPerRow + 1) * 16 : 0;
-  return partial + tile;
+  switch (input) {
+    case MatvecInput::Direct:
+      return partial;
+    case MatvecInput::F32:  // `xt`: 8 vec4 of each lane's chunk per column, TPR + 1 slots per vector
+      return partial + columns * 8 * (kLanesPerRow + 1) * 16;
+    case MatvecInput::Int8:  // `xq_t`, `xs_t`: 2 vec4 of codes and a vec4 of scales per chunk and column
+      return partial + columns * kLanesPerRow * lane_chunks * 48;
+  }
+  return partial;
 }
 
-uint32_t matvec_columns(bool quant, uint32_t width, uint32_t workgroup_bytes) {
-  uint32_t columns = 1;
-  while (columns * 2 <= width && matvec_workgroup_bytes(quant, columns * 2) <= workgroup_bytes) columns *= 2;
-  if (matvec_workgroup_bytes(quant, columns) > workgroup_bytes)
-    fail_runtime("matvec needs " + std::to_string(matvec_workgroup_bytes(quant, columns)) +
+MatvecTiling matvec_tiling(MatvecInput input, uint32_t width, uint32_t row_chunks, uint32_t workgroup_bytes) {
+  MatvecTiling t;
+  if (matvec_workgroup_bytes(input, 1) > workgroup_bytes)
+    fail_runtime("matvec needs " + std::to_string(matvec_workgroup_bytes(input, 1)) +
                  " bytes of workgroup memory; the adapter's maxComputeWorkgroupStorageSize is " +
                  std::to_string(workgroup_bytes));
-  return columns;
+  while (t.columns * 2 <= width && matvec_workgroup_bytes(input, t.columns * 2) <= workgroup_bytes)
+    t.columns *= 2;
+  if (input == MatvecInput::Int8) {
+    const uint32_t wanted = std::clamp((row_chunks + 31) / 32, 1u, 4u);
+    while (t.lane_chunks < wanted &&
+           matvec_workgroup_bytes(input, t.columns, t.lane_chunks + 1) <= workgroup_bytes)
+      ++t.lane_chunks;
+  }
+  return t;
 }
 
 }  // namespace wgllm::kernels

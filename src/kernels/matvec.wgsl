@@ -22,6 +22,10 @@
 // Quantized types stage the inputs in workgroup memory, TPR chunks of every column at a time (a tile), so
 // that global memory is read coalesced once per workgroup and a row's lanes read their chunks' inputs from
 // workgroup memory without bank conflicts; STAGE_ROWS rows per lane group share each read when BATCH is 1.
+// INT8 (quantized types): the inputs are quantized to int8 per 32-element chunk as they are staged, by the
+// prefill GEMM's arithmetic (act_quant.wgsl), LANE_CHUNKS chunks per lane and tile, and each chunk's dot
+// product is exact integer arithmetic (dot4I8Packed) scaled once (weight_decode.wgsl's int8_chunk_dot): a
+// quarter of the float path's instructions per weight, and batch-invariant by construction.
 // With NORM (BATCH 1) the inputs are RMS-normalised on the way in (x / rms(x) * norm_w, EPS inside the
 // root): the RMSNorm that precedes a projection costs no dispatch of its own. rms_norm.wgsl does the same
 // arithmetic for batches. kernels/matvec.hpp says how many columns a workgroup's memory holds.
@@ -63,12 +67,22 @@ const TPR = 32u;  // threads per row
 const RPL = 1u;
 #else
 const RPL = STAGE_ROWS;  // rows per lane group
+#if INT8
+#use act_quant
+// The tile: LANE_CHUNKS chunks per lane, quantized by act_quant.wgsl's quantize_chunk as they are staged.
+// Chunk i of column j: its codes at xq_t[2j * TILE + i] (elements 0-15) and xq_t[(2j + 1) * TILE + i],
+// its act scales at xs_t[j * TILE + i]; a row's lanes read consecutive 16-byte slots.
+const TILE = TPR * LANE_CHUNKS;
+var<workgroup> xq_t: array<vec4<u32>, BATCH * 2u * TILE>;
+var<workgroup> xs_t: array<vec4<f32>, BATCH * TILE>;
+#else
 // The tile: vector v (of 8) of chunk i (of TPR) of column j at xt[(j * 8 + v) * TILE_STRIDE + i]. A row's
 // lanes read one vector of consecutive chunks, 16 bytes apart: no bank conflicts (chunk-major, 128 bytes
 // apart, all 32 lanes hit the same four banks, which held the GEMV to ~0.4 TB/s on the H200,
 // docs/perf.md). The padding slot keeps the staging writes, which walk v fastest, conflict-free too.
 const TILE_STRIDE = TPR + 1u;
 var<workgroup> xt: array<vec4<f32>, BATCH * 8u * TILE_STRIDE>;
+#endif
 #endif
 #else
 const RPL = 1u;
@@ -90,6 +104,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #else
 
 #if QUANT
+#if INT8
+// Quantizes chunks t .. t + TILE of the tile's columns into xq_t, xs_t (zeros past the row's end): one
+// invocation per chunk, which reads the chunk's 32 inputs as 8 consecutive vectors.
+fn stage_tile(t: u32, tid: u32, col0: u32, inv_rms: f32) {
+  for (var e = tid; e < BATCH * TILE; e += WG) {
+    let j = e / TILE;
+    let i = e % TILE;
+    let c = t + i;
+    var q = ActChunk(vec4<u32>(0u), vec4<u32>(0u), vec4<f32>(0.0));
+    if (c < CHUNKS) {
+      var v: array<vec4<f32>, 8>;
+      for (var k = 0u; k < 8u; k++) {
+        v[k] = x_in[(col0 + j) * (X_STRIDE / 4u) + 8u * c + k];
+#if NORM
+        v[k] = v[k] * inv_rms * norm_w[8u * c + k];
+#endif
+      }
+      q = quantize_chunk(v);
+    }
+    xq_t[2u * j * TILE + i] = q.lo;
+    xq_t[(2u * j + 1u) * TILE + i] = q.hi;
+    xs_t[j * TILE + i] = q.s;
+  }
+}
+#else
 // Four codes (one per byte) minus `off`, as floats. A byte placed in the mantissa of 2^23 is the float
 // 2^23 + code, and subtracting 2^23 + off leaves code - off exactly: full-rate bit and add operations
 // instead of int-to-float conversions, which NVIDIA GPUs run at a fraction of the FMA rate (docs/perf.md).
@@ -178,6 +217,7 @@ fn chunk_dot(acc: f32, k: Chunk, xv: array<vec4<f32>, 8>) -> f32 {
   return fma(k.s.y, q.y, fma(k.s.x, q.x, acc));
 }
 #endif
+#endif
 
 #if !QUANT
 // Where column j of the tile starting at column `col0` starts in x.
@@ -221,6 +261,46 @@ fn row_dots(r: u32, lane: u32, col0: u32) -> array<f32, BATCH> {
 #endif
 
 #if QUANT
+#if INT8
+// This lane's partial dot products of rows r0 .. r0 + RPL with the tile's columns (row i, column j at
+// i * BATCH + j): LANE_CHUNKS chunks per staged tile, the lane's chunks in increasing order whatever the
+// tile, rows and width, so that every (row, column) gets the same int8_chunk_dot steps in the same order
+// (the integer sums are exact): its bits depend on neither BATCH nor RPL.
+fn tiled_dots(r0: u32, lane: u32, tid: u32, col0: u32, inv_rms: f32) -> array<f32, RPL * BATCH> {
+  var acc: array<f32, RPL * BATCH>;
+  for (var t = 0u; t < CHUNKS; t += TILE) {
+    workgroupBarrier();  // the previous tile is no longer read
+    stage_tile(t, tid, col0, inv_rms);
+    workgroupBarrier();
+    for (var u = 0u; u < LANE_CHUNKS; u++) {
+      let i = u * TPR + lane;
+      let c = t + i;
+      if (c < CHUNKS) {
+        // Every row's chunk first (all their loads in flight at once), then each column's inputs once.
+        var wlo: array<vec4<u32>, RPL>;
+        var whi: array<vec4<u32>, RPL>;
+        var ws: array<vec4<f32>, RPL>;
+        for (var k = 0u; k < RPL; k++) {
+          let g = min(r0 + k, ROWS - 1u) * CHUNKS + c;
+          let codes = chunk_codes(g);
+          wlo[k] = signed_codes(codes.lo);
+          whi[k] = signed_codes(codes.hi);
+          ws[k] = chunk_scales(g);
+        }
+        for (var j = 0u; j < BATCH; j++) {
+          let xlo = xq_t[2u * j * TILE + i];
+          let xhi = xq_t[(2u * j + 1u) * TILE + i];
+          let xs = xs_t[j * TILE + i];
+          for (var k = 0u; k < RPL; k++) {
+            acc[k * BATCH + j] = int8_chunk_dot(acc[k * BATCH + j], xlo, xhi, xs, wlo[k], whi[k], ws[k]);
+          }
+        }
+      }
+    }
+  }
+  return acc;
+}
+#else
 // This lane's partial dot products of rows r0 .. r0 + RPL with the tile's columns (row i, column j at
 // i * BATCH + j), one staged tile after another. Every (row, column) sums the same chunks in the same order
 // with the same chunk_dot whatever BATCH and RPL are, so the output bits depend on neither. One column: its
@@ -256,6 +336,7 @@ fn tiled_dots(r0: u32, lane: u32, tid: u32, col0: u32, inv_rms: f32) -> array<f3
   }
   return acc;
 }
+#endif
 #endif
 
 // Columns reduced together through workgroup memory (fewer barriers than one column at a time; each

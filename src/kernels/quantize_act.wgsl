@@ -1,7 +1,6 @@
 // Activations for matmul.wgsl's INT8 path: each token's row x_t [COLS] (with NORM, RMS-normalised first:
-// x / rms(x) * norm_w, EPS inside the root, as matvec.wgsl's NORM) is cut into 32-element chunks, and each
-// chunk quantized like llama.cpp's q8_1 blocks: d = max|x| / 127, q = x * (1 / d) rounded to the nearest
-// integer (ties to even; all 0 when d = 0), with the sums of q that weights with mins need.
+// x / rms(x) * norm_w, EPS inside the root, as matvec.wgsl's NORM) is cut into 32-element chunks, each
+// quantized by act_quant.wgsl's quantize_chunk.
 //   xq [tokens, COLS / 4]: 4 int8 q per word, in element order
 //   xs [tokens, COLS / 32]: per chunk (d, d * sum q[0..16), d * sum q[16..32), d * sum q[0..32))
 // Bindings: 0 x (f32 [tokens, X_STRIDE]), 1 xq, 2 xs, 3 batch (uniform), 4 norm_w (NORM).
@@ -18,6 +17,8 @@ struct Batch {
 #if NORM
 @group(0) @binding(4) var<storage, read> norm_w: array<vec4<f32>>;
 #endif
+
+#use act_quant
 
 const WG = 128u;
 const CHUNKS = COLS / 32u;
@@ -49,28 +50,17 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
 #endif
   for (var g = tid; g < CHUNKS; g += WG) {
     var v: array<vec4<f32>, 8>;  // the chunk's 32 values
-    var amax = 0.0;
     for (var j = 0u; j < 8u; j++) {
 #if NORM
       v[j] = x[row + 8u * g + j] * inv_rms * norm_w[8u * g + j];
 #else
       v[j] = x[row + 8u * g + j];
 #endif
-      let a = abs(v[j]);
-      amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
     }
-    let d = amax / 127.0;
-    let id = select(0.0, 1.0 / d, d > 0.0);
-    var words: array<u32, 8>;
-    var sums = vec2<i32>(0);
-    for (var j = 0u; j < 8u; j++) {
-      let q = clamp(vec4<i32>(round(v[j] * id)), vec4<i32>(-127), vec4<i32>(127));
-      words[j] = pack4xI8(q);
-      sums[j / 4u] += q.x + q.y + q.z + q.w;
-    }
+    let q = quantize_chunk(v);
     let c = t * CHUNKS + g;
-    xq[2u * c] = vec4<u32>(words[0], words[1], words[2], words[3]);
-    xq[2u * c + 1u] = vec4<u32>(words[4], words[5], words[6], words[7]);
-    xs[c] = vec4<f32>(d, d * f32(sums.x), d * f32(sums.y), d * f32(sums.x + sums.y));
+    xq[2u * c] = q.lo;
+    xq[2u * c + 1u] = q.hi;
+    xs[c] = q.s;
   }
 }

@@ -248,6 +248,45 @@ fn chunk_value(g: u32, e: u32) -> f32 {
   let h = e / 16u;
   return s[h] * f32(i32(code) - OFFSET) - s[2u + h];
 }
+
+// The INT8 paths (matmul.wgsl, matvec.wgsl): a chunk's codes as int8 (code - OFFSET) times activations
+// quantized by act_quant.wgsl. code + 128 - OFFSET stays below 256, so no carry crosses a byte, and
+// flipping the top bit subtracts 128: four codes at once.
+fn signed_codes(v: vec4<u32>) -> vec4<u32> {
+  return (v + vec4<u32>(u32(128 - OFFSET) * 0x01010101u)) ^ vec4<u32>(0x80808080u);
+}
+
+// acc + the dot product of 16 int8 pairs, as one chain in which every dot4I8Packed adds to the running sum:
+// the form of IDP4A's accumulate operand. (Summing the four products first, then adding, needs separate
+// integer adds where the compiler does not reassociate; they would compete with the IDP4As.)
+fn dot16(acc: i32, a: vec4<u32>, b: vec4<u32>) -> i32 {
+  var s = acc + dot4I8Packed(a.x, b.x);
+  s = s + dot4I8Packed(a.y, b.y);
+  s = s + dot4I8Packed(a.z, b.z);
+  return s + dot4I8Packed(a.w, b.w);
+}
+
+// acc + one chunk's dot product: weight codes (wlo, whi: signed_codes) with scales ws (chunk_scales)
+// against activation codes (xlo, xhi) with xs (act_quant's (d, d sum q_lo, d sum q_hi, d sum q)). The
+// integer sums are exact; every float step is an explicit fma or a single rounding, so that no compiler
+// can fuse them differently in two kernels or two widths of one (batch invariance).
+fn int8_chunk_dot(acc: f32, xlo: vec4<u32>, xhi: vec4<u32>, xs: vec4<f32>, wlo: vec4<u32>, whi: vec4<u32>,
+                  ws: vec4<f32>) -> f32 {
+  var r: f32;
+  if (SPLIT) {
+    let halves = fma(f32(dot16(0, xlo, wlo)), ws.x, f32(dot16(0, xhi, whi)) * ws.y);
+    r = fma(xs.x, halves, acc);
+    if (MINS) {
+      r = fma(-ws.w, xs.z, fma(-ws.z, xs.y, r));
+    }
+  } else {
+    r = fma(f32(dot16(dot16(0, xlo, wlo), xhi, whi)), xs.x * ws.x, acc);
+    if (MINS) {
+      r = fma(-ws.z, xs.w, r);
+    }
+  }
+  return r;
+}
 #endif
 
 // Element (r, c) of W, dequantized exactly as the CPU reference does.

@@ -83,6 +83,7 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
   tile_rows_ = static_cast<uint32_t>(align_up(max_batch_, kMaxWidth));
   subgroups_ = options.use_subgroups && device.features().subgroups;
   prefill_matmul_ = options.prefill_matmul && max_batch_ > kMaxWidth;
+  int8_activations_ = options.int8_activations;
   const gpu::Limits& limits = device.limits();
   auto storage = [&](uint64_t floats, const char* label) {
     return device.buffer(floats * 4, gpu::kStorage, label);
@@ -279,9 +280,9 @@ void Forward::add_matmul(Ops& ops, const GpuMatrix& m, const Projection& p, bool
 
 void Forward::add_prefill_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer x, uint32_t cols,
                                 uint32_t x_stride, gpu::Buffer norm, const Projection& out) {
-  const bool int8 = std::all_of(ms.begin(), ms.end(), [&](const GpuMatrix* m) {
-    return kernels::matmul_int8_supported(weight_defines(m->type), m->cols);
-  });
+  const bool int8 = int8_activations_ && std::all_of(ms.begin(), ms.end(), [&](const GpuMatrix* m) {
+                      return kernels::matmul_int8_supported(weight_defines(m->type), m->cols);
+                    });
   Projection p = out;
   p.x = x;
   p.x_stride = x_stride;
@@ -306,19 +307,26 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
   const bool quant = can_stage(m);
   if (quant && p.x_stride % 4 != 0)
     fail_runtime("matvec input stride " + std::to_string(p.x_stride) + " is not a multiple of 4");
-  const uint32_t columns =
-      kernels::matvec_columns(quant, width, device_.limits().max_compute_workgroup_storage_size);
+  const kernels::MatvecInput input = !quant              ? kernels::MatvecInput::Direct
+                                     : int8_activations_ ? kernels::MatvecInput::Int8
+                                                         : kernels::MatvecInput::F32;
+  const kernels::MatvecTiling tiling =
+      kernels::matvec_tiling(input, width, m.cols / 32, device_.limits().max_compute_workgroup_storage_size);
   for (const auto& ch : m.chunks) {
     gpu::KernelDefines d = weight_defines(m.type);
     d["ROWS"] = u32(ch.rows);
     d["COLS"] = u32(m.cols);
-    d["BATCH"] = u32(columns);
+    d["BATCH"] = u32(tiling.columns);
     d["X_STRIDE"] = u32(p.x_stride);
     d["Y_STRIDE"] = u32(p.y_stride);
     d["Y_OFFSET"] = u32(p.y_offset + ch.first_row);
     if (p.accumulate) d["ACCUMULATE"] = "1";
-    const uint32_t rows_per_lane_group = !quant ? 1 : stage_rows(ch.rows, columns);
+    const uint32_t rows_per_lane_group = !quant ? 1 : stage_rows(ch.rows, tiling.columns);
     if (quant) d["STAGE_ROWS"] = u32(rows_per_lane_group);
+    if (input == kernels::MatvecInput::Int8) {
+      d["INT8"] = "1";
+      d["LANE_CHUNKS"] = u32(tiling.lane_chunks);
+    }
     if (p.norm) {
       d["NORM"] = "1";
       d["EPS"] = f32(config_.rms_eps);
@@ -329,7 +337,7 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
     b.push_back({p.y});
     if (p.norm) b.push_back({p.norm});
     const uint32_t per_group = kRowsPerWorkgroup * rows_per_lane_group;
-    add(ops, "matvec", d, b, (ch.rows + per_group - 1) / per_group, over, columns);
+    add(ops, "matvec", d, b, (ch.rows + per_group - 1) / per_group, over, tiling.columns);
   }
 }
 

@@ -29,6 +29,11 @@ struct ForwardOptions {
   // activations, as llama.cpp's q8_1, where every projection of a group reads a quantized type) instead
   // of the batched GEMV. Decode passes (one token per slot) never do: their arithmetic stays the GEMV's.
   bool prefill_matmul = true;
+  // Projections over quantized weights quantize their inputs to int8 per 32 elements (act_quant.wgsl, as
+  // llama.cpp's q8_1) and multiply by dot4I8Packed: the prefill GEMM (twice the f32 rate) and the decode
+  // GEMV, which quantizes as it stages its inputs (a quarter of the f32 path's instructions per weight;
+  // docs/perf.md). Off: f32 inputs everywhere, the float reference's arithmetic.
+  bool int8_activations = true;
   // A pipeline stage holds layers [first_layer, last_layer) (last 0: to the end). Only the first stage
   // embeds tokens, only the last has the LM head and the sampler; the others take and leave their hidden
   // states in hidden().
@@ -187,6 +192,7 @@ class Forward {
   uint32_t tile_rows_ = 0;  // activation rows: max_batch rounded up to whole tiles of the widest width
   bool subgroups_ = false;
   bool prefill_matmul_ = false;
+  bool int8_activations_ = true;
   uint64_t weight_bytes_ = 0;
   uint64_t weight_gpu_bytes_ = 0;
   uint64_t gemv_bytes_ = 0;

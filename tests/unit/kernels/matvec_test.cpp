@@ -5,7 +5,9 @@
 // on the blocks of testdata/ggml-quants). Batched (BATCH columns per workgroup): every column equals the
 // one-column result bit for bit, whatever the width and the other columns (batch invariance), also when
 // the inputs span several staged tiles (32 chunks each), and the fused RMSNorm (NORM) equals rms_norm.wgsl
-// followed by the GEMV bit for bit.
+// followed by the GEMV bit for bit. The INT8 path (inputs quantized per 32 elements as they are staged)
+// against the float64 product over the same quantization done on the CPU, within the unquantized product's
+// reach, and batch-invariant like the f32 path, whatever its chunks per lane (LANE_CHUNKS).
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -24,6 +26,61 @@ namespace {
 
 constexpr uint32_t kRowsPerWorkgroup = 8;  // matvec.wgsl: WG / TPR
 
+// The inputs the INT8 path multiplies, quantized on the CPU in f32 as act_quant.wgsl's quantize_chunk does
+// (d = max|x| / 127 per 32 elements, q = x * (1 / d) rounded half to even): `x` holds d * q, and `slack`
+// d where x / d lies within 1e-4 of a rounding tie (WGSL lets the GPU's division differ from the CPU's by
+// a few ulps, which can move q by one there), else 0.
+struct Int8Inputs {
+  std::vector<double> x, slack;  // [cols]
+};
+Int8Inputs quantize_like_the_gpu(const float* x, uint32_t cols) {
+  Int8Inputs out{std::vector<double>(cols), std::vector<double>(cols)};
+  for (uint32_t c0 = 0; c0 < cols; c0 += 32) {
+    float amax = 0;
+    for (uint32_t k = 0; k < 32; ++k) amax = std::max(amax, std::fabs(x[c0 + k]));
+    const float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
+    for (uint32_t k = 0; k < 32; ++k) {
+      const float v = x[c0 + k] * id;
+      out.x[c0 + k] = double(d) * std::clamp(std::nearbyint(v), -127.f, 127.f);
+      out.slack[c0 + k] = std::fabs(std::fabs(v - std::trunc(v)) - 0.5f) < 1e-4f ? d : 0.f;
+    }
+  }
+  return out;
+}
+
+// One INT8 GEMV's outputs `got` [rows] for input x [cols] (added to `y0` [rows] where given) against the
+// float64 product over quantize_like_the_gpu(x): the integer sums are exact and their scaling and
+// accumulation in f32 stays within 1e-5, plus what inputs near a rounding tie may add
+// (sum over them of d |w|). And within the activation quantization's error of the unquantized product:
+// a rounding error of 1 / (127 sqrt(12)) of a chunk's largest value, about 0.5 % of a Gaussian's spread,
+// with 3x margin (on quantized weights, over enough terms to be stable, as matmul_test's INT8 path; random
+// blocks' extreme scales let a few chunks dominate a row).
+void expect_int8_product(const Matrix& m, const float* x, const float* y0, const std::vector<float>& got,
+                         bool against_unquantized) {
+  const Int8Inputs q = quantize_like_the_gpu(x, m.cols);
+  std::vector<double> want(m.rows), plain(m.rows);
+  double err = 0, norm = 0, slack = 0;
+  for (uint32_t r = 0; r < m.rows; ++r) {
+    double acc = y0 ? y0[r] : 0.0, unq = acc, tie = 0;
+    for (uint32_t c = 0; c < m.cols; ++c) {
+      const double w = m.w[size_t(r) * m.cols + c];
+      acc += w * q.x[c];
+      unq += w * x[c];
+      tie += std::fabs(w) * q.slack[c];
+    }
+    want[r] = acc;
+    plain[r] = unq;
+    err += (got[r] - acc) * (got[r] - acc);
+    norm += acc * acc;
+    slack += tie * tie;
+  }
+  EXPECT_LE(std::sqrt(err), 1e-5 * std::sqrt(norm) + std::sqrt(slack))
+      << "relative error " << std::sqrt(err / norm) << " against the CPU-quantized inputs' product";
+  if (against_unquantized && m.cols >= 96) {
+    EXPECT_LT(test::relative_error(got, plain), 1.5e-2) << "against the unquantized product";
+  }
+}
+
 struct Gemv {
   uint32_t rows, cols, y_offset;
   bool accumulate;
@@ -31,8 +88,15 @@ struct Gemv {
 
 class Matvec : public KernelVariantTest {
  protected:
-  gpu::KernelDefines gemv_defines(const Matrix& m, uint32_t y_offset, bool accumulate) const {
+  gpu::KernelDefines gemv_defines(const Matrix& m, uint32_t y_offset, bool accumulate,
+                                  bool int8 = false) const {
     gpu::KernelDefines d = type_defines(m.type);
+    if (int8) {
+      d["INT8"] = "1";
+      d["LANE_CHUNKS"] = u32(kernels::matvec_tiling(kernels::MatvecInput::Int8, 1, m.cols / 32,
+                                                    device().limits().max_compute_workgroup_storage_size)
+                                 .lane_chunks);
+    }
     d["ROWS"] = u32(m.rows);
     d["COLS"] = u32(m.cols);
     d["Y_OFFSET"] = u32(y_offset);
@@ -46,12 +110,13 @@ class Matvec : public KernelVariantTest {
 
   // y[y_offset + r] (+)= W x over a y buffer with 3 NaN sentinels after the written rows; returns all of y.
   std::vector<float> run_gemv(const Matrix& m, const std::vector<float>& x, const std::vector<float>& y_init,
-                              uint32_t y_offset, bool accumulate, uint32_t groups_x, uint32_t groups_y) {
+                              uint32_t y_offset, bool accumulate, uint32_t groups_x, uint32_t groups_y,
+                              bool int8 = false) {
     std::vector<gpu::BufferSlice> s = weight_slices(m);
     s.push_back({upload(x, "x")});
     gpu::Buffer y = upload(y_init, "y");
     s.push_back({y});
-    dispatch("matvec", gemv_defines(m, y_offset, accumulate), s, 1, groups_x, groups_y);
+    dispatch("matvec", gemv_defines(m, y_offset, accumulate, int8), s, 1, groups_x, groups_y);
     return download<float>(y, y_init.size());
   }
 
@@ -205,6 +270,39 @@ TEST_P(Matvec, GemvQ6_K) {
   check_quant_gemv(TensorType::Q6_K);
 }
 
+// The INT8 path over every quantized type: quantized weights with an offset output and accumulation, and
+// random blocks with extreme scales over rows of two tiles of 4 chunks per lane (LANE_CHUNKS), the second
+// partial.
+TEST_P(Matvec, Int8GemvOverEveryQuantizedType) {
+  SCOPED_TRACE(test::seed_note());
+  std::normal_distribution<float> dist(0.f, 1.f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (TensorType type : kQuantTypes) {
+    SCOPED_TRACE(name_of(type));
+    auto rng = test::rng(150 + static_cast<uint64_t>(type));
+    const bool legacy = block_elements(type) == 32;
+    for (const auto& [weights, g] :
+         {std::pair{Weights::Quantized, Gemv{37, legacy ? 96u : 768u, 9, true}},
+          std::pair{Weights::RandomBlocks, Gemv{19, legacy ? 4800u : 4352u, 0, false}}}) {
+      SCOPED_TRACE(name_of(weights) + " cols " + std::to_string(g.cols));
+      Matrix m = make_weights(weights, type, g.rows, g.cols, rng);
+      std::vector<float> x(g.cols);  // [cols]
+      for (float& v : x) v = dist(rng);
+      std::vector<float> y_init(g.y_offset + g.rows + 3, nan);  // NaN outside the rows written
+      for (uint32_t r = 0; r < g.rows && g.accumulate; ++r) y_init[g.y_offset + r] = dist(rng);
+      const uint32_t groups = (g.rows + kRowsPerWorkgroup - 1) / kRowsPerWorkgroup;
+      const std::vector<float> y = run_gemv(m, x, y_init, g.y_offset, g.accumulate, groups, 1, true);
+      expect_int8_product(m, x.data(), g.accumulate ? y_init.data() + g.y_offset : nullptr,
+                          {y.begin() + g.y_offset, y.begin() + g.y_offset + g.rows},
+                          weights == Weights::Quantized);
+      for (uint32_t i = 0; i < y.size(); ++i) {
+        if (i >= g.y_offset && i < g.y_offset + g.rows) continue;
+        EXPECT_EQ(bits_of({y[i]}), bits_of({y_init[i]})) << "y[" << i << "] written";
+      }
+    }
+  }
+}
+
 // Past maxComputeWorkgroupsPerDimension the runtime folds the row groups (workgroup y) into z; the kernel
 // must recover the linear row group, and the spare workgroups of the last z layer must write nothing.
 TEST_P(Matvec, FoldedGridEqualsLinearGrid) {
@@ -286,10 +384,15 @@ class BatchedMatvec : public KernelVariantTest {
   };
   static constexpr uint32_t kYOffset = 2;
 
+  // lane_chunks > 0: the INT8 path with that LANE_CHUNKS.
   std::vector<float> run(const Matrix& m, const std::vector<float>& x, const std::vector<float>& y_init,
                          uint32_t tokens, uint32_t width, uint32_t x_stride, uint32_t y_stride,
-                         bool accumulate) {
+                         bool accumulate, uint32_t lane_chunks = 0) {
     gpu::KernelDefines d = type_defines(m.type);
+    if (lane_chunks) {
+      d["INT8"] = "1";
+      d["LANE_CHUNKS"] = u32(lane_chunks);
+    }
     d["ROWS"] = u32(m.rows);
     d["COLS"] = u32(m.cols);
     d["Y_OFFSET"] = u32(kYOffset);
@@ -307,13 +410,15 @@ class BatchedMatvec : public KernelVariantTest {
     return download<float>(y, y_init.size());
   }
 
-  // `tokens` columns at every width: each valid column within 1e-4 of the f64 reference and equal bit for
-  // bit to the width-1 run; y outside the written rows keeps its NaN sentinels.
+  // `tokens` columns at every width: each valid column within 1e-4 of the f64 reference (INT8: as
+  // expect_int8_product) and equal bit for bit to the width-1 run (INT8: also at one chunk per lane); y
+  // outside the written rows keeps its NaN sentinels.
   void check(TensorType type, uint32_t rows, uint32_t cols, uint32_t tokens, std::vector<uint32_t> widths,
-             bool accumulate) {
+             bool accumulate, bool int8 = false) {
     SCOPED_TRACE(test::seed_note());
     SCOPED_TRACE(name_of(type) + " rows " + std::to_string(rows) + " cols " + std::to_string(cols) +
-                 " tokens " + std::to_string(tokens) + (accumulate ? " accumulate" : ""));
+                 " tokens " + std::to_string(tokens) + (accumulate ? " accumulate" : "") +
+                 (int8 ? " INT8" : ""));
     auto rng = test::rng(800 + static_cast<uint64_t>(type));
     std::normal_distribution<float> dist(0.f, 1.f);
     Matrix m = make_matrix(type, rows, cols, rng);
@@ -329,12 +434,20 @@ class BatchedMatvec : public KernelVariantTest {
       for (uint32_t r = 0; r < rows; ++r) y_init[size_t(t) * y_stride + kYOffset + r] = dist(rng);
 
     std::vector<float> first;
-    const bool quant = type_defines(type).contains("QUANT");
+    const kernels::MatvecInput input = int8                                   ? kernels::MatvecInput::Int8
+                                       : type_defines(type).contains("QUANT") ? kernels::MatvecInput::F32
+                                                                              : kernels::MatvecInput::Direct;
+    std::vector<std::pair<uint32_t, uint32_t>> runs;  // (width, lane chunks)
     for (uint32_t width : widths) {
       // As runtime::Forward does: a width the adapter's workgroup memory can't hold runs as narrower tiles.
-      width = kernels::matvec_columns(quant, width, device().limits().max_compute_workgroup_storage_size);
-      SCOPED_TRACE("width " + std::to_string(width));
-      std::vector<float> y = run(m, x, y_init, tokens, width, x_stride, y_stride, accumulate);
+      const kernels::MatvecTiling t = kernels::matvec_tiling(
+          input, width, cols / 32, device().limits().max_compute_workgroup_storage_size);
+      runs.emplace_back(t.columns, int8 ? t.lane_chunks : 0);
+      if (int8 && t.lane_chunks > 1) runs.emplace_back(t.columns, 1);
+    }
+    for (const auto& [width, lane_chunks] : runs) {
+      SCOPED_TRACE("width " + std::to_string(width) + " lane chunks " + std::to_string(lane_chunks));
+      std::vector<float> y = run(m, x, y_init, tokens, width, x_stride, y_stride, accumulate, lane_chunks);
       const uint32_t written = (tokens + width - 1) / width * width;
       for (size_t i = 0; i < y.size(); ++i) {
         const size_t t = i / y_stride, r = i % y_stride;
@@ -347,7 +460,13 @@ class BatchedMatvec : public KernelVariantTest {
                      y.begin() + size_t(t) * y_stride + kYOffset + rows);
       if (first.empty()) {
         first = valid;
-        for (uint32_t t = 0; t < tokens; ++t) {
+        for (uint32_t t = 0; t < tokens && int8; ++t) {
+          SCOPED_TRACE("token " + std::to_string(t));
+          expect_int8_product(m, &x[size_t(t) * x_stride],
+                              accumulate ? &y_init[size_t(t) * y_stride + kYOffset] : nullptr,
+                              {valid.begin() + t * rows, valid.begin() + (t + 1) * rows}, true);
+        }
+        for (uint32_t t = 0; t < tokens && !int8; ++t) {
           std::vector<double> want(rows);
           for (uint32_t r = 0; r < rows; ++r) {
             double acc = accumulate ? y_init[size_t(t) * y_stride + kYOffset + r] : 0.0;
@@ -380,9 +499,18 @@ TEST_P(BatchedMatvec, EveryWidthGivesTheSameBits) {
   check(TensorType::BF16, 7, 34, 3, {1, 4, 16}, true);
 }
 
+TEST_P(BatchedMatvec, Int8EveryWidthGivesTheSameBits) {
+  const std::vector<uint32_t> all = {1, 2, 4, 8, 16};
+  check(TensorType::Q4_0, 37, 96, 19, all, true, true);
+  check(TensorType::Q4_0, 13, 32 * 300, 9, all, true, true);  // three tiles of 128 chunks (the last 44)
+  check(TensorType::Q4_K, 20, 512, 5, all, false, true);      // mins
+  check(TensorType::Q6_K, 9, 256 * 9, 3, {1, 4, 16}, true, true);
+  check(TensorType::Q8_0, 9, 64, 3, {1, 4, 16}, false, true);
+}
+
 // The RMSNorm fused into a one-token GEMV (NORM, applied as the input is staged in workgroup memory) gives
 // the bits of rms_norm.wgsl followed by the GEMV of a batch: what makes a decode step alone and in a batch
-// agree.
+// agree. On the INT8 path too: the normalised inputs, and so their int8 codes, are the same.
 TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
   SCOPED_TRACE(test::seed_note());
   auto rng = test::rng(810);
@@ -397,8 +525,12 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
     for (float& v : norm) v = 1.f + 0.2f * dist(rng);
     gpu::Buffer x_buf = upload(x, "x"), norm_buf = upload(norm, "norm");
     const uint32_t groups = (rows + kRowsPerWorkgroup - 1) / kRowsPerWorkgroup;
-    auto defines = [&](uint32_t width) {
+    auto defines = [&](uint32_t width, bool int8) {
       gpu::KernelDefines d = type_defines(type);
+      if (int8) {  // one chunk per lane: two tiles here too
+        d["INT8"] = "1";
+        d["LANE_CHUNKS"] = "1u";
+      }
       d["ROWS"] = u32(rows);
       d["COLS"] = u32(cols);
       d["Y_OFFSET"] = "0u";
@@ -408,9 +540,10 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
       d["Y_STRIDE"] = u32(rows);
       return d;
     };
-    for (uint32_t stage_rows : {1u, 4u}) {  // rows per lane group: each row's bits are the same
-      SCOPED_TRACE("stage rows " + std::to_string(stage_rows));
-      gpu::KernelDefines fused = defines(1);
+    for (auto [int8, stage_rows] : {std::pair{false, 1u}, {false, 4u}, {true, 1u}, {true, 4u}}) {
+      // Rows per lane group: each row's bits are the same.
+      SCOPED_TRACE("stage rows " + std::to_string(stage_rows) + (int8 ? " INT8" : ""));
+      gpu::KernelDefines fused = defines(1, int8);
       fused["STAGE_ROWS"] = u32(stage_rows);
       fused["NORM"] = "1";
       fused["EPS"] = f32(eps);
@@ -427,7 +560,7 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
         std::vector<gpu::BufferSlice> t = weight_slices(m);
         gpu::Buffer y = device().buffer(size_t(width) * rows * 4, gpu::kStorage, "y");
         t.insert(t.end(), {{xb}, {y}});
-        dispatch("matvec", variant(defines(width)), t, 1, groups);
+        dispatch("matvec", variant(defines(width, int8)), t, 1, groups);
         EXPECT_EQ(bits_of(download<float>(y, rows)), bits_of(download<float>(y_fused, rows)));
       }
     }

@@ -61,9 +61,14 @@ TEST_P(BatchedForward, PromptChunksAndMultiSlotPassesMatchTheReference) {
   const test::TinyLlama m(test::model_shape(type()), 1200 + static_cast<uint64_t>(type()));
   auto file = m.open("batched.gguf");
   const double tol = test::tolerance(type());
-  Forward forward(
-      test::device(), *file,
-      ForwardOptions{.n_ctx = 32, .n_seq = 3, .max_batch = 5, .max_logits = 5, .use_subgroups = subgroups()});
+  // f32 GEMV inputs: compared with the reference (forward_test's expect_matches_reference says why).
+  Forward forward(test::device(), *file,
+                  ForwardOptions{.n_ctx = 32,
+                                 .n_seq = 3,
+                                 .max_batch = 5,
+                                 .max_logits = 5,
+                                 .use_subgroups = subgroups(),
+                                 .int8_activations = false});
   const uint32_t slots[] = {1, 0, 2};
   const size_t lengths[] = {12, 7, 3};
   std::vector<std::vector<int32_t>> prompts;
@@ -181,14 +186,18 @@ TEST(PrefillGemm, F32PathMatchesTheReference) {
     EXPECT_LE(test::relative_error(got[p], want[p]), test::tolerance(TensorType::F32)) << "position " << p;
 }
 
-// For quantized weights the prefill GEMM takes int8 activations (per 32 elements, as llama.cpp's q8_1),
-// bounded against the unquantized reference on a model with trained weights: stories260K quantized to q8_0
-// by `wgllm quantize` (its ffn_down stays f16: those projections take the GEMM's f32 path). Each
-// projection's inputs carry a rounding error of up to 1/254 of their chunk's largest value; measured over
-// the 64 positions the logits stay within 1.7 % of the reference (bound 3 %), while the GEMV path keeps
-// the usual 1e-3 (measured 1.6e-6). (The random-weight fixtures' attention is too sharp for such a bound:
-// their scores reach tens, and the softmax turns 1 % input errors into 10 %.)
-TEST(PrefillGemm, Int8PathIsBoundedAgainstTheReference) {
+// For quantized weights the prefill GEMM and the decode GEMV take int8 activations (per 32 elements, as
+// llama.cpp's q8_1; ForwardOptions::int8_activations), checked on a model with trained weights: stories260K
+// quantized to q8_0 by `wgllm quantize` (its ffn_down stays f16: those projections take the f32 paths).
+// Against the reference that quantizes the same inputs the same way, every path stays within 1e-2
+// (measured 3.8e-3: an input whose f32 value lies within the GPU's rounding error of a quantization tie
+// may round the other way, a step of 1/127 of its chunk's largest value, which dim 64 makes large).
+// Against the unquantized reference, each projection's inputs carry a rounding error of up to
+// 1/254 of their chunk's largest value (dim 64: two chunks per vector); measured over the 64 positions
+// the logits stay within 3.2 % (bound 5 %), and the GEMV with f32 inputs keeps 1e-3. (The random-weight
+// fixtures' attention is too sharp for such a bound: their scores reach tens, and the softmax turns 1 %
+// input errors into 10 %.)
+TEST(Int8Activations, BoundedAgainstTheReferenceAndTightAgainstItsQuantization) {
   const std::string path = test::temp_dir() + "/stories260K-prefill-q8_0.gguf";
   const test::Process q =
       test::run_wgllm({"quantize", test::source_path("models/stories260K.gguf"), path, "q8_0"});
@@ -204,17 +213,33 @@ TEST(PrefillGemm, Int8PathIsBoundedAgainstTheReference) {
   }
   // want[p] is the reference after prompt[0..p], one for each of the 64 positions the passes compute.
   ASSERT_EQ(want.size(), prompt.size());
-  for (bool gemm : {true, false}) {
-    SCOPED_TRACE(gemm ? "GEMM" : "GEMV");
+  const auto want_int8 = cpu::ReferenceModel(*file, {.int8_activations = true}).forward(prompt);
+  struct Path {
+    const char* name;
+    bool gemm, int8;
+  };
+  for (const Path& path :
+       {Path{"GEMM", true, true}, Path{"GEMV", false, true}, Path{"GEMV f32", false, false}}) {
+    SCOPED_TRACE(path.name);
     Forward forward(test::device(), *file,
-                    ForwardOptions{.n_ctx = 64, .max_batch = 64, .max_logits = 64, .prefill_matmul = gemm});
+                    ForwardOptions{.n_ctx = 64,
+                                   .max_batch = 64,
+                                   .max_logits = 64,
+                                   .prefill_matmul = path.gemm,
+                                   .int8_activations = path.int8});
     const auto got = prefill(forward, 0, 0, prompt, true);
     ASSERT_EQ(got.size(), want.size());
-    double worst = 0;
-    for (size_t p = 0; p < prompt.size(); ++p) worst = std::max(worst, test::relative_error(got[p], want[p]));
-    EXPECT_LE(worst, gemm ? 3e-2 : test::tolerance(TensorType::Q8_0));
-    if (gemm) {
-      EXPECT_GT(worst, 1e-4) << "the GEMM's int8 activations should show";
+    double worst = 0, worst_int8 = 0;
+    for (size_t p = 0; p < prompt.size(); ++p) {
+      worst = std::max(worst, test::relative_error(got[p], want[p]));
+      worst_int8 = std::max(worst_int8, test::relative_error(got[p], want_int8[p]));
+    }
+    if (path.int8) {
+      EXPECT_LE(worst_int8, 1e-2);
+      EXPECT_LE(worst, 5e-2);
+      EXPECT_GT(worst, 1e-4) << "the int8 activations should show";
+    } else {
+      EXPECT_LE(worst, test::tolerance(TensorType::Q8_0));
     }
   }
 }
@@ -225,7 +250,9 @@ TEST(BatchedForwardSubmits, ManyPassesBeforeOneSubmit) {
   SCOPED_TRACE(test::seed_note());
   const test::TinyLlama m(test::model_shape(TensorType::Q8_0), 1400);
   auto file = m.open("passes.gguf");
-  Forward forward(test::device(), *file, ForwardOptions{.n_ctx = 32, .n_seq = 3, .max_batch = 4});
+  // f32 GEMV inputs: compared with the reference (forward_test's expect_matches_reference says why).
+  Forward forward(test::device(), *file,
+                  ForwardOptions{.n_ctx = 32, .n_seq = 3, .max_batch = 4, .int8_activations = false});
   gpu::Device& device = test::device();
   const gpu::DeviceStats before = device.stats();
   std::vector<std::vector<int32_t>> prompts;

@@ -23,12 +23,16 @@ std::vector<float> to_float(const std::vector<double>& v) {
   return {v.begin(), v.end()};
 }
 
-// Evaluates `tokens` on the GPU and checks each position's logits against the reference within `tol`.
+// Evaluates `tokens` on the GPU and checks each position's logits against the reference within `tol`. The
+// GEMVs take f32 inputs, the reference's arithmetic: int8 activations round each input to 1/254 of its
+// chunk's largest value, which these random models' sharp attention amplifies past any tight bound (also
+// against a reference quantizing the same way, as an input near a rounding tie may round either way);
+// that path is checked by the kernel tests and batch_test's Int8Activations.
 void expect_matches_reference(const gguf::GgufFile& file, std::span<const int32_t> tokens, bool subgroups,
                               double tol) {
   const std::vector<std::vector<double>> want = cpu::ReferenceModel(file).forward(tokens);
   const std::vector<std::vector<float>> got =
-      test::gpu_logits(file, tokens, ForwardOptions{.use_subgroups = subgroups});
+      test::gpu_logits(file, tokens, ForwardOptions{.use_subgroups = subgroups, .int8_activations = false});
   ASSERT_EQ(got.size(), want.size());
   for (size_t p = 0; p < tokens.size(); ++p) {
     ASSERT_EQ(got[p].size(), want[p].size()) << "position " << p;
