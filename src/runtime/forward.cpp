@@ -38,11 +38,14 @@ uint64_t align_up(uint64_t v, uint64_t a) {
 
 constexpr uint32_t kRowsPerWorkgroup = 8;  // matvec.wgsl: WG / TPR
 // Rows each lane group of a quantized GEMV computes from one read of each chunk's staged inputs
-// (matvec.wgsl's STAGE_ROWS). More rows cut the workgroup-memory reads per weight byte, which pays on tall
-// matrices (FFN, LM head) but starves short ones of workgroups (1024 rows: 32), so those keep 1; passes of
-// several tokens hold a row's accumulators per column, so they take 2 (H200 figures in docs/perf.md).
+// (matvec.wgsl's STAGE_ROWS). More rows cut the workgroup-memory reads per weight byte and the staging
+// (and fused norm) each workgroup repeats, and put more loads in flight per lane, which pays on tall
+// matrices (FFN, LM head: 4) and middling ones (8B's q|k|v, wo, down: 2) but starves short ones of
+// workgroups (1024 rows: 32), so those keep 1; passes of several tokens hold a row's accumulators per
+// column, so they take at most 2 (H200 figures in docs/perf.md).
 uint32_t stage_rows(uint32_t rows, uint32_t columns) {
-  if (rows < 8192) return 1;
+  if (rows < 4096) return 1;
+  if (rows < 8192) return 2;
   return columns == 1 ? 4 : 2;
 }
 // The matrices of some lists and single ones, in order.

@@ -540,7 +540,7 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
       d["Y_STRIDE"] = u32(rows);
       return d;
     };
-    for (auto [int8, stage_rows] : {std::pair{false, 1u}, {false, 4u}, {true, 1u}, {true, 4u}}) {
+    for (auto [int8, stage_rows] : {std::pair{false, 1u}, {false, 4u}, {true, 1u}, {true, 2u}, {true, 4u}}) {
       // Rows per lane group: each row's bits are the same.
       SCOPED_TRACE("stage rows " + std::to_string(stage_rows) + (int8 ? " INT8" : ""));
       gpu::KernelDefines fused = defines(1, int8);
