@@ -26,6 +26,10 @@
 // prefill GEMM's arithmetic (act_quant.wgsl), LANE_CHUNKS chunks per lane and tile, and each chunk's dot
 // product is exact integer arithmetic (dot4I8Packed) scaled once (weight_decode.wgsl's int8_chunk_dot): a
 // quarter of the float path's instructions per weight, and batch-invariant by construction.
+// EXPERTS (a mixture-of-experts layer's expert GEMV, BATCH 1): the chunk holds whole experts of EXPERT_ROWS
+// rows, from expert FIRST_EXPERT on; workgroup x is slot x % EXPERTS of token x / EXPERTS, and computes
+// the rows of the expert that route[x] (moe_route.wgsl) chose, if this chunk holds it, as ROWS = EXPERT_ROWS
+// would, into column x of y. The input is column x, or with TOKEN_INPUT the token's (every slot reads it).
 // With NORM (BATCH 1) the inputs are RMS-normalised on the way in (x / rms(x) * norm_w, EPS inside the
 // root): the RMSNorm that precedes a projection costs no dispatch of its own. rms_norm.wgsl does the same
 // arithmetic for batches. kernels/matvec.hpp says how many columns a workgroup's memory holds.
@@ -58,6 +62,21 @@ enable subgroups;
 #endif
 #if EMBED
 #use step_params
+#endif
+#if EXPERTS
+#use route
+#if QUANT
+@group(0) @binding(4) var<storage, read> route: array<Route>;
+#else
+@group(0) @binding(3) var<storage, read> route: array<Route>;
+#endif
+var<workgroup> chosen: u32;
+// The chosen expert's rows in this chunk: [row_base, row_end).
+var<private> row_base: u32;
+var<private> row_end: u32;
+#else
+const row_base = 0u;
+const row_end = ROWS;
 #endif
 
 const WG = 256u;
@@ -281,7 +300,7 @@ fn tiled_dots(r0: u32, lane: u32, tid: u32, col0: u32, inv_rms: f32) -> array<f3
         var whi: array<vec4<u32>, RPL>;
         var ws: array<vec4<f32>, RPL>;
         for (var k = 0u; k < RPL; k++) {
-          let g = min(r0 + k, ROWS - 1u) * CHUNKS + c;
+          let g = min(r0 + k, row_end - 1u) * CHUNKS + c;
           let codes = chunk_codes(g);
           wlo[k] = signed_codes(codes.lo);
           whi[k] = signed_codes(codes.hi);
@@ -318,13 +337,13 @@ fn tiled_dots(r0: u32, lane: u32, tid: u32, col0: u32, inv_rms: f32) -> array<f3
       if (BATCH == 1u) {
         let xv = tile_x(0u, lane);
         for (var i = 0u; i < RPL; i++) {
-          if (r0 + i < ROWS) {
+          if (r0 + i < row_end) {
             acc[i] = chunk_dot(acc[i], decode_chunk((r0 + i) * CHUNKS + c), xv);
           }
         }
       } else {
         for (var i = 0u; i < RPL; i++) {
-          if (r0 + i < ROWS) {
+          if (r0 + i < row_end) {
             let k = decode_chunk((r0 + i) * CHUNKS + c);
             for (var j = 0u; j < BATCH; j++) {
               acc[i * BATCH + j] = chunk_dot(acc[i * BATCH + j], k, tile_x(j, lane));
@@ -345,7 +364,7 @@ const GROUPS = min(BATCH, 8u);
 var<workgroup> partial: array<f32, WG * GROUPS>;
 
 fn store(col: u32, r: u32, v: f32) {
-  let i = col * Y_STRIDE + Y_OFFSET + r;
+  let i = col * Y_STRIDE + Y_OFFSET + r - row_base;
 #if ACCUMULATE
   y[i] += v;
 #else
@@ -366,13 +385,29 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   let sg = 0u;
 #endif
   let lane = tid % TPR;
-  let r0 = (wid.y + wid.z * nwg.y) * RPW + (tid / TPR) * RPL;  // this lane group's first row
+#if EXPERTS
+  if (tid == 0u) {
+    chosen = route[wid.x].expert;
+  }
+  let e = workgroupUniformLoad(&chosen);
+  if (e < FIRST_EXPERT || e >= FIRST_EXPERT + ROWS / EXPERT_ROWS) {
+    return;  // another chunk's expert
+  }
+  row_base = (e - FIRST_EXPERT) * EXPERT_ROWS;
+  row_end = row_base + EXPERT_ROWS;
+#endif
+  let r0 = row_base + (wid.y + wid.z * nwg.y) * RPW + (tid / TPR) * RPL;  // this lane group's first row
   let col0 = wid.x * BATCH;
+#if TOKEN_INPUT
+  let x_col0 = wid.x / EXPERTS;
+#else
+  let x_col0 = col0;
+#endif
 #if QUANT
   var inv_rms = 1.0;
 #if NORM
   const_assert BATCH == 1u;
-  let xb = col0 * (X_STRIDE / 4u);
+  let xb = x_col0 * (X_STRIDE / 4u);
   var ss = 0.0;
   for (var i = tid; i < COLS / 4u; i += WG) {
     let v = x_in[xb + i];
@@ -389,7 +424,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   inv_rms = inverseSqrt(partial[0] / f32(COLS) + EPS);
   workgroupBarrier();  // finish_row reuses `partial`
 #endif
-  let dots = tiled_dots(r0, lane, tid, col0, inv_rms);
+  let dots = tiled_dots(r0, lane, tid, x_col0, inv_rms);
   for (var i = 0u; i < RPL; i++) {
     var acc: array<f32, BATCH>;
     for (var j = 0u; j < BATCH; j++) {
@@ -399,8 +434,8 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   }
 #else
   var acc: array<f32, BATCH>;
-  if (r0 < ROWS) {
-    acc = row_dots(r0, lane, col0);
+  if (r0 < row_end) {
+    acc = row_dots(r0, lane, x_col0);
   }
   finish_row(acc, r0, lane, tid, col0, sg);
 #endif
@@ -409,7 +444,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
 // Sums a row's partials over its TPR lanes and stores them (every invocation of the workgroup calls it the
 // same number of times: it holds barriers).
 fn finish_row(acc: array<f32, BATCH>, r: u32, lane: u32, tid: u32, col0: u32, sg: u32) {
-  let write = lane == 0u && r < ROWS;
+  let write = lane == 0u && r < row_end;
 #if SUBGROUPS
   // Subgroups hold consecutive invocations; when one fits inside a row's TPR lanes, its sum is that
   // row's partial (added up over the row's subgroups in workgroup memory when smaller). A wider subgroup

@@ -1,13 +1,16 @@
 // The mixture-of-experts kernels against float64 CPU references: moe_route.wgsl (top k of the router's
 // logits, ties to the lower index, softmax with and without renormalisation, or sigmoid), silu_mul.wgsl
 // over a token's expert slots (with llama4's routing weight on the expert's input), and moe_combine.wgsl
-// (the slots' outputs into the residual stream, weighted or not).
+// (the slots' outputs into the residual stream, weighted or not); and matvec.wgsl's EXPERTS, the expert
+// GEMV, against the plain GEMV of the chosen expert's rows (bit for bit) and float64.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 
 #include "kernel_harness.hpp"
+#include "kernels/matvec.hpp"
+#include "weight_fixtures.hpp"
 
 namespace wgllm::kernels_test {
 namespace {
@@ -193,6 +196,105 @@ TEST_P(MoeSlots, CombineIntoTheResidual) {
   }
 }
 
+class MoeExperts : public KernelVariantTest {};
+
+// The expert GEMV of every weight type: 5 experts of 36 rows (4.5 workgroups of 8 rows: a partial one)
+// over 256 inputs, split into chunks of experts 0-2 and 3-4, for 3 tokens of 2 slots each (experts chosen
+// at random, the same expert in several tokens) reading the token's input (TOKEN_INPUT, strided) or the
+// slot's, into rows [token, slot] at an offset. Each slot's output equals the plain GEMV's rows of its
+// expert bit for bit (the plain GEMV is checked against float64 by matvec_test; so is this within 1e-4 on
+// the f32-input path), on the INT8 path of every other quantized type too; nothing else of y is written.
+TEST_P(MoeExperts, EqualThePlainGemvOfTheChosenRows) {
+  SCOPED_TRACE(test::seed_note());
+  constexpr uint32_t kExperts = 5, kRows = 36, kCols = 256, kTokens = 3, kSlots = 2, kSplit = 3;
+  constexpr uint32_t kXStride = kCols + 32, kYStride = 2 * kRows, kYOffset = kRows;
+  std::vector<TensorType> types = {TensorType::F32, TensorType::F16, TensorType::BF16};
+  types.insert(types.end(), std::begin(kQuantTypes), std::end(kQuantTypes));
+  auto rng = test::rng(730);
+  std::uniform_int_distribution<uint32_t> pick(0, kExperts - 1);
+  for (size_t ti = 0; ti < types.size(); ++ti) {
+    const TensorType type = types[ti];
+    const bool quant = block_elements(type) > 1;
+    const bool int8 = quant && ti % 2 == 0;
+    const bool token_input = ti % 3 != 0;
+    SCOPED_TRACE(name_of(type) + (int8 ? " INT8" : "") + (token_input ? " token input" : " slot input"));
+    std::normal_distribution<float> dist(0.f, 1.f);
+    std::vector<float> src(size_t(kExperts) * kRows * kCols);
+    for (float& v : src) v = dist(rng);
+    const std::vector<uint8_t> bytes = quant::quantize_rows(type, src.data(), kExperts * kRows, kCols);
+    const uint64_t expert_bytes = quant::row_bytes(type, kCols) * kRows;
+    const Matrix whole = upload_matrix(type, kExperts * kRows, kCols, bytes);
+    const Matrix chunks[] = {
+        upload_matrix(type, kSplit * kRows, kCols,
+                      std::vector<uint8_t>(bytes.begin(), bytes.begin() + kSplit * expert_bytes)),
+        upload_matrix(type, (kExperts - kSplit) * kRows, kCols,
+                      std::vector<uint8_t>(bytes.begin() + kSplit * expert_bytes, bytes.end()))};
+    std::vector<Route> route(kTokens * kSlots);
+    for (uint32_t t = 0; t < kTokens; ++t) {
+      route[t * kSlots] = {pick(rng), 1.f};
+      do route[t * kSlots + 1] = {pick(rng), 1.f};
+      while (route[t * kSlots + 1].expert == route[t * kSlots].expert);
+    }
+    const uint32_t columns = token_input ? kTokens : kTokens * kSlots;
+    const std::vector<float> x = random_vector(size_t(columns) * kXStride, rng);  // [columns, x_stride]
+    const std::vector<float> y0(size_t(kTokens) * kSlots * kYStride + 3, kNaN);
+    gpu::Buffer x_buf = upload(x, "x"), y = upload(y0, "y"), route_buf = upload(route, "route");
+    gpu::Buffer plain_y = upload(std::vector<float>(size_t(columns) * kExperts * kRows, kNaN), "plain y");
+    auto defines = [&](uint32_t rows) {
+      gpu::KernelDefines d = type_defines(type);
+      d["ROWS"] = u32(rows);
+      d["COLS"] = u32(kCols);
+      d["BATCH"] = "1u";
+      d["X_STRIDE"] = u32(kXStride);
+      if (quant) d["STAGE_ROWS"] = "1u";
+      if (int8) {
+        d["INT8"] = "1";
+        d["LANE_CHUNKS"] = u32(kernels::matvec_tiling(kernels::MatvecInput::Int8, 1, kCols / 32,
+                                                      device().limits().max_compute_workgroup_storage_size)
+                                   .lane_chunks);
+      }
+      return variant(d);
+    };
+    for (uint32_t c = 0; c < 2; ++c) {
+      gpu::KernelDefines d = defines(chunks[c].rows);
+      d["Y_STRIDE"] = u32(kYStride);
+      d["Y_OFFSET"] = u32(kYOffset);
+      d["EXPERTS"] = u32(kSlots);
+      d["EXPERT_ROWS"] = u32(kRows);
+      d["FIRST_EXPERT"] = u32(c == 0 ? 0 : kSplit);
+      if (token_input) d["TOKEN_INPUT"] = "1";
+      std::vector<gpu::BufferSlice> b = weight_slices(chunks[c]);
+      b.insert(b.end(), {{x_buf}, {y}, {route_buf}});
+      dispatch("matvec", d, b, kTokens * kSlots, (kRows + 7) / 8);
+    }
+    gpu::KernelDefines d = defines(kExperts * kRows);
+    d["Y_STRIDE"] = u32(kExperts * kRows);
+    d["Y_OFFSET"] = "0u";
+    std::vector<gpu::BufferSlice> b = weight_slices(whole);
+    b.insert(b.end(), {{x_buf}, {plain_y}});
+    dispatch("matvec", d, b, columns, (kExperts * kRows + 7) / 8);
+    const std::vector<float> got = download<float>(y, y0.size());
+    const std::vector<float> plain = download<float>(plain_y, size_t(columns) * kExperts * kRows);
+
+    std::vector<float> want = y0;  // every slot's rows of its expert, at the offset
+    for (uint32_t i = 0; i < kTokens * kSlots; ++i) {
+      const uint32_t e = route[i].expert, col = token_input ? i / kSlots : i;
+      SCOPED_TRACE("slot " + std::to_string(i) + ", expert " + std::to_string(e));
+      const std::vector<float> rows(plain.begin() + (size_t(col) * kExperts + e) * kRows,
+                                    plain.begin() + (size_t(col) * kExperts + e + 1) * kRows);
+      std::copy(rows.begin(), rows.end(), want.begin() + size_t(i) * kYStride + kYOffset);
+      if (int8) continue;
+      std::vector<double> ref(kRows);
+      for (uint32_t r = 0; r < kRows; ++r)
+        for (uint32_t k = 0; k < kCols; ++k)
+          ref[r] += double(whole.w[(size_t(e) * kRows + r) * kCols + k]) * x[size_t(col) * kXStride + k];
+      EXPECT_LT(test::relative_error(rows, ref), 1e-4);
+    }
+    EXPECT_EQ(bits_of(got), bits_of(want));
+  }
+}
+
+WGLLM_KERNEL_VARIANTS(MoeExperts);
 WGLLM_KERNEL_VARIANTS(MoeRoute);
 WGLLM_KERNEL_VARIANTS(MoeSlots);
 
