@@ -6,10 +6,11 @@
 // other causally. A token's arithmetic depends only on its own (slot, pos, q) and the cache: never on the
 // other tokens of the pass (batch invariance).
 // Keys go in tiles of WG with an online softmax (running max m and sum l, rescaled per tile), so no scores
-// buffer is needed at any context length; the p·V sum splits each tile's keys over SPLIT thread groups of
-// HEAD_DIM, added up in a fixed order at the end.
+// buffer is needed at any context length; a tile's maximum and sum reduce through subgroups where the
+// adapter has them (SUBGROUPS), else through workgroup memory; the p·V sum splits each tile's keys over
+// SPLIT thread groups of HEAD_DIM, added up in a fixed order at the end.
 // qkv [tokens, q | k | v] (q: N_HEADS*HEAD_DIM); caches [slots * CTX, N_KV*HEAD_DIM]; out [tokens, N_HEADS*HEAD_DIM].
-// HEAD_DIM is a multiple of 4 and at most WG.
+// HEAD_DIM is a multiple of 4 and at most 256.
 // With SPANS (split-sequence attention, for passes of few tokens at long positions): positions go in spans
 // of SPAN keys (a multiple of WG, or fewer: one partial tile), one workgroup per (token, head, span), so a decode token's keys are read
 // by the workgroups of the spans that [start, pos] meets at once instead of one. Workgroups of other spans
@@ -23,10 +24,15 @@
 // stop at barriers). With one array for both, `r = red[0]; barrier(); m_new = max(m, r); ...; red[tid] = e`
 // read the e of the invocations that had run ahead (llvmpipe runs a workgroup as SIMD groups of 8, one after
 // another between barriers): wrong from position 8 on.
+#if SUBGROUPS
+enable subgroups;
+#endif
 #use step_params
 @group(0) @binding(0) var<storage, read> tokens: array<Token>;
 
-const WG = 256u;
+// 128 invocations where heads fit (a tile is a span's 128 keys, all of them busy in q·k): twice the
+// resident workgroups of 256, 8B at depth 4096 +8 % on the H200 (docs/perf.md).
+const WG = select(256u, 128u, HEAD_DIM <= 128u);
 const PART = HEAD_DIM + 2u;  // a span's part: output, max, sum
 
 // The first position that a token at `pos` attends to.
@@ -95,7 +101,24 @@ var<workgroup> p: array<f32, WG>;        // this tile's exp(score - m)
 var<workgroup> red_max: array<f32, WG>;
 var<workgroup> red_sum: array<f32, WG>;  // then the SPLIT partial outputs
 
-fn reduce_max(tid: u32, v: f32) -> f32 {
+// With subgroups, each subgroup's maximum or sum goes to one slot and every invocation reads the WG / sg
+// slots in order (one barrier, a fixed order: the same bits for every token); otherwise a tree over all.
+// sg: the subgroup size where subgroups take the first steps (0: workgroup memory only).
+fn reduce_max(tid: u32, v: f32, sg: u32) -> f32 {
+#if SUBGROUPS
+  if (sg >= 8u) {
+    let r = subgroupMax(v);
+    if (tid % sg == 0u) {
+      red_max[tid / sg] = r;
+    }
+    workgroupBarrier();
+    var m = red_max[0];
+    for (var i = 1u; i < WG / sg; i++) {
+      m = max(m, red_max[i]);
+    }
+    return m;
+  }
+#endif
   red_max[tid] = v;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
@@ -107,7 +130,21 @@ fn reduce_max(tid: u32, v: f32) -> f32 {
   return red_max[0];
 }
 
-fn reduce_sum(tid: u32, v: f32) -> f32 {
+fn reduce_sum(tid: u32, v: f32, sg: u32) -> f32 {
+#if SUBGROUPS
+  if (sg >= 8u) {
+    let r = subgroupAdd(v);
+    if (tid % sg == 0u) {
+      red_sum[tid / sg] = r;
+    }
+    workgroupBarrier();
+    var total = red_sum[0];
+    for (var i = 1u; i < WG / sg; i++) {
+      total += red_sum[i];
+    }
+    return total;
+  }
+#endif
   red_sum[tid] = v;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
@@ -121,7 +158,16 @@ fn reduce_sum(tid: u32, v: f32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) groups: vec3<u32>) {
+        @builtin(num_workgroups) groups: vec3<u32>
+#if SUBGROUPS
+        , @builtin(subgroup_size) sg_size: u32
+#endif
+) {
+#if SUBGROUPS
+  let sg = sg_size;
+#else
+  let sg = 0u;
+#endif
   let t = tokens[wid.x];
   let n = t.pos + 1u;
   let start = first_key(t.pos);
@@ -162,11 +208,11 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
       }
       s = qk * SCALE;
     }
-    let m_new = max(m, reduce_max(tid, s));
+    let m_new = max(m, reduce_max(tid, s, sg));
     let e = select(0.0, exp(s - m_new), j < end);
     p[tid] = e;
     let corr = exp(m - m_new);
-    l = l * corr + reduce_sum(tid, e);
+    l = l * corr + reduce_sum(tid, e, sg);
     if (g < SPLIT) {
       let len = min(WG, end - t0);
       var a = 0.0;
