@@ -130,10 +130,28 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     spans_ = spans.count;
     if (spans_ > 1) part_ = storage(attention_partials_bytes(c, n_ctx_, kMaxWidth) / 4, "attention partials");
   }
-  gate_up_ = storage(uint64_t(tile_rows_) * 2 * c.ffn_dim, "ffn gate|up");
+  // The dense FFN's gate|up, or a mixture-of-experts layer's chosen experts' (then its shared expert's).
+  const uint32_t ffn_width = std::max({c.ffn_dim, c.n_expert_used * c.expert_ffn_dim, c.shexp_ffn_dim});
+  gate_up_ = storage(uint64_t(tile_rows_) * 2 * ffn_width, "ffn gate|up");
+  if (c.moe_layer_step) {
+    // A pass's expert GEMVs run one workgroup per (token, slot) along x.
+    if (uint64_t(max_batch_) * c.n_expert_used > limits.max_compute_workgroups_per_dimension)
+      fail_input("passes of " + std::to_string(max_batch_) + " tokens with " +
+                 std::to_string(c.n_expert_used) + " experts each exceed this GPU's " +
+                 std::to_string(limits.max_compute_workgroups_per_dimension) +
+                 " workgroups per dimension: use a smaller batch");
+    moe_logits_ = storage(uint64_t(tile_rows_) * c.n_expert, "router logits");
+    // Each MoE layer's routes stay until the next pass (route()), at bindable offsets.
+    uint32_t moe_layers = 0;
+    for (uint32_t l = first_layer_; l < last_layer_; ++l) moe_layers += c.layer_is_moe(l) ? 1 : 0;
+    route_bytes_ = uint64_t(tile_rows_) * c.n_expert_used * 8;
+    route_stride_ = align_up(route_bytes_, align);
+    route_ = device.buffer(std::max<uint64_t>(route_stride_ * moe_layers, 4), gpu::kStorage, "routes");
+    moe_out_ = storage(uint64_t(tile_rows_) * c.n_expert_used * c.dim, "experts' outputs");
+  }
   logits_ = storage(align_up(max_rows_, kMaxWidth) * c.n_vocab, "logits");
   if (prefill_matmul_) {
-    const uint32_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim});
+    const uint32_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim, c.shexp_ffn_dim});
     xq_ = device.buffer(kernels::act_codes_bytes(max_batch_, widest), gpu::kStorage, "int8 activations");
     xs_ =
         device.buffer(kernels::act_scales_bytes(max_batch_, widest), gpu::kStorage, "int8 activation scales");
@@ -176,6 +194,12 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     }
     return ms;
   };
+  auto experts = [&](const gguf::TensorInfo* t) {  // [in, rows, n_expert]: chunks of whole experts
+    GpuMatrix m = upload_matrix(device, file, *t, static_cast<uint32_t>(t->dims[1]));
+    weight_bytes_ += t->n_bytes;
+    weight_gpu_bytes_ += m.gpu_bytes();
+    return m;
+  };
   auto vec = [&](const gguf::TensorInfo* t) {
     gpu::Buffer b = upload_f32(device, file, *t);
     weight_bytes_ += t->n_bytes;
@@ -196,11 +220,29 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     Layer layer{vec(lw.attn_norm),
                 vec(lw.ffn_norm),
                 stacked({lw.wq, lw.wk, lw.wv}),
-                stacked({lw.ffn_gate, lw.ffn_up}),
+                {},
                 matrix(lw.wo),
-                matrix(lw.ffn_down),
+                {},
                 storage(cache_bytes / 4, "k cache"),
                 storage(cache_bytes / 4, "v cache")};
+    if (lw.ffn_gate) {
+      layer.gate_up = stacked({lw.ffn_gate, lw.ffn_up});
+      layer.down = matrix(lw.ffn_down);
+    } else {
+      layer.route = {route_, route_stride_ * moe_layers_++, route_bytes_};
+      layer.router = matrix(lw.ffn_gate_inp);
+      layer.gate_exps = experts(lw.ffn_gate_exps);
+      layer.up_exps = experts(lw.ffn_up_exps);
+      layer.down_exps = experts(lw.ffn_down_exps);
+      // A decode step reads the router and, on average, n_expert_used of the n_expert experts.
+      gemv_bytes_ +=
+          layer.router.bytes + (layer.gate_exps.bytes + layer.up_exps.bytes + layer.down_exps.bytes) *
+                                   c.n_expert_used / c.n_expert;
+      if (lw.ffn_gate_shexp) {
+        layer.gate_up = stacked({lw.ffn_gate_shexp, lw.ffn_up_shexp});
+        layer.down = matrix(lw.ffn_down_shexp);
+      }
+    }
     std::vector<const gguf::TensorInfo*> extra;  // rope_kv's: biases, then q/k norm weights
     if (lw.bq) extra.insert(extra.end(), {lw.bq, lw.bk, lw.bv});
     if (lw.attn_q_norm) extra.insert(extra.end(), {lw.attn_q_norm, lw.attn_k_norm});
@@ -313,18 +355,27 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
   const kernels::MatvecInput input = !quant              ? kernels::MatvecInput::Direct
                                      : int8_activations_ ? kernels::MatvecInput::Int8
                                                          : kernels::MatvecInput::F32;
-  const kernels::MatvecTiling tiling =
-      kernels::matvec_tiling(input, width, m.cols / 32, device_.limits().max_compute_workgroup_storage_size);
+  const kernels::MatvecTiling tiling = kernels::matvec_tiling(
+      input, p.experts ? 1 : width, m.cols / 32, device_.limits().max_compute_workgroup_storage_size);
+  // An expert GEMV's workgroups compute one expert's rows (those of the expert its slot chose).
+  const uint32_t expert_rows = p.experts ? m.rows / config_.n_expert : 0;
   for (const auto& ch : m.chunks) {
+    const uint32_t rows = p.experts ? expert_rows : ch.rows;
     gpu::KernelDefines d = weight_defines(m.type);
     d["ROWS"] = u32(ch.rows);
     d["COLS"] = u32(m.cols);
     d["BATCH"] = u32(tiling.columns);
     d["X_STRIDE"] = u32(p.x_stride);
     d["Y_STRIDE"] = u32(p.y_stride);
-    d["Y_OFFSET"] = u32(p.y_offset + ch.first_row);
+    d["Y_OFFSET"] = u32(p.y_offset + (p.experts ? 0 : ch.first_row));
     if (p.accumulate) d["ACCUMULATE"] = "1";
-    const uint32_t rows_per_lane_group = !quant ? 1 : stage_rows(ch.rows, tiling.columns);
+    if (p.experts) {
+      d["EXPERTS"] = u32(p.experts);
+      d["EXPERT_ROWS"] = u32(expert_rows);
+      d["FIRST_EXPERT"] = u32(ch.first_row / expert_rows);
+      if (p.token_input) d["TOKEN_INPUT"] = "1";
+    }
+    const uint32_t rows_per_lane_group = !quant ? 1 : stage_rows(rows, tiling.columns);
     if (quant) d["STAGE_ROWS"] = u32(rows_per_lane_group);
     if (input == kernels::MatvecInput::Int8) {
       d["INT8"] = "1";
@@ -339,9 +390,21 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
     b.push_back({p.x});
     b.push_back({p.y});
     if (p.norm) b.push_back({p.norm});
+    if (p.experts) b.push_back(p.route);
     const uint32_t per_group = kRowsPerWorkgroup * rows_per_lane_group;
-    add(ops, "matvec", d, b, (ch.rows + per_group - 1) / per_group, over, tiling.columns);
+    add(ops, "matvec", d, b, (rows + per_group - 1) / per_group, over, tiling.columns);
+    if (p.experts) ops.back().per_token = p.experts;
   }
+}
+
+void Forward::add_experts(Ops& ops, const GpuMatrix& m, gpu::BufferSlice route, gpu::Buffer x,
+                          uint32_t x_stride, bool token_input, gpu::Buffer y, uint32_t y_stride,
+                          uint32_t y_offset) {
+  Projection p{x, y, x_stride, y_stride, y_offset, false, {}};
+  p.route = route;
+  p.experts = config_.n_expert_used;
+  p.token_input = token_input;
+  add_projection(ops, m, p, 1, Over::Tokens);
 }
 
 void Forward::add_normed(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer y, uint32_t y_stride,
@@ -435,20 +498,69 @@ const Forward::Ops& Forward::body(uint32_t width) {
     if (l.bo)
       add(ops, "add_bias", {{"N", u32(c.dim)}, {"STRIDE", u32(c.dim)}}, {{x_}, {l.bo}}, (c.dim + 255) / 256);
 
-    // feed-forward block: x += W_down · (silu(W_gate·norm(x)) * W_up·norm(x))
-    if (width == kPrefill)
-      add_prefill_group(ops, pointers(l.gate_up), x_, c.dim, c.dim, l.ffn_norm,
-                        {{}, gate_up_, 0, 2 * c.ffn_dim, 0, false, {}});
+    if (c.layer_is_moe(layer))
+      add_moe(ops, l, width);
     else
-      add_normed(ops, pointers(l.gate_up), gate_up_, 2 * c.ffn_dim, l.ffn_norm, width);
-    add(ops, "silu_mul", {{"N", u32(c.ffn_dim)}}, {{gate_up_}}, (c.ffn_dim + 255) / 256);
-    if (width == kPrefill)
-      add_prefill_group(ops, {&l.down}, gate_up_, c.ffn_dim, 2 * c.ffn_dim, {},
-                        {{}, x_, 0, c.dim, 0, true, {}});
-    else
-      add_projection(ops, l.down, {gate_up_, x_, 2 * c.ffn_dim, c.dim, 0, true, {}}, width, Over::Tokens);
+      add_ffn(ops, l, width, c.ffn_dim, false);
   }
   return body_ops_.emplace(width, std::move(ops)).first->second;
+}
+
+void Forward::add_ffn(Ops& ops, const Layer& l, uint32_t width, uint32_t ffn, bool normed) {
+  const auto& c = config_;
+  const Projection gate_up = {{}, gate_up_, 0, 2 * ffn, 0, false, {}};
+  if (width == kPrefill) {
+    add_prefill_group(ops, pointers(l.gate_up), normed ? xb_ : x_, c.dim, c.dim,
+                      normed ? gpu::Buffer{} : l.ffn_norm, gate_up);
+  } else if (normed) {
+    Projection p = gate_up;
+    p.x = xb_;
+    p.x_stride = c.dim;
+    for (const GpuMatrix& m : l.gate_up) {
+      add_projection(ops, m, p, width, Over::Tokens);
+      p.y_offset += m.rows;
+    }
+  } else {
+    add_normed(ops, pointers(l.gate_up), gate_up_, 2 * ffn, l.ffn_norm, width);
+  }
+  add(ops, "silu_mul", {{"N", u32(ffn)}}, {{gate_up_}}, (ffn + 255) / 256);
+  if (width == kPrefill)
+    add_prefill_group(ops, {&l.down}, gate_up_, ffn, 2 * ffn, {}, {{}, x_, 0, c.dim, 0, true, {}});
+  else
+    add_projection(ops, l.down, {gate_up_, x_, 2 * ffn, c.dim, 0, true, {}}, width, Over::Tokens);
+}
+
+void Forward::add_moe(Ops& ops, const Layer& l, uint32_t width) {
+  const auto& c = config_;
+  const uint32_t k = c.n_expert_used, f = c.expert_ffn_dim;
+  // Prefill passes take the GEMV path here (tiles of kMaxWidth tokens; the experts per token).
+  const uint32_t w = width == kPrefill ? kMaxWidth : width;
+  add(ops, "rms_norm", {{"N", u32(c.dim)}, {"EPS", f32(c.rms_eps)}}, {{x_}, {l.ffn_norm}, {xb_}}, 1);
+  add_projection(ops, l.router, {xb_, moe_logits_, c.dim, c.n_expert, 0, false, {}}, w, Over::Tokens);
+  gpu::KernelDefines route = {{"N_EXPERT", u32(c.n_expert)}, {"K", u32(k)}};
+  if (c.expert_gating == model::ExpertGating::Softmax) route["SOFTMAX"] = "1";
+  if (c.expert_weights_norm) route["RENORM"] = "1";
+  add(ops, "moe_route", route, {{moe_logits_}, l.route}, 1);
+  // gate|up of each (token, slot): gate_up_ [tokens, k, gate (f) | up (f)]
+  add_experts(ops, l.gate_exps, l.route, xb_, c.dim, true, gate_up_, 2 * f, 0);
+  add_experts(ops, l.up_exps, l.route, xb_, c.dim, true, gate_up_, 2 * f, f);
+  gpu::KernelDefines silu = {{"N", u32(f)}, {"SLOTS", u32(k)}};
+  std::vector<gpu::BufferSlice> silu_b = {{gate_up_}};
+  if (c.expert_weight_before_ffn) {
+    silu["ROUTE_SCALE"] = "1";
+    silu_b.push_back(l.route);
+  }
+  add(ops, "silu_mul", silu, silu_b, (k * f + 255) / 256);
+  add_experts(ops, l.down_exps, l.route, gate_up_, 2 * f, false, moe_out_, c.dim, 0);
+  // The shared expert reads h from xb_ and adds its output to x; then the chosen experts' outputs.
+  if (!l.gate_up.empty()) add_ffn(ops, l, width, c.shexp_ffn_dim, true);
+  gpu::KernelDefines combine = {{"DIM", u32(c.dim)}, {"K", u32(k)}};
+  std::vector<gpu::BufferSlice> combine_b = {{x_}, {moe_out_}};
+  if (!c.expert_weight_before_ffn) {
+    combine["WEIGHTED"] = "1";
+    combine_b.push_back(l.route);
+  }
+  add(ops, "moe_combine", combine, combine_b, (c.dim + 255) / 256);
 }
 
 const Forward::Ops& Forward::head(uint32_t width) {
@@ -466,6 +578,11 @@ const Forward::Ops& Forward::head(uint32_t width) {
                    Over::Rows);
   }
   return head_ops_.emplace(width, std::move(ops)).first->second;
+}
+
+gpu::BufferSlice Forward::route(uint32_t layer) const {
+  if (layer < first_layer_ || layer >= last_layer_ || !config_.layer_is_moe(layer)) return {};
+  return layers_[layer - first_layer_].route;
 }
 
 uint64_t Forward::bytes_per_token(uint32_t pos) const {
@@ -492,7 +609,7 @@ void Forward::replay(const Ops& ops, uint32_t tokens, uint32_t rows) {
       if (count <= op.first) continue;
       count = std::min(count - op.first, op.limit);
     }
-    const uint32_t n = (count + op.width - 1) / op.width;
+    const uint32_t n = (count * op.per_token + op.width - 1) / op.width;
     uint32_t a = op.a, b = op.b;
     if (op.split == Split::Merge && pass_spans_ == 1) continue;
     if (op.split == Split::Spans) {

@@ -63,7 +63,7 @@ class Forward {
   // What the GPU runs beyond plain llama; a model needing more is refused with the features named.
   static constexpr model::Features kFeatures =
       model::kAttnBias | model::kNeoxRope | model::kQkNorm | model::kSlidingWindow | model::kNoRopeLayers |
-      model::kChunkedAttention | model::kL2QkNorm | model::kAttnTemperature;
+      model::kChunkedAttention | model::kL2QkNorm | model::kAttnTemperature | model::kMoe;
 
   Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardOptions& options = {});
 
@@ -95,6 +95,10 @@ class Forward {
   // [max_batch, dim] f32: the residual stream of the pass's tokens; a later stage's input (written before
   // record()) and an earlier stage's output (read after it).
   gpu::Buffer hidden() const { return x_; }
+  // Mixture-of-experts layer `layer`'s choice for the last pass's tokens, written by the pass: token i's
+  // n_expert_used experts in rank order at [i, slot], each (expert id u32, weight f32); an empty slice for
+  // other layers and those of other stages.
+  gpu::BufferSlice route(uint32_t layer) const;
   uint64_t weight_bytes() const { return weight_bytes_; }          // the weights' size in the file
   uint64_t weight_gpu_bytes() const { return weight_gpu_bytes_; }  // the GPU buffers that hold them
   // Bytes one decode step must read at position `pos`: every GEMV's matrix once (the LM head included, the
@@ -131,23 +135,35 @@ class Forward {
     // token there), its bindings offset to them.
     uint32_t first = 0, limit = 0;
     Split split = Split::None;
+    uint32_t per_token = 1;  // workgroups along the axis per token (a mixture of experts' slots)
   };
   using Ops = std::vector<Op>;
   struct Layer {
     gpu::Buffer attn_norm, ffn_norm;
     // The projections of the normed input, stacked into one matrix where they can be (upload_stacked), so
     // that one GEMV computes them: rows [q | k | v] and [gate | up].
+    // In mixture-of-experts layers gate_up and down hold the shared expert (llama4), or nothing.
     std::vector<GpuMatrix> qkv, gate_up;
     GpuMatrix wo, down;
     gpu::Buffer k_cache, v_cache;  // [n_seq * n_ctx, kv_dim]
     gpu::Buffer attn_extra;        // rope_kv's `extra`: [bq | bk | bv] (biases), [q_norm | k_norm] (qk norm)
     gpu::Buffer bo;                // [dim] or none
+    // Mixture-of-experts layers: the router [n_expert rows, dim] and the experts' matrices, expert e's rows
+    // at e * (its rows); a chunk holds whole experts (upload_matrix's group_rows).
+    GpuMatrix router, gate_exps, up_exps, down_exps;
+    gpu::BufferSlice route;  // this layer's region of route_
   };
   struct Projection {
     gpu::Buffer x, y;
     uint32_t x_stride, y_stride, y_offset;
     bool accumulate;
     gpu::Buffer norm;  // fused RMSNorm of x (width 1, stageable matrices only)
+    // experts > 0: an expert GEMV (matvec.wgsl's EXPERTS) of each token's `experts` slots, slot s
+    // computing the rows of the expert route[token, s] chose into y's row token * experts + s; x's row is
+    // the token's with token_input, else the slot's.
+    gpu::BufferSlice route = {};
+    uint32_t experts = 0;
+    bool token_input = false;
   };
 
   void add(Ops& ops, std::string_view kernel, const gpu::KernelDefines& defines,
@@ -177,6 +193,17 @@ class Forward {
   // in chunks of kMaxWidth tokens so that the partials' buffer holds only one chunk; one workgroup per
   // (token, head) for prefill passes.
   void add_attention(Ops& ops, const Layer& l, uint32_t layer, uint32_t width);
+  // x += W_down · (silu(W_gate·h) * W_up·h) over the pass's tokens, ffn wide: h = norm(x) * ffn_norm, or
+  // with `normed` the h already in xb_ (a mixture-of-experts layer's shared expert).
+  void add_ffn(Ops& ops, const Layer& l, uint32_t width, uint32_t ffn, bool normed);
+  // A mixture-of-experts layer: h = norm(x) * ffn_norm into xb_, the router's logits, moe_route's choice,
+  // the chosen experts' GEMVs (per token, any pass width), the shared expert, and x += the experts'
+  // outputs (moe_combine).
+  void add_moe(Ops& ops, const Layer& l, uint32_t width);
+  // y (+)= the expert GEMV of m for each (token, slot) of route_: x [tokens, x_stride] with `token_input`
+  // (every slot reads its token's row), else [tokens, slots, x_stride]; y [tokens, slots, y_stride].
+  void add_experts(Ops& ops, const GpuMatrix& m, gpu::BufferSlice route, gpu::Buffer x, uint32_t x_stride,
+                   bool token_input, gpu::Buffer y, uint32_t y_stride, uint32_t y_offset);
   const Ops& body_for(std::span<const PassToken> tokens);
   // Final norm of the logits rows and the LM head over tiles of `width` rows; width 0: one token's, the
   // norm fused into the LM head.
@@ -215,11 +242,16 @@ class Forward {
   gpu::Buffer part_;
   uint32_t span_ = 0, spans_ = 1;
   uint32_t pass_spans_ = 1;  // spans the recorded pass's largest position reaches
-  gpu::Buffer gate_up_;      // [tile_rows, gate (ffn_dim) | up (ffn_dim)]
-  gpu::Buffer xq_, xs_;      // prefill's int8 activations: [max_batch, widest input / 4] u32, [.., / 32] vec4
-  gpu::Buffer logits_;       // [max_rows rounded to whole tiles, n_vocab]
-  gpu::Buffer rope_table_;   // [n_ctx, rope_dim / 2] (cos, sin)
-  gpu::Buffer q_scale_;      // [n_ctx]: q's factor on NoPE layers (attention temperature); none without
+  gpu::Buffer gate_up_;      // [tile_rows, gate (ffn_dim) | up (ffn_dim)], or [.., n_expert_used, gate | up]
+  // Mixture of experts: the router's logits [tile_rows, n_expert], the route [tile_rows, n_expert_used]
+  // (expert id, weight), the chosen experts' outputs [tile_rows, n_expert_used, dim].
+  gpu::Buffer moe_logits_, route_, moe_out_;
+  uint64_t route_bytes_ = 0, route_stride_ = 0;  // a layer's routes, and the aligned offset between layers
+  uint32_t moe_layers_ = 0;                      // of this stage
+  gpu::Buffer xq_, xs_;     // prefill's int8 activations: [max_batch, widest input / 4] u32, [.., / 32] vec4
+  gpu::Buffer logits_;      // [max_rows rounded to whole tiles, n_vocab]
+  gpu::Buffer rope_table_;  // [n_ctx, rope_dim / 2] (cos, sin)
+  gpu::Buffer q_scale_;     // [n_ctx]: q's factor on NoPE layers (attention temperature); none without
   gpu::Buffer out_norm_;
   GpuMatrix embd_, head_;
   std::vector<Layer> layers_;

@@ -44,14 +44,20 @@ MemoryPlan plan_memory(const gguf::GgufFile& file, const model::LlamaConfig& c, 
   // f32 per token of a pass: x, xb, q|k|v, attention out, gate|up (Forward rounds the batch up to its
   // widest tile, which this leaves out); logits rows; the cos/sin table [n_ctx, rope_dim / 2, 2] and, with
   // NoPE layers, their q factors [n_ctx].
-  const uint64_t per_token = 2ull * c.dim + c.q_dim() + 2ull * c.kv_dim() + c.q_dim() + 2ull * c.ffn_dim;
+  // Mixture of experts: gate|up holds each chosen expert's (or the shared expert's) instead, and a token
+  // adds the router's logits, its experts' outputs and, per MoE layer, its route (expert, weight).
+  const uint64_t ffn_width = std::max({c.ffn_dim, c.n_expert_used * c.expert_ffn_dim, c.shexp_ffn_dim});
+  uint64_t moe_layers = 0;
+  for (uint32_t l = 0; l < c.n_layers; ++l) moe_layers += c.layer_is_moe(l) ? 1 : 0;
+  const uint64_t moe = moe_layers ? c.n_expert + uint64_t(c.n_expert_used) * (c.dim + 2 * moe_layers) : 0;
+  const uint64_t per_token = 2ull * c.dim + c.q_dim() + 2ull * c.kv_dim() + c.q_dim() + 2 * ffn_width + moe;
   const uint64_t logits = uint64_t(shape.max_logits) * c.n_vocab * 4;
   const uint64_t rope = uint64_t(shape.n_ctx) * c.rope_dim * 4;
   const uint64_t q_scale = c.no_rope_layer_step ? uint64_t(shape.n_ctx) * 4 : 0;
   const uint64_t partials = attention_partials_bytes(c, shape.n_ctx, Forward::kMaxWidth);
   plan.activations = uint64_t(shape.max_batch) * per_token * 4 + logits + rope + q_scale + partials;
   plan.largest_buffer =
-      std::max({cache_buffer, logits, rope, partials, uint64_t(shape.max_batch) * 2 * c.ffn_dim * 4});
+      std::max({cache_buffer, logits, rope, partials, uint64_t(shape.max_batch) * 2 * ffn_width * 4});
   return plan;
 }
 

@@ -55,6 +55,9 @@ class TinyLlama {
   void set_f32(const std::string& key, float v) {
     set(key, [key, v](gguf::GgufWriter& w) { w.set_float32(key, v); });
   }
+  void set_bool(const std::string& key, bool v) {
+    set(key, [key, v](gguf::GgufWriter& w) { w.set_bool(key, v); });
+  }
   void set_string(const std::string& key, const std::string& v) {
     set(key, [key, v](gguf::GgufWriter& w) { w.set_string(key, v); });
   }

@@ -79,6 +79,42 @@ inline std::vector<std::vector<float>> gpu_logits(const gguf::GgufFile& file, st
   return out;
 }
 
+// Mixture-of-experts layers on m's weights, m's architecture already `arch` (docs/models.md): every layer
+// for qwen3moe (which also gets its q/k norm weights), every `step`-th for llama4 (with a shared expert as
+// wide as an expert); n_expert experts of f rows, k of them used, stored as `type`; the router f32, as
+// converters store it, N(0, 0.05^2): logits of a few units, so that the chosen experts' softmax weights
+// are far from 0 and 1 (renormalisation matters) and the sigmoid's too.
+inline void add_experts(TinyLlama& m, const std::string& arch, uint32_t n_expert, uint32_t k, uint32_t f,
+                        uint32_t step, gguf::TensorType type) {
+  const TinyLlamaShape& s = m.shape();
+  m.set_u32(arch + ".expert_count", n_expert);
+  m.set_u32(arch + ".expert_used_count", k);
+  m.set_u32(arch + ".expert_feed_forward_length", f);
+  if (arch == "llama4") m.set_u32("llama4.interleave_moe_layer_step", step);
+  for (uint32_t l = 0; l < s.n_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    if (arch == "qwen3moe") {
+      m.add(b + "attn_q_norm.weight", gguf::TensorType::F32, {s.dim / s.n_heads}, 1.0f);
+      m.add(b + "attn_k_norm.weight", gguf::TensorType::F32, {s.dim / s.n_heads}, 1.0f);
+    }
+    if ((l + 1) % step != 0) continue;
+    for (const char* dense : {"ffn_gate", "ffn_up", "ffn_down"}) m.erase_tensor(b + dense + ".weight");
+    std::mt19937_64 gen = rng(900 + l);
+    std::normal_distribution<float> router(0.0f, 0.05f);
+    std::vector<float> values(size_t(s.dim) * n_expert);
+    for (float& v : values) v = router(gen);
+    m.add_values(b + "ffn_gate_inp.weight", gguf::TensorType::F32, {s.dim, n_expert}, values);
+    m.add(b + "ffn_gate_exps.weight", type, {s.dim, f, n_expert});
+    m.add(b + "ffn_up_exps.weight", type, {s.dim, f, n_expert});
+    m.add(b + "ffn_down_exps.weight", type, {f, s.dim, n_expert});
+    if (arch == "llama4") {
+      m.add(b + "ffn_gate_shexp.weight", type, {s.dim, f});
+      m.add(b + "ffn_up_shexp.weight", type, {s.dim, f});
+      m.add(b + "ffn_down_shexp.weight", type, {f, s.dim});
+    }
+  }
+}
+
 // `f` throws Error(BadInput) whose message mentions `mentions`.
 template <typename F>
 void expect_bad_input(F&& f, const std::string& mentions) {
