@@ -48,9 +48,7 @@ class StageSplit : public ::testing::TestWithParam<TensorType> {};
 // One Forward over all 4 layers vs layers 0-1 and 2-3 on their own Forwards (each holding only its layers):
 // a 40-token prompt in one pass vs micro-batches of 17 and 23 (both through the prefill GEMM), then a
 // decode pass over two slots.
-TEST_P(StageSplit, StagesComputeTheBitsOfOneDevice) {
-  SCOPED_TRACE(test::seed_note());
-  const test::TinyLlama m(test::model_shape(GetParam()), 2100);
+void expect_stages_compute_the_bits_of_one_device(const test::TinyLlama& m) {
   auto file = m.open("stage-split.gguf");
   const runtime::ForwardOptions o{.n_ctx = 64, .n_seq = 2, .max_batch = 48, .max_logits = 40};
   const std::vector<int32_t> prompt = test::random_tokens(40, m.shape().n_vocab, 21);
@@ -93,6 +91,21 @@ TEST_P(StageSplit, StagesComputeTheBitsOfOneDevice) {
   ASSERT_EQ(prompt_rows.size(), whole[0].size());
   EXPECT_TRUE(prompt_rows == whole[0]) << "the prompt's logits differ from one device's";
   EXPECT_TRUE(floats_of(split[2].logits) == whole[1]) << "the decode pass's logits differ from one device's";
+}
+
+TEST_P(StageSplit, StagesComputeTheBitsOfOneDevice) {
+  SCOPED_TRACE(test::seed_note());
+  expect_stages_compute_the_bits_of_one_device(test::TinyLlama(test::model_shape(GetParam()), 2100));
+}
+
+// llama4 with mixture-of-experts layers 1 and 3 (one in each stage, each stage routing its own) and its
+// NoPE layer 3.
+TEST(StageSplit, MixtureOfExperts) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlama m(test::model_shape(TensorType::Q8_0), 2200);
+  test::set_arch(m, "llama4");
+  test::add_experts(m, "llama4", 4, 2, 64, 2, TensorType::Q8_0);
+  expect_stages_compute_the_bits_of_one_device(m);
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, StageSplit,

@@ -79,10 +79,24 @@ inline std::vector<std::vector<float>> gpu_logits(const gguf::GgufFile& file, st
   return out;
 }
 
-// Mixture-of-experts layers on m's weights, m's architecture already `arch` (docs/models.md): every layer
-// for qwen3moe (which also gets its q/k norm weights), every `step`-th for llama4 (with a shared expert as
-// wide as an expert); n_expert experts of f rows, k of them used, stored as `type`; the router f32, as
-// converters store it, N(0, 0.05^2): logits of a few units, so that the chosen experts' softmax weights
+// The model's weights under another architecture's name: general.architecture and the hyperparameters
+// from_gguf reads under that prefix.
+inline void set_arch(TinyLlama& m, const std::string& arch) {
+  const TinyLlamaShape& s = m.shape();
+  m.set_string("general.architecture", arch);
+  m.set_u32(arch + ".embedding_length", s.dim);
+  m.set_u32(arch + ".block_count", s.n_layers);
+  m.set_u32(arch + ".attention.head_count", s.n_heads);
+  m.set_u32(arch + ".attention.head_count_kv", s.n_kv_heads);
+  m.set_u32(arch + ".feed_forward_length", s.ffn_dim);
+  m.set_u32(arch + ".context_length", s.context);
+  m.set_f32(arch + ".attention.layer_norm_rms_epsilon", 1e-5f);
+}
+
+// Mixture-of-experts layers on m's weights, m's architecture already `arch` (set_arch) (docs/models.md):
+// every layer for qwen3moe (which also gets its q/k norm weights), every `step`-th for llama4 (with a shared
+// expert as wide as an expert); n_expert experts of f rows, k of them used, stored as `type`; the router f32,
+// as converters store it, N(0, 0.05^2): logits of a few units, so that the chosen experts' softmax weights
 // are far from 0 and 1 (renormalisation matters) and the sigmoid's too.
 inline void add_experts(TinyLlama& m, const std::string& arch, uint32_t n_expert, uint32_t k, uint32_t f,
                         uint32_t step, gguf::TensorType type) {
