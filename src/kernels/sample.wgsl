@@ -1,73 +1,256 @@
-// Picks the next token of every logits row of a pass on the GPU, one workgroup per row (workgroup x), each
-// row with its own sequence's settings, in llama.cpp's default order: penalties over the sequence's last
-// penalty_last_n tokens (repetition, then OpenAI's presence and frequency) -> top-k -> top-p -> min-p ->
-// temperature -> draw. temperature <= 0 is greedy (lowest id among equal maxima). The id goes to
-// sampled[slot] (read by a later pass's embedding, so generation never waits for the CPU) and into the
-// slot's penalty history ring.
-// Greedy is one argmax pass. Otherwise the candidates are the K = min(top_k or K_CAP, K_CAP) largest logits:
-// a radix select over the logits' order-preserving bit keys (4 passes, 8 bits each, histograms in
-// workgroup memory) finds the K-th largest key exactly; one pass gathers the candidates in index order and
-// a bitonic sort orders them by (logit desc, id asc), so the result is deterministic. With top-k off, the
-// nucleus is cut at the K_CAP most likely tokens.
+// Picks the next token of every logits row of a pass on the GPU, each row with its own sequence's settings,
+// in llama.cpp's default order: penalties over the sequence's last penalty_last_n tokens (repetition, then
+// OpenAI's presence and frequency) -> top-k -> top-p -> min-p -> temperature -> draw. temperature <= 0 is
+// greedy (lowest id among equal maxima). The id goes to sampled[slot] (read by a later pass's embedding, so
+// generation never waits for the CPU) and into the slot's penalty history ring.
+//
+// Two dispatches (kernels/sample.hpp), so that a row of 128k logits is read by many workgroups at once:
+// - reduce (workgroups rows x PARTS): the workgroup of (row, part) penalises the history's tokens of its
+//   part of PART logits, reads the part once, coalesced (invocation t reads t, t + WG, ...), and leaves in
+//   `partials` either its maximum and that maximum's lowest id (greedy) or its K largest logits
+//   (K = min(top_k or K_CAP, K_CAP)) as (key, id) pairs.
+// - MERGE (one workgroup per row): the row's maximum over the parts' maxima, or its K largest over the
+//   parts' candidates (the row's K largest are among them: a logit outranked by K others of its own part
+//   is outranked by K in the row), sorted, then the draw.
+// "Largest" is one total order everywhere: by order-preserving bit key descending, then id ascending, so
+// ties at the cut keep the lowest ids and nothing depends on the order in which invocations read, count or
+// gather. The K largest are found by a radix select (8-bit digits, histograms in workgroup memory) that
+// starts below the bits all candidates share and stops as soon as the cut's bucket holds exactly what is
+// still needed; ties of a whole key are then cut on the ids by the same select. Greedy compares floats,
+// as llama.cpp's argmax does. With top-k off the nucleus is cut at the K_CAP most likely tokens.
+// Every step is a function of the row's logits, history and settings alone: the same token alone or beside
+// other rows.
 #use step_params
 
+const WG = 256u;  // also the radix histogram's bins: invocation t holds a digit in radix_pass
+const K_CAP = 256u;
+const PART_K = min(K_CAP, PART);            // candidate slots of a part
+const ROW_WORDS = 2u * PARTS * PART_K;      // a row's partials: [PARTS * PART_K keys | as many ids]
+const IDS = PARTS * PART_K;                 // offset of the ids within a row's partials
+const LAST = N_VOCAB - (PARTS - 1u) * PART; // logits of the last part
+const NONE = 0xFFFFFFFFu;
+
 @group(0) @binding(0) var<storage, read> rows: array<Row>;
-@group(0) @binding(1) var<storage, read_write> all_logits: array<f32>;  // [rows, N_VOCAB]
+#if MERGE
+@group(0) @binding(1) var<storage, read> partials: array<u32>;
 @group(0) @binding(2) var<storage, read_write> all_history: array<u32>;  // [slots][HISTORY ring, count]
 @group(0) @binding(3) var<storage, read_write> sampled: array<u32>;      // [slots]
+const SLOTS = (PARTS * PART_K + WG - 1u) / WG;  // candidates per invocation, at most
+#else
+@group(0) @binding(1) var<storage, read_write> all_logits: array<f32>;   // [rows, N_VOCAB]
+@group(0) @binding(2) var<storage, read> all_history: array<u32>;        // [slots][HISTORY ring, count]
+@group(0) @binding(3) var<storage, read_write> partials: array<u32>;     // [rows, ROW_WORDS]
+const SLOTS = (PART + WG - 1u) / WG;  // logits of the part per invocation
+#endif
 
-const WG = 256u;
-const K_CAP = 256u;
-const CHUNK = (N_VOCAB + WG - 1u) / WG;  // each thread owns a contiguous slice: deterministic gathers
-
-var<workgroup> red_u: array<u32, WG>;
+var<workgroup> red_a: array<u32, WG>;
+var<workgroup> red_b: array<u32, WG>;
 var<workgroup> red_f: array<f32, WG>;
 var<workgroup> hist: array<atomic<u32>, 256>;
-var<workgroup> digit: u32;
-var<workgroup> still_needed: u32;
-var<workgroup> cand_logit: array<f32, K_CAP>;
-var<workgroup> cand_id: array<u32, K_CAP>;
-var<workgroup> chosen: u32;
+var<workgroup> bucket: vec3<u32>;  // a radix pass's (digit, still needed, count in the digit's bucket)
+var<workgroup> lo_hi: vec2<u32>;
+var<workgroup> gathered: atomic<u32>;
+
+// This invocation's elements (logits of the part, or the row's candidates): element tid + i * WG in
+// slot i, the first `count` of the workgroup's elements valid.
+var<private> tid: u32;
+var<private> count: u32;
+var<private> keys: array<u32, SLOTS>;
 
 fn key_of(f: f32) -> u32 {
   let b = bitcast<u32>(f);
   return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 
-// Inclusive-then-exclusive scan helper: returns the sum over all threads and leaves the exclusive prefix
-// for `tid` in the return's second component.
-fn scan(tid: u32, v: u32) -> vec2<u32> {
-  red_u[tid] = v;
+fn logit_of(key: u32) -> f32 {
+  return bitcast<f32>(select(~key, key & 0x7FFFFFFFu, (key & 0x80000000u) != 0u));
+}
+
+fn element(i: u32) -> u32 {
+  return tid + i * WG;
+}
+
+fn valid(i: u32) -> bool {
+  return element(i) < count;
+}
+
+// The K of a row: top-k, capped at K_CAP and at the vocabulary.
+fn row_k(step: Row) -> u32 {
+  var k = K_CAP;
+  if (step.top_k > 0u) {
+    k = min(step.top_k, K_CAP);
+  }
+  return min(k, N_VOCAB);
+}
+
+// Inclusive prefix sum of v over the invocations, and the total.
+fn scan(v: u32) -> vec2<u32> {
+  red_a[tid] = v;
   workgroupBarrier();
   for (var off = 1u; off < WG; off <<= 1u) {
     var add = 0u;
     if (tid >= off) {
-      add = red_u[tid - off];
+      add = red_a[tid - off];
     }
     workgroupBarrier();
-    red_u[tid] += add;
+    red_a[tid] += add;
     workgroupBarrier();
   }
-  let total = red_u[WG - 1u];
-  let exclusive = red_u[tid] - v;
+  let r = vec2<u32>(red_a[tid], red_a[WG - 1u]);
   workgroupBarrier();
-  return vec2<u32>(total, exclusive);
+  return r;
 }
 
-var<private> logit_base: u32;
-var<private> history_base: u32;
+fn scan_f(v: f32) -> vec2<f32> {
+  red_f[tid] = v;
+  workgroupBarrier();
+  for (var off = 1u; off < WG; off <<= 1u) {
+    var add = 0.0;
+    if (tid >= off) {
+      add = red_f[tid - off];
+    }
+    workgroupBarrier();
+    red_f[tid] += add;
+    workgroupBarrier();
+  }
+  let r = vec2<f32>(red_f[tid], red_f[WG - 1u]);
+  workgroupBarrier();
+  return r;
+}
 
-fn logit(i: u32) -> f32 {
-  return all_logits[logit_base + i];
+// A cut on one word: the selected elements have (word & mask) > prefix, or == prefix and pass the next cut.
+struct Cut {
+  prefix: u32,
+  mask: u32,
 }
-fn set_logit(i: u32, v: f32) {
-  all_logits[logit_base + i] = v;
+// The K largest: by key, then (among equal keys at the cut) by id, smaller first.
+struct Selection {
+  key: Cut,
+  id: Cut,
 }
-fn history(i: u32) -> u32 {
-  return all_history[history_base + i];
+
+// Stage 0 ranks the keys; stage 1 the complemented ids of the elements whose key is `tie`.
+fn rank_word(stage: u32, i: u32) -> u32 {
+  if (stage == 0u) {
+    return keys[i];
+  }
+  return ~element_id(i);
 }
-fn set_history(i: u32, v: u32) {
-  all_history[history_base + i] = v;
+
+fn member(stage: u32, i: u32, tie: u32) -> bool {
+  return valid(i) && (stage == 0u || keys[i] == tie);
+}
+
+// Whether slot i is among the selection (its id looked up only where the key does not decide).
+fn is_selected(s: Selection, i: u32) -> bool {
+  let k = keys[i] & s.key.mask;
+  return valid(i) && (k > s.key.prefix || (k == s.key.prefix && (~element_id(i) & s.id.mask) >= s.id.prefix));
+}
+
+// The smallest and largest word of the stage's members, uniform.
+fn word_range(stage: u32, tie: u32) -> vec2<u32> {
+  var lo = NONE;
+  var hi = 0u;
+  for (var i = 0u; i < SLOTS; i++) {
+    if (member(stage, i, tie)) {
+      let w = rank_word(stage, i);
+      lo = min(lo, w);
+      hi = max(hi, w);
+    }
+  }
+  red_a[tid] = lo;
+  red_b[tid] = hi;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (tid < s) {
+      red_a[tid] = min(red_a[tid], red_a[tid + s]);
+      red_b[tid] = max(red_b[tid], red_b[tid + s]);
+    }
+    workgroupBarrier();
+  }
+  if (tid == 0u) {
+    lo_hi = vec2<u32>(red_a[0], red_b[0]);
+  }
+  return workgroupUniformLoad(&lo_hi);
+}
+
+// One radix pass: histogram of the digit (word >> shift) of `width` bits over the members matching prefix
+// under mask, and the highest digit at which the count from the top reaches `needed`. Returns that digit,
+// what is still needed inside its bucket, and the bucket's count, uniform.
+fn radix_pass(stage: u32, tie: u32, prefix: u32, mask: u32, shift: u32, width: u32,
+              needed: u32) -> vec3<u32> {
+  atomicStore(&hist[tid], 0u);
+  workgroupBarrier();
+  let digits = (1u << width) - 1u;
+  for (var i = 0u; i < SLOTS; i++) {
+    if (member(stage, i, tie)) {
+      let w = rank_word(stage, i);
+      if ((w & mask) == prefix) {
+        atomicAdd(&hist[(w >> shift) & digits], 1u);
+      }
+    }
+  }
+  workgroupBarrier();
+  // Invocation t holds digit 255 - t: its inclusive prefix is the count of that digit and all above.
+  let d = WG - 1u - tid;
+  let c = atomicLoad(&hist[d]);
+  let from_top = scan(c).x;
+  if (from_top >= needed && from_top - c < needed) {
+    bucket = vec3<u32>(d, needed - (from_top - c), c);
+  }
+  return workgroupUniformLoad(&bucket);
+}
+
+fn low_bits(n: u32) -> u32 {
+  return select((1u << n) - 1u, NONE, n >= 32u);
+}
+
+// The k largest of the workgroup's `count` elements (k < count), by the total order.
+fn select_largest(k: u32) -> Selection {
+  var s = Selection(Cut(0u, 0u), Cut(0u, 0u));
+  var needed = k;
+  var tie = 0u;
+  for (var stage = 0u; stage < 2u; stage++) {
+    // Bits above the highest one in which the members differ are common to all: no pass needed there.
+    let r = word_range(stage, tie);
+    var bits = 32u - countLeadingZeros(r.x ^ r.y);
+    var mask = ~low_bits(bits);
+    var prefix = r.y & mask;
+    var done = stage == 1u;  // ids are distinct: the id stage always ends with the exact count
+    loop {
+      if (bits == 0u) {
+        break;
+      }
+      let width = min(8u, bits);
+      let shift = bits - width;
+      let b = radix_pass(stage, tie, prefix, mask, shift, width, needed);
+      prefix |= b.x << shift;
+      mask |= low_bits(width) << shift;
+      needed = b.y;
+      bits = shift;
+      if (b.z == needed) {
+        done = true;
+        break;
+      }
+    }
+    if (stage == 0u) {
+      s.key = Cut(prefix, mask);
+      if (done) {
+        break;
+      }
+      tie = prefix;  // mask is whole: more elements share the cut's key than are needed
+    } else {
+      s.id = Cut(prefix, mask);
+    }
+  }
+  return s;
+}
+
+#if MERGE
+var<private> row_base: u32;
+
+fn element_id(i: u32) -> u32 {
+  return partials[row_base + IDS + element(i)];
 }
 
 fn pcg(v: u32) -> u32 {
@@ -76,214 +259,263 @@ fn pcg(v: u32) -> u32 {
   return (word >> 22u) ^ word;
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let step = rows[wid.x];
-  logit_base = wid.x * N_VOCAB;
-  history_base = step.slot * (HISTORY + 1u);
-  let begin = tid * CHUNK;
-  let end = min(begin + CHUNK, N_VOCAB);
+var<workgroup> cand_key: array<u32, K_CAP>;
+var<workgroup> cand_id: array<u32, K_CAP>;
+var<workgroup> cut_at: atomic<u32>;
 
-  // Penalties, once per distinct token of the recent history (its most recent occurrence applies them).
-  let count = history(HISTORY);
-  let n_hist = min(min(count, HISTORY), step.penalty_last_n);
-  let penalise = step.repeat_penalty != 1.0 || step.presence_penalty != 0.0 || step.frequency_penalty != 0.0;
-  if (penalise && tid < n_hist) {
-    let id = history((count - 1u - tid) % HISTORY);
-    var first = true;
-    var seen = 0u;
-    for (var j = 0u; j < n_hist; j++) {
-      if (history((count - 1u - j) % HISTORY) == id) {
-        first = first && j >= tid;
-        seen++;
-      }
-    }
-    if (first && id < N_VOCAB) {
-      var l = logit(id);
-      if (step.repeat_penalty != 1.0) {
-        l = select(l * step.repeat_penalty, l / step.repeat_penalty, l > 0.0);
-      }
-      set_logit(id, l - (f32(seen) * step.frequency_penalty + step.presence_penalty));
+// The row's greedy id: the largest of the parts' maxima, the lowest id among equals.
+fn merge_max() -> u32 {
+  var best = -3.4e38;
+  var best_id = NONE;
+  for (var p = tid; p < PARTS; p += WG) {
+    let l = bitcast<f32>(partials[row_base + p]);
+    let id = partials[row_base + IDS + p];
+    if (l > best || (l == best && id < best_id) || best_id == NONE) {
+      best = l;
+      best_id = id;
     }
   }
-  storageBarrier();
+  red_f[tid] = best;
+  red_a[tid] = best_id;
   workgroupBarrier();
-
-  if (step.temperature <= 0.0) {
-    // Greedy: the largest logit, the lowest id among equals.
-    var best = -3.4e38;
-    var best_id = 0xFFFFFFFFu;
-    for (var i = tid; i < N_VOCAB; i += WG) {
-      let l = logit(i);
-      if (l > best || best_id == 0xFFFFFFFFu) {
-        best = l;
-        best_id = i;
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (tid < s) {
+      let l = red_f[tid + s];
+      let id = red_a[tid + s];
+      if (id != NONE && (l > red_f[tid] || (l == red_f[tid] && id < red_a[tid]) || red_a[tid] == NONE)) {
+        red_f[tid] = l;
+        red_a[tid] = id;
       }
     }
-    red_f[tid] = best;
-    red_u[tid] = best_id;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-      if (tid < s) {
-        let l = red_f[tid + s];
-        let id = red_u[tid + s];
-        if (id != 0xFFFFFFFFu && (l > red_f[tid] || (l == red_f[tid] && id < red_u[tid]) || red_u[tid] == 0xFFFFFFFFu)) {
-          red_f[tid] = l;
-          red_u[tid] = id;
-        }
-      }
-      workgroupBarrier();
-    }
-    if (tid == 0u) {
-      sampled[step.slot] = red_u[0];
-      set_history(count % HISTORY, red_u[0]);
-      set_history(HISTORY, count + 1u);
-    }
-    return;
   }
+  return red_a[0];
+}
 
-  var k = K_CAP;
-  if (step.top_k > 0u) {
-    k = min(step.top_k, K_CAP);
-  }
-  k = min(k, N_VOCAB);
-
-  // Radix select of the k-th largest key, most significant byte first.
-  var prefix = 0u;
-  var prefix_mask = 0u;
+// The smallest i + 1 over the invocations where `hit`, or `none` where nowhere.
+fn first_hit(hit: bool, i: u32, none: u32) -> u32 {
   if (tid == 0u) {
-    still_needed = k;
-  }
-  for (var shift = 24i; shift >= 0i; shift -= 8i) {
-    atomicStore(&hist[tid], 0u);
-    workgroupBarrier();
-    for (var i = tid; i < N_VOCAB; i += WG) {
-      let key = key_of(logit(i));
-      if ((key & prefix_mask) == prefix) {
-        atomicAdd(&hist[(key >> u32(shift)) & 0xFFu], 1u);
-      }
-    }
-    workgroupBarrier();
-    if (tid == 0u) {
-      var cum = 0u;
-      var d = 255i;
-      loop {
-        let c = atomicLoad(&hist[d]);
-        if (cum + c >= still_needed || d == 0i) {
-          still_needed -= cum;
-          digit = u32(d);
-          break;
-        }
-        cum += c;
-        d--;
-      }
-    }
-    let chosen_digit = workgroupUniformLoad(&digit);
-    prefix |= chosen_digit << u32(shift);
-    prefix_mask |= 0xFFu << u32(shift);
-  }
-  let threshold = prefix;
-  // Gather: every key above the threshold, then ties at it by increasing id, up to k.
-  var above = 0u;
-  var equal = 0u;
-  for (var i = begin; i < end; i++) {
-    let key = key_of(logit(i));
-    above += select(0u, 1u, key > threshold);
-    equal += select(0u, 1u, key == threshold);
-  }
-  let a = scan(tid, above);
-  let e = scan(tid, equal);
-  var pos_above = a.y;
-  var pos_equal = a.x + e.y;
-  for (var i = begin; i < end; i++) {
-    let key = key_of(logit(i));
-    if (key > threshold) {
-      cand_logit[pos_above] = logit(i);
-      cand_id[pos_above] = i;
-      pos_above++;
-    } else if (key == threshold && pos_equal < k) {
-      cand_logit[pos_equal] = logit(i);
-      cand_id[pos_equal] = i;
-      pos_equal++;
-    }
-  }
-  for (var i = k + tid; i < K_CAP; i += WG) {
-    cand_logit[i] = -3.4e38;
-    cand_id[i] = 0xFFFFFFFFu;
+    atomicStore(&cut_at, none);
   }
   workgroupBarrier();
+  if (hit) {
+    atomicMin(&cut_at, i + 1u);
+  }
+  workgroupBarrier();
+  let r = atomicLoad(&cut_at);
+  workgroupBarrier();
+  return r;
+}
 
-  // Bitonic sort of K_CAP candidates: logit descending, id ascending.
-  for (var size = 2u; size <= K_CAP; size <<= 1u) {
-    for (var stride = size / 2u; stride > 0u; stride >>= 1u) {
-      for (var i = tid; i < K_CAP; i += WG) {
+// The draw over the row's K largest, sorted in cand_key/cand_id: returns the index of the drawn one.
+fn draw(step: Row, k: u32) -> u32 {
+  if (k == 1u) {
+    return 0u;
+  }
+  let i = tid;
+  let top = logit_of(cand_key[0]);
+  var l = top;
+  if (i < k) {
+    l = logit_of(cand_key[i]);
+  }
+  var keep = k;
+  // top-p over the untempered distribution of the candidates: the shortest prefix reaching top_p.
+  if (step.top_p < 1.0) {
+    let cum = scan_f(select(0.0, exp(l - top), i < k));
+    keep = first_hit(i < k && cum.x / cum.y >= step.top_p, i, keep);
+  }
+  // min-p: p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p); the first one is always kept.
+  if (step.min_p > 0.0) {
+    keep = first_hit(i >= 1u && i < keep && l < top + log(step.min_p), i - 1u, keep);
+  }
+  let cum = scan_f(select(0.0, exp((l - top) / step.temperature), i < keep));
+  let r = pcg(step.seed ^ pcg(step.sample_index));
+  let u = f32(r >> 8u) / 16777216.0 * cum.y;
+  return first_hit(i < keep && u < cum.x, i, keep) - 1u;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  tid = local;
+  let step = rows[wid.x];
+  row_base = wid.x * ROW_WORDS;
+  let history_base = step.slot * (HISTORY + 1u);
+  let seen_total = all_history[history_base + HISTORY];  // loaded now, used at the end
+  var id = 0u;
+  if (step.temperature <= 0.0) {
+    id = merge_max();
+  } else {
+    let k = row_k(step);
+    let per_part = min(k, PART);
+    let n = (PARTS - 1u) * per_part + min(k, LAST);
+    count = n;
+    for (var i = 0u; i < SLOTS; i++) {
+      if (valid(i)) {
+        keys[i] = partials[row_base + element(i)];
+      }
+    }
+    if (tid == 0u) {
+      atomicStore(&gathered, 0u);
+    }
+    var s = Selection(Cut(0u, 0u), Cut(0u, 0u));  // everything
+    if (k < n) {
+      s = select_largest(k);
+    }
+    workgroupBarrier();
+    for (var i = 0u; i < SLOTS; i++) {
+      if (is_selected(s, i)) {
+        let at = atomicAdd(&gathered, 1u);
+        cand_key[at] = keys[i];
+        cand_id[at] = element_id(i);
+      }
+    }
+    // Bitonic sort of the next power of two >= k: key descending, id ascending (padding last).
+    let padded = 1u << (32u - countLeadingZeros(k - 1u));
+    if (tid >= k && tid < padded) {
+      cand_key[tid] = 0u;
+      cand_id[tid] = NONE;
+    }
+    workgroupBarrier();
+    for (var size = 2u; size <= padded; size <<= 1u) {
+      for (var stride = size / 2u; stride > 0u; stride >>= 1u) {
+        let i = tid;
         let j = i ^ stride;
-        if (j > i) {
-          let descending = (i & size) == 0u;
-          let li = cand_logit[i];
-          let lj = cand_logit[j];
-          let i_first = li > lj || (li == lj && cand_id[i] < cand_id[j]);
-          if (i_first != descending) {
-            cand_logit[i] = lj;
-            cand_logit[j] = li;
+        if (j > i && j < padded) {
+          let ki = cand_key[i];
+          let kj = cand_key[j];
+          let i_first = ki > kj || (ki == kj && cand_id[i] < cand_id[j]);
+          if (i_first != ((i & size) == 0u)) {
+            cand_key[i] = kj;
+            cand_key[j] = ki;
             let t = cand_id[i];
             cand_id[i] = cand_id[j];
             cand_id[j] = t;
           }
         }
+        workgroupBarrier();
       }
-      workgroupBarrier();
+    }
+    id = cand_id[draw(step, k)];
+  }
+  if (tid == 0u) {
+    sampled[step.slot] = id;
+    all_history[history_base + seen_total % HISTORY] = id;
+    all_history[history_base + HISTORY] = seen_total + 1u;
+  }
+}
+
+#else
+var<private> part_first: u32;  // id of the part's first logit
+
+fn element_id(i: u32) -> u32 {
+  return part_first + element(i);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  tid = local;
+  let step = rows[wid.x];
+  let part = wid.y;
+  let first_id = part * PART;
+  let n = min(PART, N_VOCAB - first_id);
+  part_first = first_id;
+  count = n;
+  let logit_base = wid.x * N_VOCAB + first_id;
+  let out = wid.x * ROW_WORDS;
+
+  // Penalties on the part's tokens of the recent history, once per distinct token (its most recent
+  // occurrence applies them). Without penalties the logits' loads need not wait for the history's.
+  let penalise = step.repeat_penalty != 1.0 || step.presence_penalty != 0.0 || step.frequency_penalty != 0.0;
+  if (penalise) {
+    let history_base = step.slot * (HISTORY + 1u);
+    let seen_total = all_history[history_base + HISTORY];
+    let n_hist = min(min(seen_total, HISTORY), step.penalty_last_n);
+    if (tid < n_hist) {
+      let id = all_history[history_base + (seen_total - 1u - tid) % HISTORY];
+      if (id >= first_id && id - first_id < n) {
+        var first = true;
+        var seen = 0u;
+        for (var j = 0u; j < n_hist; j++) {
+          if (all_history[history_base + (seen_total - 1u - j) % HISTORY] == id) {
+            first = first && j >= tid;
+            seen++;
+          }
+        }
+        if (first) {
+          var l = all_logits[logit_base + id - first_id];
+          if (step.repeat_penalty != 1.0) {
+            l = select(l * step.repeat_penalty, l / step.repeat_penalty, l > 0.0);
+          }
+          all_logits[logit_base + id - first_id] =
+              l - (f32(seen) * step.frequency_penalty + step.presence_penalty);
+        }
+      }
+    }
+    storageBarrier();
+    workgroupBarrier();
+  }
+
+  // The part's logits, each read once: as float bits here, as order keys for the select below.
+  for (var i = 0u; i < SLOTS; i++) {
+    if (valid(i)) {
+      keys[i] = bitcast<u32>(all_logits[logit_base + element(i)]);
     }
   }
 
-  if (tid == 0u) {
-    var pick = 0u;
-    if (k > 1u) {
-      let top = cand_logit[0];
-      var keep = k;
-      // top-p over the untempered distribution of the candidates.
-      if (step.top_p < 1.0) {
-        var z = 0.0;
-        for (var i = 0u; i < keep; i++) {
-          z += exp(cand_logit[i] - top);
-        }
-        var cum = 0.0;
-        for (var i = 0u; i < keep; i++) {
-          cum += exp(cand_logit[i] - top) / z;
-          if (cum >= step.top_p) {
-            keep = i + 1u;
-            break;
-          }
-        }
-      }
-      // min-p: p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p).
-      if (step.min_p > 0.0) {
-        let floor_logit = top + log(step.min_p);
-        var n = 1u;
-        while (n < keep && cand_logit[n] >= floor_logit) {
-          n++;
-        }
-        keep = n;
-      }
-      var z = 0.0;
-      for (var i = 0u; i < keep; i++) {
-        z += exp((cand_logit[i] - top) / step.temperature);
-      }
-      let r = pcg(step.seed ^ pcg(step.sample_index));
-      let u = f32(r >> 8u) / 16777216.0 * z;
-      var cum = 0.0;
-      pick = keep - 1u;
-      for (var i = 0u; i < keep; i++) {
-        cum += exp((cand_logit[i] - top) / step.temperature);
-        if (u < cum) {
-          pick = i;
-          break;
+  if (step.temperature <= 0.0) {
+    // The part's largest logit, the lowest id among equals.
+    var best = -3.4e38;
+    var best_id = NONE;
+    for (var i = 0u; i < SLOTS; i++) {
+      if (valid(i)) {
+        let l = bitcast<f32>(keys[i]);
+        if (l > best || best_id == NONE) {
+          best = l;
+          best_id = element_id(i);
         }
       }
     }
-    let id = cand_id[pick];
-    sampled[step.slot] = id;
-    set_history(count % HISTORY, id);
-    set_history(HISTORY, count + 1u);
+    red_f[tid] = best;
+    red_a[tid] = best_id;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+      if (tid < s) {
+        let l = red_f[tid + s];
+        let id = red_a[tid + s];
+        if (id != NONE && (l > red_f[tid] || (l == red_f[tid] && id < red_a[tid]) || red_a[tid] == NONE)) {
+          red_f[tid] = l;
+          red_a[tid] = id;
+        }
+      }
+      workgroupBarrier();
+    }
+    if (tid == 0u) {
+      partials[out + part] = bitcast<u32>(red_f[0]);
+      partials[out + IDS + part] = red_a[0];
+    }
+    return;
+  }
+
+  let k = row_k(step);
+  let kp = min(k, n);
+  for (var i = 0u; i < SLOTS; i++) {
+    keys[i] = key_of(bitcast<f32>(keys[i]));
+  }
+  if (tid == 0u) {
+    atomicStore(&gathered, 0u);
+  }
+  var s = Selection(Cut(0u, 0u), Cut(0u, 0u));  // everything
+  if (kp < n) {
+    s = select_largest(kp);
+  }
+  workgroupBarrier();
+  let first_slot = out + part * min(k, PART);
+  for (var i = 0u; i < SLOTS; i++) {
+    if (is_selected(s, i)) {
+      let at = atomicAdd(&gathered, 1u);
+      partials[first_slot + at] = keys[i];
+      partials[first_slot + IDS + at] = element_id(i);
+    }
   }
 }
+#endif

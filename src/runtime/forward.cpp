@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/matvec.hpp"
+#include "kernels/sample.hpp"
 #include "runtime/memory_plan.hpp"
 
 namespace wgllm::runtime {
@@ -256,9 +257,15 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     out_norm_ = vec(weights.output_norm);
     head_ = weights.output == weights.token_embd ? embd_ : matrix(weights.output);
     gemv_bytes_ += head_.bytes;
-    // sampler -> the next token id of each sampled row's slot, left on the GPU
-    add(sample_ops_, "sample", {{"N_VOCAB", u32(c.n_vocab)}, {"HISTORY", u32(kPenaltyHistory)}},
-        {rows_slice_, {logits_}, {history_}, {sampled_}}, 1, Over::Rows);
+    // sampler -> the next token id of each sampled row's slot, left on the GPU: the parts of every row
+    // reduced by workgroups of their own, then merged per row. A pass samples at most one row per slot.
+    const kernels::SampleKernels sample = kernels::sample_kernels(c.n_vocab, kPenaltyHistory);
+    sample_parts_ =
+        device.buffer(sample.partials_bytes(std::min(n_seq_, max_rows_)), gpu::kStorage, "sampler partials");
+    add(sample_ops_, "sample", sample.reduce, {rows_slice_, {logits_}, {history_}, {sample_parts_}},
+        sample.parts, Over::Rows);
+    add(sample_ops_, "sample", sample.merge, {rows_slice_, {sample_parts_}, {history_}, {sampled_}}, 1,
+        Over::Rows);
   }
 
   // token ids (from the pass, or the sampler's last for the slot) -> embedding rows; only the chunk of the

@@ -257,6 +257,7 @@ class Forward {
   std::vector<Layer> layers_;
 
   Ops embed_ops_, sample_ops_;
+  gpu::Buffer sample_parts_;  // the sampler's per-part maxima or candidates of each sampled row
   std::map<uint32_t, Ops> body_ops_, head_ops_;
 };
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "kernels/sample.hpp"
 #include "runtime/forward.hpp"
 
 namespace wgllm::runtime {
@@ -55,7 +56,11 @@ MemoryPlan plan_memory(const gguf::GgufFile& file, const model::LlamaConfig& c, 
   const uint64_t rope = uint64_t(shape.n_ctx) * c.rope_dim * 4;
   const uint64_t q_scale = c.no_rope_layer_step ? uint64_t(shape.n_ctx) * 4 : 0;
   const uint64_t partials = attention_partials_bytes(c, shape.n_ctx, Forward::kMaxWidth);
-  plan.activations = uint64_t(shape.max_batch) * per_token * 4 + logits + rope + q_scale + partials;
+  // The sampler's per-part candidates of each sampled row (one per slot at most): 2 KiB or a quarter of the
+  // row's logits at most, so never the largest buffer.
+  const uint64_t sampler = kernels::sample_kernels(c.n_vocab, kPenaltyHistory)
+                               .partials_bytes(std::min(shape.n_seq, shape.max_logits));
+  plan.activations = uint64_t(shape.max_batch) * per_token * 4 + logits + rope + q_scale + partials + sampler;
   plan.largest_buffer =
       std::max({cache_buffer, logits, rope, partials, uint64_t(shape.max_batch) * 2 * ffn_width * 4});
   return plan;
