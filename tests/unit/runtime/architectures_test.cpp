@@ -29,19 +29,6 @@ std::string convert_f32(const test::HfFixture& f, const std::string& name) {
   return path;
 }
 
-// The logits rows of the last recorded pass: [rows][n_vocab].
-std::vector<std::vector<float>> read_rows(Forward& forward, uint32_t rows) {
-  const uint32_t vocab = forward.config().n_vocab;
-  gpu::Device& device = forward.device();
-  gpu::ReadTicket t = device.read(forward.logits(), 0, uint64_t(rows) * vocab * 4);
-  device.submit();
-  const std::vector<float> all = test::floats_of(device.wait(t));
-  std::vector<std::vector<float>> out;
-  for (uint32_t r = 0; r < rows; ++r)
-    out.emplace_back(all.begin() + size_t(r) * vocab, all.begin() + size_t(r + 1) * vocab);
-  return out;
-}
-
 class HfFixtureOnGpu : public ::testing::TestWithParam<std::string> {};
 
 // Both paths within CONTRACTS.md's 1e-3 of transformers at every position (mistral's sequences run past
@@ -59,7 +46,7 @@ TEST_P(HfFixtureOnGpu, PrefillAndDecodeMatchTransformers) {
     std::vector<PassToken> pass;
     for (uint32_t i = 0; i < n; ++i) pass.push_back({0, i, ids[i], true});
     forward.record(pass);
-    const auto prefill = read_rows(forward, n);
+    const auto prefill = test::read_rows(forward, n);
     const auto decode = test::gpu_logits(*file, ids, ForwardOptions{.n_ctx = n});
     for (uint32_t p = 0; p < n; ++p) {
       const double e_prefill = test::relative_error(prefill[p], f.logits[s][p]);
@@ -131,7 +118,7 @@ TEST_P(MoeFixtureOnGpu, RoutingAndQ8_0) {
       gpu_f32.record({&t, 1});
       differ_f32 += read_routing(gpu_f32) != base.routing();
       gpu_q8.record({&t, 1});
-      const std::vector<float> logits = read_rows(gpu_q8, 1)[0];
+      const std::vector<float> logits = test::read_rows(gpu_q8, 1)[0];
       const auto routing = read_routing(gpu_q8);
       differ_q8 += routing != rounded.routing();
       ++positions;
@@ -179,7 +166,7 @@ void expect_batch_invariant(const gguf::GgufFile& file, uint32_t n_ctx, uint32_t
   for (uint32_t i = 0; i < 3; ++i) {
     const PassToken t{0, prompt_len + i, fed[i], true};
     forward.record({&t, 1});
-    alone.push_back(read_rows(forward, 1)[0]);
+    alone.push_back(test::read_rows(forward, 1)[0]);
   }
   for (uint32_t s = 1; s < size; ++s) prefill(forward, s, test::random_tokens(other_len(s), vocab, 60 + s));
   for (uint32_t place : {0u, size - 1}) {
@@ -191,24 +178,19 @@ void expect_batch_invariant(const gguf::GgufFile& file, uint32_t n_ctx, uint32_t
         pass.push_back({s, other_len(s) + i, static_cast<int32_t>((7 * s + 13 * i) % vocab), true});
       pass.insert(pass.begin() + place, PassToken{0, prompt_len + i, fed[i], true});
       forward.record(pass);
-      EXPECT_EQ(read_rows(forward, size)[place], alone[i]) << "decode step " << i;
+      EXPECT_EQ(test::read_rows(forward, size)[place], alone[i]) << "decode step " << i;
     }
   }
 }
 
 void add_attention_extras(test::TinyLlama& m, bool bo, bool qk_norm) {
+  test::add_biases(m, bo);
   const test::TinyLlamaShape& s = m.shape();
   const uint32_t head_dim = s.dim / s.n_heads;
-  for (uint32_t l = 0; l < s.n_layers; ++l) {
+  for (uint32_t l = 0; l < s.n_layers && qk_norm; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
-    m.add(b + "attn_q.bias", TensorType::F32, {s.n_heads * head_dim});
-    m.add(b + "attn_k.bias", TensorType::F32, {s.n_kv_heads * head_dim});
-    m.add(b + "attn_v.bias", TensorType::F32, {s.n_kv_heads * head_dim});
-    if (bo) m.add(b + "attn_output.bias", TensorType::F32, {s.dim});
-    if (qk_norm) {
-      m.add(b + "attn_q_norm.weight", TensorType::F32, {head_dim}, 1.0f);
-      m.add(b + "attn_k_norm.weight", TensorType::F32, {head_dim}, 1.0f);
-    }
+    m.add(b + "attn_q_norm.weight", TensorType::F32, {head_dim}, 1.0f);
+    m.add(b + "attn_k_norm.weight", TensorType::F32, {head_dim}, 1.0f);
   }
 }
 

@@ -18,19 +18,6 @@ namespace {
 using gguf::TensorType;
 using test::expect_bad_input;
 
-// The logits rows of the last recorded pass: [rows][n_vocab].
-std::vector<std::vector<float>> read_rows(Forward& forward, uint32_t rows) {
-  const uint32_t vocab = forward.config().n_vocab;
-  gpu::Device& device = forward.device();
-  gpu::ReadTicket t = device.read(forward.logits(), 0, uint64_t(rows) * vocab * 4);
-  device.submit();
-  const std::vector<float> all = test::floats_of(device.wait(t));
-  std::vector<std::vector<float>> out;
-  for (uint32_t r = 0; r < rows; ++r)
-    out.emplace_back(all.begin() + size_t(r) * vocab, all.begin() + size_t(r + 1) * vocab);
-  return out;
-}
-
 // Records `ids` into `slot` from position `pos` in passes of max_batch tokens; with `logits`, every token's
 // logits are computed and returned (max_logits >= max_batch).
 std::vector<std::vector<float>> prefill(Forward& forward, uint32_t slot, uint32_t pos,
@@ -43,7 +30,7 @@ std::vector<std::vector<float>> prefill(Forward& forward, uint32_t slot, uint32_
       pass.push_back({slot, pos + static_cast<uint32_t>(first + i), ids[first + i], logits});
     forward.record(pass);
     if (logits)
-      for (auto& row : read_rows(forward, static_cast<uint32_t>(n))) out.push_back(std::move(row));
+      for (auto& row : test::read_rows(forward, static_cast<uint32_t>(n))) out.push_back(std::move(row));
   }
   return out;
 }
@@ -92,7 +79,7 @@ TEST_P(BatchedForward, PromptChunksAndMultiSlotPassesMatchTheReference) {
     for (int s = 0; s < 3; ++s)
       pass.push_back({slots[s], static_cast<uint32_t>(lengths[s] + step), fed[3 * step + s], true});
     forward.record(pass);
-    const auto got = read_rows(forward, 3);
+    const auto got = test::read_rows(forward, 3);
     for (int s = 0; s < 3; ++s)
       EXPECT_LE(test::relative_error(got[s], refs[s]->step(fed[3 * step + s])), tol) << "sequence " << s;
   }
@@ -119,7 +106,7 @@ void check_invariance(const test::TinyLlama& m, bool subgroups, uint32_t n_ctx, 
     for (uint32_t i = 0; i < kSteps; ++i) {
       const PassToken t{0, static_cast<uint32_t>(prompt.size()) + i, fed[i], true};
       forward.record({&t, 1});
-      out.push_back(read_rows(forward, 1)[0]);
+      out.push_back(test::read_rows(forward, 1)[0]);
     }
     return out;
   };
@@ -139,7 +126,7 @@ void check_invariance(const test::TinyLlama& m, bool subgroups, uint32_t n_ctx, 
         pass.insert(pass.begin() + place,
                     PassToken{0, static_cast<uint32_t>(prompt.size()) + i, fed[i], true});
         forward.record(pass);
-        const auto rows = read_rows(forward, size);
+        const auto rows = test::read_rows(forward, size);
         EXPECT_EQ(rows[place], alone[i]) << "decode step " << i;
       }
     }
@@ -272,7 +259,7 @@ TEST(BatchedForwardSubmits, ManyPassesBeforeOneSubmit) {
     pass.push_back({s, static_cast<uint32_t>(prompts[s].size()), static_cast<int32_t>(s + 1), true});
   }
   forward.record(pass);
-  const auto got = read_rows(forward, 3);
+  const auto got = test::read_rows(forward, 3);
   // 7 passes: one submit in between (the staging regions ran out) and the read-back's.
   EXPECT_EQ(device.stats().submits - before.submits, 2u);
   for (uint32_t s = 0; s < 3; ++s)
@@ -307,7 +294,7 @@ TEST(BatchedForwardErrors, BadPassesAreClearErrors) {
   expect_bad_input([&] { forward.record(same_slot, std::span<const RowSampling>(two).first(1)); }, "1 rows");
   // Nothing was recorded by the failed calls: the device still works.
   forward.record({&ok, 1});
-  EXPECT_EQ(read_rows(forward, 1)[0].size(), 500u);
+  EXPECT_EQ(test::read_rows(forward, 1)[0].size(), 500u);
 }
 
 }  // namespace

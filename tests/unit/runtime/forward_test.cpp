@@ -157,26 +157,13 @@ TEST_P(ForwardVariants, ContextLongerThanTheAttentionWorkgroup) {
                            test::tolerance(TensorType::F32));
 }
 
-// Random q/k/v biases in every layer (and the attention output's with `bo`).
-void add_biases(test::TinyLlama& m, bool bo) {
-  const test::TinyLlamaShape& s = m.shape();
-  const uint32_t head_dim = s.dim / s.n_heads;
-  for (uint32_t l = 0; l < s.n_layers; ++l) {
-    const std::string b = "blk." + std::to_string(l) + ".";
-    m.add(b + "attn_q.bias", TensorType::F32, {s.n_heads * head_dim});
-    m.add(b + "attn_k.bias", TensorType::F32, {s.n_kv_heads * head_dim});
-    m.add(b + "attn_v.bias", TensorType::F32, {s.n_kv_heads * head_dim});
-    if (bo) m.add(b + "attn_output.bias", TensorType::F32, {s.dim});
-  }
-}
-
 // q/k/v biases (rope_kv's BIAS) and the attention output's bias (add_bias after Wo), as llama files with
 // attention_bias carry them: every layer, N(0, 0.3^2).
 TEST_P(ForwardVariants, AttentionBiases) {
   SCOPED_TRACE(test::seed_note());
   test::TinyLlama m(test::model_shape(TensorType::Q8_0), 800);
   auto plain = m.open("no-bias.gguf");
-  add_biases(m, true);
+  test::add_biases(m, true);
   auto biased = m.open("bias.gguf");
   ASSERT_TRUE(cpu::ReferenceModel(*biased).config().attn_bias);
   const auto tokens = sequence(m.shape().n_vocab, 8);
@@ -193,7 +180,7 @@ TEST_P(ForwardVariants, Qwen2NeoxRope) {
     shape.n_heads = n_heads;
     shape.n_kv_heads = n_heads / 2;
     test::TinyLlama m(shape, 900 + n_heads);
-    add_biases(m, false);
+    test::add_biases(m, false);
     m.set_u32("llama.rope.dimension_count", 32);
     auto norm_pairs = m.open("llama-pairs.gguf");
     test::set_arch(m, "qwen2");

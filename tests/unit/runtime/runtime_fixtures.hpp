@@ -79,6 +79,32 @@ inline std::vector<std::vector<float>> gpu_logits(const gguf::GgufFile& file, st
   return out;
 }
 
+// The logits rows of the last recorded pass: [rows][n_vocab].
+inline std::vector<std::vector<float>> read_rows(runtime::Forward& forward, uint32_t rows) {
+  const uint32_t vocab = forward.config().n_vocab;
+  gpu::Device& device = forward.device();
+  gpu::ReadTicket t = device.read(forward.logits(), 0, uint64_t(rows) * vocab * 4);
+  device.submit();
+  const std::vector<float> all = floats_of(device.wait(t));
+  std::vector<std::vector<float>> out;
+  for (uint32_t r = 0; r < rows; ++r)
+    out.emplace_back(all.begin() + size_t(r) * vocab, all.begin() + size_t(r + 1) * vocab);
+  return out;
+}
+
+// Random q/k/v biases in every layer (and the attention output's with `bo`).
+inline void add_biases(TinyLlama& m, bool bo) {
+  const TinyLlamaShape& s = m.shape();
+  const uint32_t head_dim = s.dim / s.n_heads;
+  for (uint32_t l = 0; l < s.n_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    m.add(b + "attn_q.bias", gguf::TensorType::F32, {s.n_heads * head_dim});
+    m.add(b + "attn_k.bias", gguf::TensorType::F32, {s.n_kv_heads * head_dim});
+    m.add(b + "attn_v.bias", gguf::TensorType::F32, {s.n_kv_heads * head_dim});
+    if (bo) m.add(b + "attn_output.bias", gguf::TensorType::F32, {s.dim});
+  }
+}
+
 // The model's weights under another architecture's name: general.architecture and the hyperparameters
 // from_gguf reads under that prefix.
 inline void set_arch(TinyLlama& m, const std::string& arch) {
