@@ -124,6 +124,33 @@ TEST_F(SessionLimits, FullContextIsBadInput) {
   EXPECT_EQ(session.position(), 16u);
 }
 
+// A mixture-of-experts model keeps the same contract: the routing (router GEMV, top k, the chosen experts'
+// GEMVs, combine) stays on the GPU, so a step is still one submit and a 4-byte read-back.
+TEST(SessionStats, MixtureOfExpertsStepsNeverReadTheRouting) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlama m(test::model_shape(TensorType::F32), 1150);
+  test::set_arch(m, "qwen3moe");
+  test::add_experts(m, "qwen3moe", 8, 3, 64, 1, TensorType::Q4_0);
+  auto file = m.open("stats-moe.gguf");
+  ASSERT_TRUE(cpu::ReferenceModel(*file).config().layer_is_moe(0));
+  gpu::Device& device = test::device();
+  Forward forward(device, *file, ForwardOptions{.max_batch = 4});
+  Session session(forward, SamplingParams{.seed = 7});
+  const std::vector<int32_t> prompt = {5, 6, 7};
+  gpu::ReadTicket t = session.prefill(prompt);
+  for (int i = 0; i < 3; ++i) {
+    const gpu::DeviceStats before = device.stats();
+    gpu::ReadTicket next = session.step();
+    const gpu::DeviceStats after = device.stats();
+    EXPECT_EQ(after.submits - before.submits, 1u);
+    EXPECT_EQ(after.bytes_read_back - before.bytes_read_back, 4u);
+    EXPECT_EQ(after.dispatches - before.dispatches, forward.dispatches_per_token(true));
+    session.id_of(t);
+    t = next;
+  }
+  session.id_of(t);
+}
+
 // The hot path's contract (ARCHITECTURE.md): a step records the fixed dispatch list into one command
 // buffer, submits once, reads back the 4-byte id, writes only the pass's metadata, and creates no GPU
 // memory. The prompt runs in passes of max_batch tokens, one submit each.
