@@ -95,28 +95,76 @@ double run_tg(runtime::Forward& fwd, int depth, int n_gen, uint64_t seed) {
   return n_gen / since(t0);
 }
 
-// Aggregate decode speed of `np` sequences at once through runtime::Batcher (the server's continuous
-// batching): each starts from its own 8-token prompt; once all have sampled their first token, `n_gen`
-// steps each advance every sequence by one token.
-double run_parallel(runtime::Forward& fwd, uint32_t np, int n_gen, uint64_t seed) {
-  runtime::Batcher batcher(fwd);
+// `np` sequences of runtime::Batcher (the server's continuous batching), each started from its own 8-token
+// prompt and stepped until all of them decode.
+struct DecodingBatch {
+  runtime::Batcher batcher;
   std::vector<uint32_t> slots;
-  for (uint32_t i = 0; i < np; ++i) {
-    auto started = batcher.start(random_tokens(8, fwd.config().n_vocab, seed + i), bench_sampling());
-    if (!started) fail_runtime("no free KV-cache slot for sequence " + std::to_string(i));
-    slots.push_back(started->slot);
+  DecodingBatch(runtime::Forward& fwd, uint32_t np, uint64_t seed) : batcher(fwd) {
+    for (uint32_t i = 0; i < np; ++i) {
+      auto started = batcher.start(random_tokens(8, fwd.config().n_vocab, seed + i), bench_sampling());
+      if (!started) fail_runtime("no free KV-cache slot for sequence " + std::to_string(i));
+      slots.push_back(started->slot);
+    }
+    std::vector<bool> decoding(fwd.n_seq(), false);
+    for (uint32_t ready = 0; ready < np;)
+      for (const auto& s : batcher.step())
+        if (!decoding[s.slot]) decoding[s.slot] = true, ++ready;
   }
-  std::vector<bool> decoding(fwd.n_seq(), false);
-  for (uint32_t ready = 0; ready < np;)
-    for (const auto& s : batcher.step())
-      if (!decoding[s.slot]) decoding[s.slot] = true, ++ready;
+  ~DecodingBatch() {
+    for (uint32_t slot : slots) batcher.finish(slot);
+  }
+};
+
+// Aggregate decode speed of `np` sequences at once: once all have sampled their first token, `n_gen` steps
+// each advance every sequence by one token.
+double run_parallel(runtime::Forward& fwd, uint32_t np, int n_gen, uint64_t seed) {
+  DecodingBatch batch(fwd, np, seed);
   auto t0 = clock_type::now();
   size_t tokens = 0;
-  for (int i = 0; i < n_gen; ++i) tokens += batcher.step().size();
-  const double tok_s = tokens / since(t0);
-  for (uint32_t slot : slots) batcher.finish(slot);
-  return tok_s;
+  for (int i = 0; i < n_gen; ++i) tokens += batch.batcher.step().size();
+  return tokens / since(t0);
 }
+
+// The GPU time of one decode step by kernel class, and its first and last dispatches in order (the
+// embedding and the first layer; the LM head and the sampler): what each kind of dispatch costs.
+struct StepProfile {
+  uint32_t sequences = 0;                                           // 0: not profiled
+  std::vector<std::pair<std::string, double>> by_kernel, sequence;  // seconds
+  double total = 0;
+
+  StepProfile() = default;
+  StepProfile(const std::vector<gpu::Device::KernelTime>& times, uint32_t n) : sequences(n) {
+    std::map<std::string, double> by_label;
+    for (size_t i = 0; i < times.size(); ++i) {
+      if (i < 16 || i + 3 >= times.size()) sequence.push_back({times[i].label, times[i].seconds});
+      by_label[times[i].label] += times[i].seconds;
+      total += times[i].seconds;
+    }
+    by_kernel.assign(by_label.begin(), by_label.end());
+    std::sort(by_kernel.begin(), by_kernel.end(), [](auto& a, auto& b) { return a.second > b.second; });
+  }
+  nlohmann::json by_kernel_json() const {
+    nlohmann::json b = nlohmann::json::object();
+    for (const auto& [label, sec] : by_kernel) b[label] = sec * 1e6;
+    return b;
+  }
+  nlohmann::json sequence_json() const {
+    nlohmann::json seq = nlohmann::json::array();
+    for (const auto& [label, sec] : sequence) seq.push_back({label, sec * 1e6});
+    return seq;
+  }
+  void print_markdown() const {
+    if (!sequences) return;
+    std::printf(
+        "\nGPU time of one decode step of %u sequence%s by kernel (each dispatch timed in its own "
+        "pass): %.1f us\n\n",
+        sequences, sequences == 1 ? "" : "s", total * 1e6);
+    std::printf("| kernel | us | share |\n| --- | ---: | ---: |\n");
+    for (const auto& [label, sec] : by_kernel)
+      std::printf("| %s | %.1f | %.0f%% |\n", label.c_str(), sec * 1e6, 100 * sec / total);
+  }
+};
 
 int bench(const BenchFlags& f) {
   std::string path = f.model;
@@ -192,28 +240,24 @@ int bench(const BenchFlags& f) {
     results.push_back(r);
   }
 
-  // One decode step with every dispatch timed: where the GPU time of a token goes, by kernel class.
-  std::vector<std::pair<std::string, double>> breakdown, sequence;
-  double profiled_total = 0;
+  // One decode step with every dispatch timed: where the GPU time of a token goes, by kernel class; with
+  // --parallel, also one step of the widest batch (every sequence decoding).
+  StepProfile single, batched;
   if (f.n_gen > 0 && device->set_profiling(true)) {
-    runtime::Session session(fwd, bench_sampling());
-    session.id_of(session.prefill(random_tokens(std::max(1, f.depth), fwd.config().n_vocab, 3)));
-    session.id_of(session.step());
-    std::map<std::string, double> by_label;
-    const std::vector<gpu::Device::KernelTime> times = device->profile();
-    // The step's first dispatches in order (the embedding and the first layer) and its last (the LM head
-    // and the sampler): what each kind of dispatch costs, beside the sums by class.
-    for (size_t i = 0; i < times.size(); ++i)
-      if (i < 16 || i + 3 >= times.size()) sequence.push_back({times[i].label, times[i].seconds});
-    for (const auto& kt : times) {
-      by_label[kt.label] += kt.seconds;
-      profiled_total += kt.seconds;
+    {
+      runtime::Session session(fwd, bench_sampling());
+      session.id_of(session.prefill(random_tokens(std::max(1, f.depth), fwd.config().n_vocab, 3)));
+      session.id_of(session.step());
+      single = StepProfile(device->profile(), 1);
+    }
+    if (!f.parallel.empty()) {
+      const uint32_t np = *std::max_element(f.parallel.begin(), f.parallel.end());
+      DecodingBatch batch(fwd, np, 50);
+      batch.batcher.step();
+      batched = StepProfile(device->profile(), np);
     }
     device->set_profiling(false);
-    breakdown.assign(by_label.begin(), by_label.end());
-    std::sort(breakdown.begin(), breakdown.end(), [](auto& a, auto& b) { return a.second > b.second; });
   }
-
   const auto& info = device->info();
   std::string backend = info.backend + " (" + info.device + ")";
   if (f.output == "json") {
@@ -235,15 +279,15 @@ int bench(const BenchFlags& f) {
                      {"pct_of_copy", r.bytes_per_token > 0 ? 100 * gbps / copy_gbps : 0.0},
                      {"load_s", load_s}});
     }
-    nlohmann::json b = nlohmann::json::object();
-    for (const auto& [label, sec] : breakdown) b[label] = sec * 1e6;
-    nlohmann::json seq = nlohmann::json::array();
-    for (const auto& [label, sec] : sequence) seq.push_back({label, sec * 1e6});
-    std::printf(
-        "%s\n",
-        nlohmann::json{{"results", out}, {"gpu_us_per_token_by_kernel", b}, {"gpu_us_of_dispatches", seq}}
-            .dump(2)
-            .c_str());
+    nlohmann::json doc = {{"results", out},
+                          {"gpu_us_per_token_by_kernel", single.by_kernel_json()},
+                          {"gpu_us_of_dispatches", single.sequence_json()}};
+    if (batched.sequences) {
+      doc["parallel_step"] = {{"sequences", batched.sequences},
+                              {"gpu_us_by_kernel", batched.by_kernel_json()},
+                              {"gpu_us_of_dispatches", batched.sequence_json()}};
+    }
+    std::printf("%s\n", doc.dump(2).c_str());
   } else {
     std::printf("| model | size | backend | test | t/s | GB/s | %% of copy (%.0f GB/s) |\n", copy_gbps);
     std::printf("| --- | ---: | --- | --- | ---: | ---: | ---: |\n");
@@ -259,14 +303,8 @@ int bench(const BenchFlags& f) {
                       ? (std::to_string(static_cast<int>(100 * gbps / copy_gbps)) + "%").c_str()
                       : "");
     }
-    if (!breakdown.empty()) {
-      std::printf(
-          "\nGPU time of one decode step by kernel (each dispatch timed in its own pass): %.1f us\n\n",
-          profiled_total * 1e6);
-      std::printf("| kernel | us | share |\n| --- | ---: | ---: |\n");
-      for (const auto& [label, sec] : breakdown)
-        std::printf("| %s | %.1f | %.0f%% |\n", label.c_str(), sec * 1e6, 100 * sec / profiled_total);
-    }
+    single.print_markdown();
+    batched.print_markdown();
   }
   return 0;
 }

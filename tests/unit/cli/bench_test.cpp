@@ -1,6 +1,7 @@
 // `wgllm bench` on the GPU-less machine (a smoke test of the benchmark, not a measurement): every test
 // llama-bench's flags ask for appears with a speed and the copy-kernel ceiling, the aggregate decode of
-// several sequences through the Batcher, the synthetic model written for other engines, and bad specs.
+// several sequences through the Batcher with the GPU time of a step by kernel, the synthetic model written
+// for other engines, and bad specs.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -35,6 +36,17 @@ TEST(Bench, JsonHasEveryTestTheCeilingAndTheWrittenModel) {
     }
   }
   EXPECT_EQ(tests, (std::vector<std::string>{"pp32", "tg8", "tg8 x1 (aggregate)", "tg8 x3 (aggregate)"}));
+  // GPU time by kernel class of one decode step, and of one step of the widest batch (lavapipe has
+  // timestamp queries): a batched step's attention and sampler run for every sequence.
+  const nlohmann::json& single = out.at("gpu_us_per_token_by_kernel");
+  ASSERT_TRUE(out.contains("parallel_step")) << out.dump();
+  const nlohmann::json& batched = out.at("parallel_step");
+  EXPECT_EQ(batched.at("sequences").get<int>(), 3);
+  for (const char* kernel : {"attention", "sample", "matvec Q4_0"}) {
+    EXPECT_GT(single.value(kernel, 0.0), 0) << kernel << " in " << single.dump();
+    EXPECT_GT(batched.at("gpu_us_by_kernel").value(kernel, 0.0), 0) << kernel << " in " << batched.dump();
+  }
+  EXPECT_GE(batched.at("gpu_us_of_dispatches").size(), 16u);
 
   // The very weights benchmarked, as a standard GGUF of the shape asked for: dim 256, 4 layers, vocab 1024.
   auto file = gguf::GgufFile::open(gguf_path);
