@@ -1,5 +1,6 @@
 // Causal attention for every token of a pass: token i (workgroup x) at position pos of slot s attends over
-// cache rows s * CTX + start..pos, query head h (workgroup y) reading kv head h / (N_HEADS / N_KV) (GQA);
+// cache rows s * CTX + start..pos, query heads y * HEADS.. (workgroup y: HEADS heads of one GQA group, which
+// read each key and value row once for all of them; kernels/attention.hpp) reading kv head h / (N_HEADS / N_KV);
 // start is 0, or with WINDOW (sliding-window attention, Mistral) pos - WINDOW + 1 once pos reaches WINDOW,
 // or with CHUNK (Llama 4's chunked attention) the start of pos's chunk, pos - pos % CHUNK.
 // The pass's own keys were written by rope_kv before this runs, so prompt tokens of one pass attend to each
@@ -13,7 +14,7 @@
 // HEAD_DIM is a multiple of 4 and at most 256.
 // With SPANS (split-sequence attention, for passes of few tokens at long positions): positions go in spans
 // of SPAN keys (a multiple of WG, or fewer: one partial tile), one workgroup per (token, head, span), so a decode token's keys are read
-// by the workgroups of the spans that [start, pos] meets at once instead of one. Workgroups of other spans
+// by the workgroups of the spans that [start, pos] meets at once instead of one. (Workgroups along y: (head group, span).) Workgroups of other spans
 // exit at once. A token whose keys lie in one span writes its output here; otherwise each span leaves its
 // unnormalised output, max and sum in part [tokens, N_HEADS, SPANS, HEAD_DIM + 2], and MERGE (a second
 // dispatch, one workgroup per (token, head)) adds them up in span order. The spans depend only on the
@@ -96,64 +97,94 @@ const D4 = HEAD_DIM / 4u;
 const SPLIT = WG / HEAD_DIM;
 const NONE = -3.0e38;
 
-var<workgroup> q: array<vec4<f32>, D4>;
-var<workgroup> p: array<f32, WG>;        // this tile's exp(score - m)
-var<workgroup> red_max: array<f32, WG>;
-var<workgroup> red_sum: array<f32, WG>;  // then the SPLIT partial outputs
+// Per head of the workgroup's HEADS: [head][...]
+var<workgroup> q: array<vec4<f32>, HEADS * D4>;
+var<workgroup> p: array<f32, HEADS * WG>;        // this tile's exp(score - m)
+var<workgroup> red_max: array<f32, HEADS * WG>;
+var<workgroup> red_sum: array<f32, HEADS * WG>;  // then the SPLIT partial outputs
 
-// With subgroups, each subgroup's maximum or sum goes to one slot and every invocation reads the WG / sg
-// slots in order (one barrier, a fixed order: the same bits for every token); otherwise a tree over all.
-// sg: the subgroup size where subgroups take the first steps (0: workgroup memory only).
-fn reduce_max(tid: u32, v: f32, sg: u32) -> f32 {
+// Every Heads variable has an explicit Heads() initialiser: declared without one inside the tile loop, its
+// values were not zeroed again in each iteration on lavapipe (wrong from the second tile on).
+alias Heads = array<f32, HEADS>;
+
+// With subgroups, each subgroup's maximum or sum of a head goes to one slot and every invocation reads the
+// WG / sg slots in order (one barrier for all heads, a fixed order: the same bits for every token);
+// otherwise a tree over all. sg: the subgroup size where subgroups take the first steps (0: workgroup
+// memory only).
+fn reduce_max(tid: u32, v: Heads, sg: u32) -> Heads {
+  var r = Heads();
 #if SUBGROUPS
   if (sg >= 8u) {
-    let r = subgroupMax(v);
-    if (tid % sg == 0u) {
-      red_max[tid / sg] = r;
+    for (var h = 0u; h < HEADS; h++) {
+      let m = subgroupMax(v[h]);
+      if (tid % sg == 0u) {
+        red_max[h * WG + tid / sg] = m;
+      }
     }
     workgroupBarrier();
-    var m = red_max[0];
-    for (var i = 1u; i < WG / sg; i++) {
-      m = max(m, red_max[i]);
+    for (var h = 0u; h < HEADS; h++) {
+      r[h] = red_max[h * WG];
+      for (var i = 1u; i < WG / sg; i++) {
+        r[h] = max(r[h], red_max[h * WG + i]);
+      }
     }
-    return m;
+    return r;
   }
 #endif
-  red_max[tid] = v;
+  for (var h = 0u; h < HEADS; h++) {
+    red_max[h * WG + tid] = v[h];
+  }
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
     if (tid < s) {
-      red_max[tid] = max(red_max[tid], red_max[tid + s]);
+      for (var h = 0u; h < HEADS; h++) {
+        red_max[h * WG + tid] = max(red_max[h * WG + tid], red_max[h * WG + tid + s]);
+      }
     }
     workgroupBarrier();
   }
-  return red_max[0];
+  for (var h = 0u; h < HEADS; h++) {
+    r[h] = red_max[h * WG];
+  }
+  return r;
 }
 
-fn reduce_sum(tid: u32, v: f32, sg: u32) -> f32 {
+fn reduce_sum(tid: u32, v: Heads, sg: u32) -> Heads {
+  var r = Heads();
 #if SUBGROUPS
   if (sg >= 8u) {
-    let r = subgroupAdd(v);
-    if (tid % sg == 0u) {
-      red_sum[tid / sg] = r;
+    for (var h = 0u; h < HEADS; h++) {
+      let total = subgroupAdd(v[h]);
+      if (tid % sg == 0u) {
+        red_sum[h * WG + tid / sg] = total;
+      }
     }
     workgroupBarrier();
-    var total = red_sum[0];
-    for (var i = 1u; i < WG / sg; i++) {
-      total += red_sum[i];
+    for (var h = 0u; h < HEADS; h++) {
+      r[h] = red_sum[h * WG];
+      for (var i = 1u; i < WG / sg; i++) {
+        r[h] += red_sum[h * WG + i];
+      }
     }
-    return total;
+    return r;
   }
 #endif
-  red_sum[tid] = v;
+  for (var h = 0u; h < HEADS; h++) {
+    red_sum[h * WG + tid] = v[h];
+  }
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
     if (tid < s) {
-      red_sum[tid] += red_sum[tid + s];
+      for (var h = 0u; h < HEADS; h++) {
+        red_sum[h * WG + tid] += red_sum[h * WG + tid + s];
+      }
     }
     workgroupBarrier();
   }
-  return red_sum[0];
+  for (var h = 0u; h < HEADS; h++) {
+    r[h] = red_sum[h * WG];
+  }
+  return r;
 }
 
 @compute @workgroup_size(WG)
@@ -172,79 +203,108 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   let n = t.pos + 1u;
   let start = first_key(t.pos);
 #if SPANS
-  // (head, span) along y, folded into z past the per-dimension limit
+  // (head group, span) along y, folded into z past the per-dimension limit
   let hs = wid.y + wid.z * groups.y;
-  let h = hs % N_HEADS;
-  let span = hs / N_HEADS;
+  let h0 = (hs % (N_HEADS / HEADS)) * HEADS;
+  let span = hs / (N_HEADS / HEADS);
   if (span >= SPANS || span * SPAN >= n || span < start / SPAN) {
     return;
   }
   let begin = max(span * SPAN, start);
   let end = min(n, span * SPAN + SPAN);
 #else
-  let h = wid.y;
+  let h0 = wid.y * HEADS;
   let begin = start;
   let end = n;
 #endif
   let first = t.slot * CTX;  // cache row of position 0
-  let kv = (h / GROUP) * HEAD_DIM;
-  for (var i = tid; i < D4; i += WG) {
-    q[i] = qkv[(wid.x * QKV + h * HEAD_DIM) / 4u + i];
+  let kv = (h0 / GROUP) * HEAD_DIM;
+  for (var i = tid; i < HEADS * D4; i += WG) {
+    q[i] = qkv[(wid.x * QKV + h0 * HEAD_DIM) / 4u + i];
   }
   workgroupBarrier();
   let g = tid / HEAD_DIM;  // key group of the p·V sum
   let d = tid % HEAD_DIM;
-  var m = NONE;
-  var l = 0.0;
-  var acc = 0.0;
+  var m = Heads();
+  var l = Heads();
+  var acc = Heads();
+  for (var h = 0u; h < HEADS; h++) {
+    m[h] = NONE;
+  }
   for (var t0 = begin; t0 < end; t0 += WG) {
     let j = t0 + tid;
-    var s = NONE;
+    var s = Heads();
+    for (var h = 0u; h < HEADS; h++) {
+      s[h] = NONE;
+    }
     if (j < end) {
       let k = ((first + j) * KV_DIM + kv) / 4u;
-      var qk = 0.0;
+      var qk = Heads();
       for (var e = 0u; e < D4; e++) {
-        qk += dot(q[e], k_cache[k + e]);
+        let key = k_cache[k + e];
+        for (var h = 0u; h < HEADS; h++) {
+          qk[h] += dot(q[h * D4 + e], key);
+        }
       }
-      s = qk * SCALE;
+      for (var h = 0u; h < HEADS; h++) {
+        s[h] = qk[h] * SCALE;
+      }
     }
-    let m_new = max(m, reduce_max(tid, s, sg));
-    let e = select(0.0, exp(s - m_new), j < end);
-    p[tid] = e;
-    let corr = exp(m - m_new);
-    l = l * corr + reduce_sum(tid, e, sg);
+    let tile_max = reduce_max(tid, s, sg);
+    var m_new = Heads();
+    var e = Heads();
+    var corr = Heads();
+    for (var h = 0u; h < HEADS; h++) {
+      m_new[h] = max(m[h], tile_max[h]);
+      e[h] = select(0.0, exp(s[h] - m_new[h]), j < end);
+      p[h * WG + tid] = e[h];
+      corr[h] = exp(m[h] - m_new[h]);
+    }
+    let tile_sum = reduce_sum(tid, e, sg);
+    for (var h = 0u; h < HEADS; h++) {
+      l[h] = l[h] * corr[h] + tile_sum[h];
+    }
     if (g < SPLIT) {
       let len = min(WG, end - t0);
-      var a = 0.0;
+      var a = Heads();
       for (var i = g; i < len; i += SPLIT) {
-        a += p[i] * v_cache[(first + t0 + i) * KV_DIM + kv + d];
+        let v = v_cache[(first + t0 + i) * KV_DIM + kv + d];
+        for (var h = 0u; h < HEADS; h++) {
+          a[h] += p[h * WG + i] * v;
+        }
       }
-      acc = acc * corr + a;
+      for (var h = 0u; h < HEADS; h++) {
+        acc[h] = acc[h] * corr[h] + a[h];
+      }
     }
     m = m_new;
     workgroupBarrier();
   }
   if (g < SPLIT) {
-    red_sum[tid] = acc;
+    for (var h = 0u; h < HEADS; h++) {
+      red_sum[h * WG + tid] = acc[h];
+    }
   }
   workgroupBarrier();
   if (tid < HEAD_DIM) {
-    var o = 0.0;
-    for (var i = 0u; i < SPLIT; i++) {
-      o += red_sum[i * HEAD_DIM + tid];
-    }
-#if SPANS
-    if (start / SPAN != t.pos / SPAN) {
-      let at = ((wid.x * N_HEADS + h) * SPANS + span) * PART;
-      part[at + tid] = o;
-      if (tid == 0u) {
-        part[at + HEAD_DIM] = m;
-        part[at + HEAD_DIM + 1u] = l;
+    for (var h = 0u; h < HEADS; h++) {
+      var o = 0.0;
+      for (var i = 0u; i < SPLIT; i++) {
+        o += red_sum[h * WG + i * HEAD_DIM + tid];
       }
-      return;
-    }
+#if SPANS
+      if (start / SPAN != t.pos / SPAN) {
+        let at = ((wid.x * N_HEADS + h0 + h) * SPANS + span) * PART;
+        part[at + tid] = o;
+        if (tid == 0u) {
+          part[at + HEAD_DIM] = m[h];
+          part[at + HEAD_DIM + 1u] = l[h];
+        }
+        continue;
+      }
 #endif
-    out[(wid.x * N_HEADS + h) * HEAD_DIM + tid] = o / l;
+      out[(wid.x * N_HEADS + h0 + h) * HEAD_DIM + tid] = o / l[h];
+    }
   }
 }
 #endif

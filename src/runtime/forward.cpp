@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "kernels/attention.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/matvec.hpp"
 #include "kernels/sample.hpp"
@@ -130,6 +131,7 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     span_ = spans.span;
     spans_ = spans.count;
     if (spans_ > 1) part_ = storage(attention_partials_bytes(c, n_ctx_, kMaxWidth) / 4, "attention partials");
+    attention_heads_ = kernels::attention_heads_per_workgroup(c.n_heads, c.n_kv_heads);
   }
   // The dense FFN's gate|up, or a mixture-of-experts layer's chosen experts' (then its shared expert's).
   const uint32_t ffn_width = std::max({c.ffn_dim, c.n_expert_used * c.expert_ffn_dim, c.shexp_ffn_dim});
@@ -435,11 +437,13 @@ void Forward::add_attention(Ops& ops, const Layer& l, uint32_t layer, uint32_t w
                             {"N_KV", u32(c.n_kv_heads)},
                             {"HEAD_DIM", u32(c.head_dim)},
                             {"CTX", u32(n_ctx_)},
-                            {"SCALE", f32(1.0 / std::sqrt(double(c.head_dim)))}};
+                            {"SCALE", f32(1.0 / std::sqrt(double(c.head_dim)))},
+                            {"HEADS", u32(attention_heads_)}};
+  const uint32_t head_groups = c.n_heads / attention_heads_;
   if (c.sliding_window) att["WINDOW"] = u32(c.sliding_window);
   if (c.layer_is_chunked(layer)) att["CHUNK"] = u32(c.attn_chunk_size);
   if (width == kPrefill || spans_ == 1) {
-    add(ops, "attention", att, {tokens_slice_, {qkv_}, {l.k_cache}, {l.v_cache}, {attn_}}, c.n_heads);
+    add(ops, "attention", att, {tokens_slice_, {qkv_}, {l.k_cache}, {l.v_cache}, {attn_}}, head_groups);
     return;
   }
   att["SPANS"] = u32(spans_);
@@ -454,7 +458,7 @@ void Forward::add_attention(Ops& ops, const Layer& l, uint32_t layer, uint32_t w
     const gpu::BufferSlice tok = {pass_, tokens_offset_ + first * sizeof(GpuToken), n * sizeof(GpuToken)};
     const gpu::BufferSlice qkv = {qkv_, first * qkv_row, kMaxWidth * qkv_row};
     const gpu::BufferSlice out = {attn_, first * out_row, kMaxWidth * out_row};
-    add(ops, "attention", att, {tok, qkv, {l.k_cache}, {l.v_cache}, out, {part_}}, c.n_heads * spans_);
+    add(ops, "attention", att, {tok, qkv, {l.k_cache}, {l.v_cache}, out, {part_}}, head_groups * spans_);
     ops.back().first = first;
     ops.back().limit = kMaxWidth;
     ops.back().split = Split::Spans;
@@ -620,7 +624,7 @@ void Forward::replay(const Ops& ops, uint32_t tokens, uint32_t rows) {
     uint32_t a = op.a, b = op.b;
     if (op.split == Split::Merge && pass_spans_ == 1) continue;
     if (op.split == Split::Spans) {
-      const uint32_t groups = config_.n_heads * pass_spans_;
+      const uint32_t groups = config_.n_heads / attention_heads_ * pass_spans_;
       a = std::min(groups, std::max<uint32_t>(1, device_.limits().max_compute_workgroups_per_dimension));
       b = (groups + a - 1) / a;
     }

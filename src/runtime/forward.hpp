@@ -241,8 +241,9 @@ class Forward {
   // Split attention's partials: [kMaxWidth, n_heads, spans, head_dim + 2]; spans of span_ keys cover n_ctx.
   gpu::Buffer part_;
   uint32_t span_ = 0, spans_ = 1;
-  uint32_t pass_spans_ = 1;  // spans the recorded pass's largest position reaches
-  gpu::Buffer gate_up_;      // [tile_rows, gate (ffn_dim) | up (ffn_dim)], or [.., n_expert_used, gate | up]
+  uint32_t pass_spans_ = 1;       // spans the recorded pass's largest position reaches
+  uint32_t attention_heads_ = 1;  // query heads per attention workgroup (kernels/attention.hpp)
+  gpu::Buffer gate_up_;  // [tile_rows, gate (ffn_dim) | up (ffn_dim)], or [.., n_expert_used, gate | up]
   // Mixture of experts: the router's logits [tile_rows, n_expert], the route [tile_rows, n_expert_used]
   // (expert id, weight), the chosen experts' outputs [tile_rows, n_expert_used, dim].
   gpu::Buffer moe_logits_, route_, moe_out_;

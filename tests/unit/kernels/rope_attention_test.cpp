@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "kernel_harness.hpp"
+#include "kernels/attention.hpp"
 #include "model/llama.hpp"
 
 namespace wgllm::kernels_test {
@@ -316,6 +317,8 @@ class Attention : public KernelVariantTest {
     gpu::KernelDefines d = h.defines();
     d["CTX"] = u32(ctx);
     d["SCALE"] = f32(scale);
+    const uint32_t heads = kernels::attention_heads_per_workgroup(h.n_heads, h.n_kv);
+    d["HEADS"] = u32(heads);
     if (window) d["WINDOW"] = u32(window);
     if (chunk) d["CHUNK"] = u32(chunk);
     d = variant(d);
@@ -345,7 +348,7 @@ class Attention : public KernelVariantTest {
       const auto m = static_cast<uint32_t>(pass.size());
       gpu::Buffer pass_buf = upload(pass, "tokens");
       if (span == 0) {
-        dispatch("attention", d, {{pass_buf}, {q}, {k_buf}, {v_buf}, {out}}, m, h.n_heads);
+        dispatch("attention", d, {{pass_buf}, {q}, {k_buf}, {v_buf}, {out}}, m, h.n_heads / heads);
       } else {
         // Partials start NaN: a merge reading a span that was not written poisons the output.
         const uint32_t spans = (ctx + span - 1) / span;
@@ -355,7 +358,7 @@ class Attention : public KernelVariantTest {
         split["SPANS"] = u32(spans);
         split["SPAN"] = u32(span);
         dispatch("attention", split, {{pass_buf}, {q}, {k_buf}, {v_buf}, {out}, {part}}, m,
-                 h.n_heads * spans);
+                 h.n_heads / heads * spans);
         split["MERGE"] = "1";
         dispatch("attention", split, {{pass_buf}, {part}, {out}}, m, h.n_heads);
       }
@@ -414,6 +417,21 @@ TEST_P(Attention, GqaGroupsOfTwoAndFour) {
   SCOPED_TRACE(test::seed_note());
   check({4, 2, 64}, 600, {0, 1, 300, 256, 520});
   check({8, 2, 80}, 320, {0, 1, 300});
+}
+
+// A workgroup serves the query heads of one kv head (up to 4 of them: kernels/attention.hpp): groups of 3
+// (Llama 3.2 3B's 24 / 8), 8 (two workgroups per kv head) and 12 (three), unsplit and split.
+TEST_P(Attention, GqaGroupsSharedByWorkgroups) {
+  SCOPED_TRACE(test::seed_note());
+  EXPECT_EQ(kernels::attention_heads_per_workgroup(24, 8), 3u);
+  EXPECT_EQ(kernels::attention_heads_per_workgroup(16, 2), 4u);
+  EXPECT_EQ(kernels::attention_heads_per_workgroup(12, 1), 4u);
+  EXPECT_EQ(kernels::attention_heads_per_workgroup(10, 2), 1u);  // a group of 5
+  const std::vector<uint32_t> positions = {0, 1, 130, 255, 256, 300, 520};
+  for (const Heads& h : {Heads{6, 2, 32}, Heads{16, 2, 16}, Heads{12, 1, 16}, Heads{10, 2, 8}}) {
+    check(h, 600, positions);
+    check(h, 600, positions, 128);
+  }
 }
 
 // Software renderers run a workgroup as SIMD groups of 8 or 16 invocations, one group after another between
