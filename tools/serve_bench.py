@@ -9,7 +9,9 @@ at once (max_tokens --max-tokens, each its own prompt, so no prefix is shared) a
                        to last answer received),
   per-request tok/s  = the mean over the requests of completion tokens / that request's own time (prompt
                        included),
-and the aggregate as a multiple of C=1's. Requests carry "ignore_eos" for servers that know it (llama.cpp's;
+and the aggregate as a multiple of C=1's; from a wgllm server's /metrics, the steps the batch took, the mean
+time inside a step and the share of the wall time spent stepping (the rest: HTTP, templating, tokenizing,
+the scheduler between steps). Requests carry "ignore_eos" for servers that know it (llama.cpp's;
 wgllm ignores unknown fields); a synthetic model (`wgllm bench --synthetic ... --write-gguf`) never ends a
 greedy reply early, so every request generates max_tokens. Requests that stopped short are counted and
 reported; with --strict they fail the run.
@@ -24,8 +26,8 @@ Only the Python 3 standard library, so that it runs on a machine without network
 
 --synthetic SHAPE:TYPE writes the model first with `wgllm bench --synthetic SHAPE:TYPE --write-gguf FILE`
 (FILE: --write-gguf, else a temporary file removed at the end). --parallel defaults to the largest C.
-Exit status: 0 when every request succeeded (and, with --strict, generated max_tokens), 1 otherwise, 2 for
-bad usage.
+Exit status: 0 when every request succeeded (and, with --strict, generated max_tokens and a server this script
+started counted its steps), 1 otherwise, 2 for bad usage.
 """
 
 import argparse
@@ -163,6 +165,22 @@ def run_batch(url, concurrency, max_tokens, nonce, timeout):
     return time.perf_counter() - t0, results
 
 
+def server_counters(url):
+    """wgllm serve's step counters from /metrics ({} when the server has none, e.g. another engine)."""
+    try:
+        status, text = request(url, "/metrics", None, 10, method="GET")
+    except OSError:
+        return {}
+    if status != 200 or not isinstance(text, str):
+        return {}
+    found = {}
+    for name in ("wgllm_steps_total", "wgllm_step_seconds_total"):
+        m = re.search(rf"^{name} (\S+)$", text, re.M)
+        if m:
+            found[name] = float(m.group(1))
+    return found
+
+
 def parse_list(text):
     try:
         values = [int(x) for x in text.split(",") if x]
@@ -196,7 +214,9 @@ def main():
     p.add_argument("--start-timeout", type=float, default=600, help="seconds for the server to load (600)")
     p.add_argument("--timeout", type=float, default=600, help="seconds per request (600)")
     p.add_argument("--json", help="also write the results here")
-    p.add_argument("--strict", action="store_true", help="a request that stops before max_tokens fails the run")
+    p.add_argument("--strict", action="store_true",
+                   help="a request that stops before max_tokens, or a wgllm server whose /metrics miss steps, "
+                        "fails the run")
     a = p.parse_args(argv)
     if a.max_tokens < 1 or a.rounds < 1:
         p.error("--max-tokens and --rounds must be at least 1")
@@ -248,6 +268,7 @@ def main():
         rows = []
         for c in a.concurrency:
             walls, tokens, per_request, short = [], 0, [], 0
+            before = server_counters(url)
             for r_i in range(a.rounds):
                 wall, results = run_batch(url, c, a.max_tokens, f"{nonce}-c{c}-r{r_i}", a.timeout)
                 walls.append(wall)
@@ -263,6 +284,15 @@ def main():
                    "wall_s": sum(walls), "aggregate_tok_s": tokens / sum(walls),
                    "per_request_tok_s": sum(per_request) / len(per_request) if per_request else 0.0,
                    "stopped_short": short}
+            after = server_counters(url)
+            if len(before) == 2 and len(after) == 2:
+                # The engine's share: steps taken and the time inside them, against the batch's wall time
+                # (the rest is HTTP, templating, tokenizing and the scheduler between steps).
+                steps = after["wgllm_steps_total"] - before["wgllm_steps_total"]
+                inside = after["wgllm_step_seconds_total"] - before["wgllm_step_seconds_total"]
+                row["steps"] = int(steps)
+                row["ms_per_step"] = 1000 * inside / steps if steps else 0.0
+                row["stepping_share"] = inside / sum(walls)
             rows.append(row)
             log(f"serve_bench: C={c}: {row['aggregate_tok_s']:.1f} tok/s aggregate")
 
@@ -270,12 +300,15 @@ def main():
         print(f"model: {a.synthetic or a.model or url}; max_tokens {a.max_tokens}; rounds {a.rounds}"
               f"{'; serving ' + served if served else ''}")
         print("| concurrent | requests | completion tokens | wall s | aggregate tok/s | per-request tok/s |"
-              " vs 1 | stopped short |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+              " vs 1 | stopped short | steps | ms per step | in steps |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             ratio = f"{r['aggregate_tok_s'] / base:.2f}x" if base else ""
+            stepping = (f" {r['steps']} | {r['ms_per_step']:.2f} | {100 * r['stepping_share']:.0f}% |"
+                        if "steps" in r else " | | |")
             print(f"| {r['concurrency']} | {r['requests']} | {r['completion_tokens']} | {r['wall_s']:.2f} |"
-                  f" {r['aggregate_tok_s']:.1f} | {r['per_request_tok_s']:.1f} | {ratio} | {r['stopped_short']} |")
+                  f" {r['aggregate_tok_s']:.1f} | {r['per_request_tok_s']:.1f} | {ratio} | {r['stopped_short']} |"
+                  + stepping)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump({"model": a.synthetic or a.model or url, "serving": served, "max_tokens": a.max_tokens,
@@ -284,6 +317,12 @@ def main():
         short = sum(r["stopped_short"] for r in rows)
         if a.strict and short:
             log(f"serve_bench: {short} requests stopped before {a.max_tokens} tokens (--strict)")
+            return 1
+        # Each request's tokens after its first take a step each (its first comes from its prompt's pass).
+        uncounted = [r["concurrency"] for r in rows
+                     if server and ("steps" not in r or r["steps"] < a.rounds * (a.max_tokens - 1))]
+        if a.strict and uncounted:
+            log(f"serve_bench: /metrics counted too few steps (or none) at C = {uncounted} (--strict)")
             return 1
         return 1 if failures else 0
     finally:

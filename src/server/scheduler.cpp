@@ -191,6 +191,7 @@ void Scheduler::run() {
       // Counted before any client hears of these tokens.
       std::lock_guard lock(mutex_);
       ++stats_.steps;
+      stats_.step_seconds += seconds;
       stats_.generated_tokens += sampled.size();
       stats_.degraded = false;
       stats_.degraded_reason.clear();

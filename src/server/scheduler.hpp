@@ -98,6 +98,7 @@ struct SchedulerStats {
   uint64_t cached_tokens = 0;
   uint64_t generated_tokens = 0;
   uint64_t steps = 0;
+  double step_seconds = 0;       // wall time inside the generator's steps (record, submit, wait)
   double tokens_per_second = 0;  // generated tokens per second of stepping over the last 10 s
   bool degraded = false;         // the generator failed (e.g. the device was lost), not yet recovered
   std::string degraded_reason;

@@ -269,6 +269,8 @@ std::string Server::metrics() const {
   metric("wgllm_generated_tokens_total", "counter", "Tokens sampled for requests.", s.generated_tokens);
   metric("wgllm_steps_total", "counter", "Generation steps (one submit each, all running sequences).",
          s.steps);
+  metric("wgllm_step_seconds_total", "counter",
+         "Seconds inside generation steps (recording, submitting, waiting for the GPU).", s.step_seconds);
   metric("wgllm_generated_tokens_per_second", "gauge",
          "Generated tokens per second of stepping, all sequences together, over the last 10 s.",
          s.tokens_per_second);

@@ -387,6 +387,9 @@ TEST(Server, ModelsHealthMetricsAndPage) {
                            "# TYPE wgllm_generated_tokens_per_second gauge\n",
                            "wgllm_http_responses_total{route=\"/v1/completions\",status=\"200\"} 1\n"})
     EXPECT_NE(res->body.find(line), std::string::npos) << line << "\nin:\n" << res->body;
+  // One step per token: the prompt's pass samples the first, each later step one more.
+  EXPECT_EQ(metric(s, "wgllm_steps_total"), 5);
+  EXPECT_GT(metric(s, "wgllm_step_seconds_total"), 0);
 
   res = c.Get("/");
   ASSERT_TRUE(res);
