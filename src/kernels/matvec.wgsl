@@ -26,6 +26,9 @@
 // prefill GEMM's arithmetic (act_quant.wgsl), LANE_CHUNKS chunks per lane and tile, and each chunk's dot
 // product is exact integer arithmetic (dot4I8Packed) scaled once (weight_decode.wgsl's int8_chunk_dot): a
 // quarter of the float path's instructions per weight, and batch-invariant by construction.
+// PREQUANT (INT8): the inputs come quantized, [tokens, CHUNKS] chunks of quantize_act.wgsl (xq: two code
+// vectors per chunk, xs: its scales), so that a pass of several tokens quantizes each input once rather
+// than once per workgroup (runtime/forward.hpp, add_gemv_group).
 // EXPERTS (a mixture-of-experts layer's expert GEMV, BATCH 1): the chunk holds whole experts of EXPERT_ROWS
 // rows, from expert FIRST_EXPERT on; workgroup x is slot x % EXPERTS of token x / EXPERTS, and computes
 // the rows of the expert that route[x] (moe_route.wgsl) chose, if this chunk holds it, as ROWS = EXPERT_ROWS
@@ -44,7 +47,12 @@ enable subgroups;
 @group(0) @binding(2) var<storage, read> tokens: array<Token>;
 @group(0) @binding(4) var<storage, read> sampled: array<u32>;
 #else
+#if PREQUANT
+@group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> xs: array<vec4<f32>>;
+#else
 @group(0) @binding(2) var<storage, read> x_in: array<vec4<f32>>;
+#endif
 #if NORM
 @group(0) @binding(4) var<storage, read> norm_w: array<vec4<f32>>;
 #endif
@@ -125,13 +133,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #if QUANT
 #if INT8
 // Quantizes chunks t .. t + TILE of the tile's columns into xq_t, xs_t (zeros past the row's end): one
-// invocation per chunk, which reads the chunk's 32 inputs as 8 consecutive vectors.
+// invocation per chunk, which reads the chunk's 32 inputs as 8 consecutive vectors; with PREQUANT copies
+// the chunk's codes and scales that quantize_act.wgsl made (the same quantize_chunk of the same values).
 fn stage_tile(t: u32, tid: u32, col0: u32, inv_rms: f32) {
   for (var e = tid; e < BATCH * TILE; e += WG) {
     let j = e / TILE;
     let i = e % TILE;
     let c = t + i;
     var q = ActChunk(vec4<u32>(0u), vec4<u32>(0u), vec4<f32>(0.0));
+#if PREQUANT
+    if (c < CHUNKS) {
+      let g = (col0 + j) * CHUNKS + c;
+      q = ActChunk(xq[2u * g], xq[2u * g + 1u], xs[g]);
+    }
+#else
     if (c < CHUNKS) {
       var v: array<vec4<f32>, 8>;
       for (var k = 0u; k < 8u; k++) {
@@ -142,6 +157,7 @@ fn stage_tile(t: u32, tid: u32, col0: u32, inv_rms: f32) {
       }
       q = quantize_chunk(v);
     }
+#endif
     xq_t[2u * j * TILE + i] = q.lo;
     xq_t[(2u * j + 1u) * TILE + i] = q.hi;
     xs_t[j * TILE + i] = q.s;

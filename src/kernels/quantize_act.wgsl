@@ -1,4 +1,4 @@
-// Activations for matmul.wgsl's INT8 path: each token's row x_t [COLS] (with NORM, RMS-normalised first:
+// Activations for matmul.wgsl's INT8 path and matvec.wgsl's PREQUANT: each token's row x_t [COLS] (with NORM, RMS-normalised first:
 // x / rms(x) * norm_w, EPS inside the root, as matvec.wgsl's NORM) is cut into 32-element chunks, each
 // quantized by act_quant.wgsl's quantize_chunk.
 //   xq [tokens, COLS / 4]: 4 int8 q per word, in element order
@@ -20,7 +20,9 @@ struct Batch {
 
 #use act_quant
 
-const WG = 128u;
+// 256 invocations and the same sum-of-squares loop and tree as rms_norm.wgsl and matvec.wgsl's NORM: the
+// normalised values, hence the codes, are the ones a one-token GEMV makes (batch invariance of PREQUANT).
+const WG = 256u;
 const CHUNKS = COLS / 32u;
 
 var<workgroup> partial: array<f32, WG>;

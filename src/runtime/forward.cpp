@@ -153,11 +153,12 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     moe_out_ = storage(uint64_t(tile_rows_) * c.n_expert_used * c.dim, "experts' outputs");
   }
   logits_ = storage(align_up(max_rows_, kMaxWidth) * c.n_vocab, "logits");
-  if (prefill_matmul_) {
+  if (prefill_matmul_ || int8_activations_) {
+    // Rows: the pass's tokens, or its logits rows, in whole GEMV tiles.
     const uint32_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim, c.shexp_ffn_dim});
-    xq_ = device.buffer(kernels::act_codes_bytes(max_batch_, widest), gpu::kStorage, "int8 activations");
-    xs_ =
-        device.buffer(kernels::act_scales_bytes(max_batch_, widest), gpu::kStorage, "int8 activation scales");
+    const uint32_t rows = std::max<uint32_t>(tile_rows_, align_up(max_rows_, kMaxWidth));
+    xq_ = device.buffer(kernels::act_codes_bytes(rows, widest), gpu::kStorage, "int8 activations");
+    xs_ = device.buffer(kernels::act_scales_bytes(rows, widest), gpu::kStorage, "int8 activation scales");
   }
   // cos/sin of every (position, pair) angle, in double like the CPU reference: [n_ctx, rope_dim / 2, 2].
   std::vector<float> inv_freq = model::rope_inv_freq(c, weights.rope_freq_factors);
@@ -305,13 +306,14 @@ void Forward::add(Ops& ops, std::string_view kernel, const gpu::KernelDefines& d
   ops.push_back({k, g, y, (groups_y + y - 1) / y, over, width, 0});
 }
 
-void Forward::add_quantize(Ops& ops, gpu::Buffer x, uint32_t cols, uint32_t stride, gpu::Buffer norm) {
+void Forward::add_quantize(Ops& ops, gpu::Buffer x, uint32_t cols, uint32_t stride, gpu::Buffer norm,
+                           Over over) {
   const kernels::KernelDispatch d =
       kernels::quantize_act_dispatch(cols, max_batch_, stride, bool(norm), config_.rms_eps);
   std::vector<gpu::BufferSlice> b = {{x}, {xq_}, {xs_}, header_slice_};
   if (norm) b.push_back({norm});
   gpu::Kernel k = device_.kernel("quantize_act", variant(d.defines));
-  ops.push_back({k, device_.bind(k, b), d.groups_x, 1, Over::Tokens, 1, 1});
+  ops.push_back({k, device_.bind(k, b), d.groups_x, 1, over, 1, 1});
 }
 
 void Forward::add_matmul(Ops& ops, const GpuMatrix& m, const Projection& p, bool int8) {
@@ -394,11 +396,13 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
       d["NORM"] = "1";
       d["EPS"] = f32(config_.rms_eps);
     }
+    if (p.prequant) d["PREQUANT"] = "1";
     std::vector<gpu::BufferSlice> b = {{ch.quants}};
     if (ch.scales) b.push_back({ch.scales});
-    b.push_back({p.x});
+    b.push_back({p.prequant ? xq_ : p.x});
     b.push_back({p.y});
     if (p.norm) b.push_back({p.norm});
+    if (p.prequant) b.push_back({xs_});
     if (p.experts) b.push_back(p.route);
     const uint32_t per_group = kRowsPerWorkgroup * rows_per_lane_group;
     add(ops, "matvec", d, b, (rows + per_group - 1) / per_group, over, tiling.columns);
@@ -416,18 +420,24 @@ void Forward::add_experts(Ops& ops, const GpuMatrix& m, gpu::BufferSlice route, 
   add_projection(ops, m, p, 1, Over::Tokens);
 }
 
-void Forward::add_normed(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer y, uint32_t y_stride,
-                         gpu::Buffer norm, uint32_t width) {
-  const uint32_t dim = config_.dim;
-  bool fused =
-      width == 1 && std::all_of(ms.begin(), ms.end(), [&](const GpuMatrix* m) { return can_stage(*m); });
-  if (!fused)
-    add(ops, "rms_norm", {{"N", u32(dim)}, {"EPS", f32(config_.rms_eps)}}, {{x_}, {norm}, {xb_}}, 1);
-  uint32_t offset = 0;
+void Forward::add_gemv_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer x, uint32_t cols,
+                             uint32_t x_stride, gpu::Buffer norm, Projection out, uint32_t width, Over over) {
+  const bool stageable = std::all_of(ms.begin(), ms.end(), [&](const GpuMatrix* m) { return can_stage(*m); });
+  out.x = x;
+  out.x_stride = x_stride;
+  if (width == 1 && norm && stageable) {
+    out.norm = norm;
+  } else if (width > 1 && int8_activations_ && stageable) {
+    add_quantize(ops, x, cols, x_stride, norm, over);
+    out.prequant = true;
+  } else if (norm) {
+    add(ops, "rms_norm", {{"N", u32(cols)}, {"EPS", f32(config_.rms_eps)}}, {{x}, {norm}, {xb_}}, 1, over);
+    out.x = xb_;
+    out.x_stride = cols;
+  }
   for (const GpuMatrix* m : ms) {
-    Projection p{fused ? x_ : xb_, y, dim, y_stride, offset, false, fused ? norm : gpu::Buffer{}};
-    add_projection(ops, *m, p, width, Over::Tokens);
-    offset += m->rows;
+    add_projection(ops, *m, out, width, over);
+    out.y_offset += m->rows;
   }
 }
 
@@ -489,7 +499,8 @@ const Forward::Ops& Forward::body(uint32_t width) {
       add_prefill_group(ops, pointers(l.qkv), x_, c.dim, c.dim, l.attn_norm,
                         {{}, qkv_, 0, qkv, 0, false, {}});
     else
-      add_normed(ops, pointers(l.qkv), qkv_, qkv, l.attn_norm, width);
+      add_gemv_group(ops, pointers(l.qkv), x_, c.dim, c.dim, l.attn_norm, {{}, qkv_, 0, qkv, 0, false, {}},
+                     width);
     gpu::KernelDefines rope_l = rope;
     const bool uses_rope = c.layer_uses_rope(layer);
     std::vector<gpu::BufferSlice> rope_b = {
@@ -505,7 +516,7 @@ const Forward::Ops& Forward::body(uint32_t width) {
     if (width == kPrefill)
       add_prefill_group(ops, {&l.wo}, attn_, c.q_dim(), c.q_dim(), {}, {{}, x_, 0, c.dim, 0, true, {}});
     else
-      add_projection(ops, l.wo, {attn_, x_, c.q_dim(), c.dim, 0, true, {}}, width, Over::Tokens);
+      add_gemv_group(ops, {&l.wo}, attn_, c.q_dim(), c.q_dim(), {}, {{}, x_, 0, c.dim, 0, true, {}}, width);
     if (l.bo)
       add(ops, "add_bias", {{"N", u32(c.dim)}, {"STRIDE", u32(c.dim)}}, {{x_}, {l.bo}}, (c.dim + 255) / 256);
 
@@ -532,13 +543,13 @@ void Forward::add_ffn(Ops& ops, const Layer& l, uint32_t width, uint32_t ffn, bo
       p.y_offset += m.rows;
     }
   } else {
-    add_normed(ops, pointers(l.gate_up), gate_up_, 2 * ffn, l.ffn_norm, width);
+    add_gemv_group(ops, pointers(l.gate_up), x_, c.dim, c.dim, l.ffn_norm, gate_up, width);
   }
   add(ops, "silu_mul", {{"N", u32(ffn)}}, {{gate_up_}}, (ffn + 255) / 256);
   if (width == kPrefill)
     add_prefill_group(ops, {&l.down}, gate_up_, ffn, 2 * ffn, {}, {{}, x_, 0, c.dim, 0, true, {}});
   else
-    add_projection(ops, l.down, {gate_up_, x_, 2 * ffn, c.dim, 0, true, {}}, width, Over::Tokens);
+    add_gemv_group(ops, {&l.down}, gate_up_, ffn, 2 * ffn, {}, {{}, x_, 0, c.dim, 0, true, {}}, width);
 }
 
 void Forward::add_moe(Ops& ops, const Layer& l, uint32_t width) {
@@ -585,8 +596,8 @@ const Forward::Ops& Forward::head(uint32_t width) {
     // The logits rows' tokens, normed into xb_ rows 0.., then the LM head over them.
     add(ops, "rms_norm", {{"N", u32(c.dim)}, {"EPS", f32(c.rms_eps)}, {"GATHER", "1"}},
         {{x_}, {out_norm_}, {xb_}, rows_slice_}, 1, Over::Rows);
-    add_projection(ops, head_, {xb_, logits_, c.dim, c.n_vocab, 0, false, {}}, std::max(width, 1u),
-                   Over::Rows);
+    add_gemv_group(ops, {&head_}, xb_, c.dim, c.dim, {}, {{}, logits_, 0, c.n_vocab, 0, false, {}},
+                   std::max(width, 1u), Over::Rows);
   }
   return head_ops_.emplace(width, std::move(ops)).first->second;
 }

@@ -164,6 +164,8 @@ class Forward {
     gpu::BufferSlice route = {};
     uint32_t experts = 0;
     bool token_input = false;
+    // The input as int8 codes and scales that quantize_act left in xq_, xs_ (matvec.wgsl's PREQUANT), not x.
+    bool prequant = false;
   };
 
   void add(Ops& ops, std::string_view kernel, const gpu::KernelDefines& defines,
@@ -177,17 +179,25 @@ class Forward {
   // Prefill's GEMMs: y (+)= W · x for the pass's tokens through matmul.wgsl, from f32 x or (int8) from the
   // activations quantize_act left in xq_, xs_.
   void add_matmul(Ops& ops, const GpuMatrix& m, const Projection& p, bool int8);
-  // x [tokens, stride] (its first `cols`), RMS-normalised by `norm` when given, quantized into xq_, xs_.
-  void add_quantize(Ops& ops, gpu::Buffer x, uint32_t cols, uint32_t stride, gpu::Buffer norm);
+  // x [tokens, stride] (its first `cols`), RMS-normalised by `norm` when given, quantized into xq_, xs_;
+  // over the pass's logits rows instead of its tokens with Over::Rows.
+  void add_quantize(Ops& ops, gpu::Buffer x, uint32_t cols, uint32_t stride, gpu::Buffer norm,
+                    Over over = Over::Tokens);
   // The projections of `ms` over input x (normed by `norm` when given) into y, for a prefill pass.
   void add_prefill_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer x, uint32_t cols,
                          uint32_t x_stride, gpu::Buffer norm, const Projection& out);
   static constexpr uint32_t kPrefill = 0;  // body() key of prefill passes' GEMM plan
-  // The projections that read norm(x_): at width 1 one fused GEMV each where every matrix can stage its
-  // input, else rms_norm over the tokens into xb_ and plain projections. Each matrix writes its rows into
-  // `y` after the previous one's.
-  void add_normed(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer y, uint32_t y_stride,
-                  gpu::Buffer norm, uint32_t width);
+  // The GEMV projections of `ms` over input x [tokens, x_stride] (its first `cols`), RMS-normalised by
+  // `norm` when given, into out.y, each matrix's rows after the previous one's:
+  // - width 1 with a norm, every matrix stageable: one GEMV each with the norm fused;
+  // - wider passes on the int8 path, every matrix stageable: quantize_act once (with the norm), then GEMVs
+  //   that stage the codes (a workgroup quantizing every column of its input again cost ~37 % of an
+  //   8-token step on the H200, docs/perf.md); the codes equal those the GEMV would make, so a token's
+  //   bits do not depend on the width;
+  // - otherwise rms_norm into xb_ when normed, then plain projections.
+  void add_gemv_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer x, uint32_t cols,
+                      uint32_t x_stride, gpu::Buffer norm, Projection out, uint32_t width,
+                      Over over = Over::Tokens);
   const Ops& body(uint32_t width);  // the layers, over tiles of `width` tokens (or kPrefill)
   // Attention of a layer's tokens: over spans of keys then merged (attention.wgsl's SPANS) for GEMV passes,
   // in chunks of kMaxWidth tokens so that the partials' buffer holds only one chunk; one workgroup per

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "kernels/matmul.hpp"
 #include "kernels/sample.hpp"
 #include "runtime/forward.hpp"
 
@@ -60,7 +61,13 @@ MemoryPlan plan_memory(const gguf::GgufFile& file, const model::LlamaConfig& c, 
   // row's logits at most, so never the largest buffer.
   const uint64_t sampler = kernels::sample_kernels(c.n_vocab, kPenaltyHistory)
                                .partials_bytes(std::min(shape.n_seq, shape.max_logits));
-  plan.activations = uint64_t(shape.max_batch) * per_token * 4 + logits + rope + q_scale + partials + sampler;
+  // The int8 activations of GEMV passes and prefill's GEMMs: a pass's rows, quantized per 32 elements.
+  const uint32_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim, c.shexp_ffn_dim});
+  const uint32_t act_rows = std::max(shape.max_batch, shape.max_logits);
+  const uint64_t act_codes =
+      kernels::act_codes_bytes(act_rows, widest) + kernels::act_scales_bytes(act_rows, widest);
+  plan.activations =
+      uint64_t(shape.max_batch) * per_token * 4 + logits + rope + q_scale + partials + sampler + act_codes;
   plan.largest_buffer =
       std::max({cache_buffer, logits, rope, partials, uint64_t(shape.max_batch) * 2 * ffn_width * 4});
   return plan;

@@ -46,6 +46,14 @@ gpu::Buffer upload(const std::vector<T>& v, const char* label) {
   return b;
 }
 
+// The `batch` uniform of matmul.wgsl and quantize_act.wgsl: the pass's token count first.
+inline gpu::Buffer upload_batch(uint32_t tokens) {
+  const uint32_t b[4] = {tokens, 0, 0, 0};
+  gpu::Buffer buf = device().buffer(sizeof b, gpu::kUniform, "batch");
+  device().write(buf, 0, {reinterpret_cast<const uint8_t*>(b), sizeof b});
+  return buf;
+}
+
 // Submits everything recorded so far and returns `n` elements of `b`.
 template <typename T>
 std::vector<T> download(gpu::Buffer b, size_t n) {

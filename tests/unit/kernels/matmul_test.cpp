@@ -38,13 +38,6 @@ std::string describe(const MatmulTile& t) {
          std::to_string(t.tn) + " kc " + std::to_string(t.kc);
 }
 
-gpu::Buffer upload_batch(uint32_t tokens) {
-  const uint32_t b[4] = {tokens, 0, 0, 0};
-  gpu::Buffer buf = device().buffer(sizeof b, gpu::kUniform, "batch");
-  device().write(buf, 0, {reinterpret_cast<const uint8_t*>(b), sizeof b});
-  return buf;
-}
-
 // Inputs [max_tokens, x_stride]: N(0, 1) in the first `cols` of each of the first `tokens` rows, NaN
 // everywhere else (a kernel that reads them spoils its outputs).
 std::vector<float> make_inputs(const Case& c, std::mt19937_64& rng) {

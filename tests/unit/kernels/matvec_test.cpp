@@ -15,6 +15,7 @@
 
 #include "core/error.hpp"
 #include "kernel_harness.hpp"
+#include "kernels/matmul.hpp"
 #include "kernels/matvec.hpp"
 #include "quant/codec.hpp"
 #include "quant/gpu_layout.hpp"
@@ -387,7 +388,7 @@ class BatchedMatvec : public KernelVariantTest {
   // lane_chunks > 0: the INT8 path with that LANE_CHUNKS.
   std::vector<float> run(const Matrix& m, const std::vector<float>& x, const std::vector<float>& y_init,
                          uint32_t tokens, uint32_t width, uint32_t x_stride, uint32_t y_stride,
-                         bool accumulate, uint32_t lane_chunks = 0) {
+                         bool accumulate, uint32_t lane_chunks = 0, bool prequant = false) {
     gpu::KernelDefines d = type_defines(m.type);
     if (lane_chunks) {
       d["INT8"] = "1";
@@ -402,9 +403,21 @@ class BatchedMatvec : public KernelVariantTest {
     d["Y_STRIDE"] = u32(y_stride);
     if (accumulate) d["ACCUMULATE"] = "1";
     std::vector<gpu::BufferSlice> s = weight_slices(m);
-    s.push_back({upload(x, "x")});
     gpu::Buffer y = upload(y_init, "y");
-    s.push_back({y});
+    if (prequant) {
+      // quantize_act over the tokens first, as runtime::Forward does for passes of several tokens; the
+      // columns of the last tile past the tokens read codes no one wrote (zeros).
+      const uint32_t rows = (tokens + width - 1) / width * width;
+      gpu::Buffer xq = device().buffer(kernels::act_codes_bytes(rows, m.cols), gpu::kStorage, "xq");
+      gpu::Buffer xs = device().buffer(kernels::act_scales_bytes(rows, m.cols), gpu::kStorage, "xs");
+      const kernels::KernelDispatch q = kernels::quantize_act_dispatch(m.cols, tokens, x_stride, false, 0);
+      dispatch("quantize_act", variant(q.defines), {{upload(x, "x")}, {xq}, {xs}, {upload_batch(tokens)}}, 1,
+               tokens);
+      d["PREQUANT"] = "1";
+      s.insert(s.end(), {{xq}, {y}, {xs}});
+    } else {
+      s.insert(s.end(), {{upload(x, "x")}, {y}});
+    }
     dispatch("matvec", variant(d), s, (tokens + width - 1) / width,
              (m.rows + kRowsPerWorkgroup - 1) / kRowsPerWorkgroup);
     return download<float>(y, y_init.size());
@@ -437,17 +450,24 @@ class BatchedMatvec : public KernelVariantTest {
     const kernels::MatvecInput input = int8                                   ? kernels::MatvecInput::Int8
                                        : type_defines(type).contains("QUANT") ? kernels::MatvecInput::F32
                                                                               : kernels::MatvecInput::Direct;
-    std::vector<std::pair<uint32_t, uint32_t>> runs;  // (width, lane chunks)
+    struct Run {
+      uint32_t width, lane_chunks;
+      bool prequant;
+    };
+    std::vector<Run> runs;
     for (uint32_t width : widths) {
       // As runtime::Forward does: a width the adapter's workgroup memory can't hold runs as narrower tiles.
       const kernels::MatvecTiling t = kernels::matvec_tiling(
           input, width, cols / 32, device().limits().max_compute_workgroup_storage_size);
-      runs.emplace_back(t.columns, int8 ? t.lane_chunks : 0);
-      if (int8 && t.lane_chunks > 1) runs.emplace_back(t.columns, 1);
+      runs.push_back({t.columns, int8 ? t.lane_chunks : 0, false});
+      if (int8 && t.lane_chunks > 1) runs.push_back({t.columns, 1, false});
+      if (int8) runs.push_back({t.columns, t.lane_chunks, true});  // inputs quantized by quantize_act
     }
-    for (const auto& [width, lane_chunks] : runs) {
-      SCOPED_TRACE("width " + std::to_string(width) + " lane chunks " + std::to_string(lane_chunks));
-      std::vector<float> y = run(m, x, y_init, tokens, width, x_stride, y_stride, accumulate, lane_chunks);
+    for (const auto& [width, lane_chunks, prequant] : runs) {
+      SCOPED_TRACE("width " + std::to_string(width) + " lane chunks " + std::to_string(lane_chunks) +
+                   (prequant ? " PREQUANT" : ""));
+      std::vector<float> y =
+          run(m, x, y_init, tokens, width, x_stride, y_stride, accumulate, lane_chunks, prequant);
       const uint32_t written = (tokens + width - 1) / width * width;
       for (size_t i = 0; i < y.size(); ++i) {
         const size_t t = i / y_stride, r = i % y_stride;
@@ -510,7 +530,8 @@ TEST_P(BatchedMatvec, Int8EveryWidthGivesTheSameBits) {
 
 // The RMSNorm fused into a one-token GEMV (NORM, applied as the input is staged in workgroup memory) gives
 // the bits of rms_norm.wgsl followed by the GEMV of a batch: what makes a decode step alone and in a batch
-// agree. On the INT8 path too: the normalised inputs, and so their int8 codes, are the same.
+// agree. On the INT8 path too: the normalised inputs, and so their int8 codes, are the same, also when
+// quantize_act normalises and quantizes them for a GEMV of codes (PREQUANT, passes of several tokens).
 TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
   SCOPED_TRACE(test::seed_note());
   auto rng = test::rng(810);
@@ -562,6 +583,20 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
         t.insert(t.end(), {{xb}, {y}});
         dispatch("matvec", variant(defines(width, int8)), t, 1, groups);
         EXPECT_EQ(bits_of(download<float>(y, rows)), bits_of(download<float>(y_fused, rows)));
+        if (!int8) continue;
+        // quantize_act's norm and codes, then the GEMV of the codes (PREQUANT): the same bits again.
+        gpu::Buffer xq = device().buffer(kernels::act_codes_bytes(width, cols), gpu::kStorage, "xq");
+        gpu::Buffer xs = device().buffer(kernels::act_scales_bytes(width, cols), gpu::kStorage, "xs");
+        dispatch("quantize_act", variant(kernels::quantize_act_dispatch(cols, 1, cols, true, eps).defines),
+                 {{x_buf}, {xq}, {xs}, {upload_batch(1)}, {norm_buf}}, 1, 1);
+        gpu::KernelDefines pre = defines(width, true);
+        pre["PREQUANT"] = "1";
+        std::vector<gpu::BufferSlice> u = weight_slices(m);
+        gpu::Buffer y_pre = device().buffer(size_t(width) * rows * 4, gpu::kStorage, "y");
+        u.insert(u.end(), {{xq}, {y_pre}, {xs}});
+        dispatch("matvec", variant(pre), u, 1, groups);
+        EXPECT_EQ(bits_of(download<float>(y_pre, rows)), bits_of(download<float>(y_fused, rows)))
+            << "PREQUANT";
       }
     }
   }
