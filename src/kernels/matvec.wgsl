@@ -441,6 +441,18 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   workgroupBarrier();  // finish_row reuses `partial`
 #endif
   let dots = tiled_dots(r0, lane, tid, x_col0, inv_rms);
+#if SUBGROUPS
+  if (sg == TPR && RPL * BATCH <= TPR) {
+    // Lane l ends with the sum of value l / (TPR / NV) (row i, column j at i * BATCH + j).
+    let per = TPR / NV;
+    let v = lane / per;
+    let total = lane_sums(dots, lane);
+    if (lane % per == 0u && r0 + v / BATCH < row_end) {
+      store(col0 + v % BATCH, r0 + v / BATCH, total);
+    }
+    return;
+  }
+#endif
   for (var i = 0u; i < RPL; i++) {
     var acc: array<f32, BATCH>;
     for (var j = 0u; j < BATCH; j++) {
@@ -456,6 +468,39 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   finish_row(acc, r0, lane, tid, col0, sg);
 #endif
 }
+
+#if QUANT
+#if SUBGROUPS
+const NV = RPL * BATCH;  // a lane's partial sums
+const_assert TPR == 32u;  // the five steps below
+
+// The sums over a row group's TPR (= subgroup) lanes of each lane's NV partials, as one butterfly: at each
+// step (partner lane ^ o, o = 16, 8, .., 1) a lane keeps half of the values it still holds (the upper half
+// where lane & o) and adds the partner's copy of them, so NV values cost NV - 1 + log2(TPR / NV) shuffles
+// instead of log2(TPR) each (the reduction was ~10 % of an 8-token step on the H200, docs/perf.md). Every
+// value gets the same tree whatever NV is (pairs lane, lane ^ o in the order 16, 8, .., 1; float addition
+// commutes, so either partner's sum has the same bits), which keeps a column's bits independent of BATCH
+// and RPL. Returns the value lane / (TPR / NV) ends on.
+fn lane_sums(dots: array<f32, NV>, lane: u32) -> f32 {
+  var v = dots;
+  for (var s = 0u; s < 5u; s++) {
+    let o = (TPR / 2u) >> s;
+    let half = NV >> (s + 1u);  // values kept after this step; 0 once one is left
+    if (half == 0u) {
+      v[0] = v[0] + subgroupShuffleXor(v[0], o);
+    } else {
+      let upper = (lane & o) != 0u;
+      for (var i = 0u; i < half; i++) {
+        let send = select(v[i + half], v[i], upper);
+        let keep = select(v[i], v[i + half], upper);
+        v[i] = keep + subgroupShuffleXor(send, o);
+      }
+    }
+  }
+  return v[0];
+}
+#endif
+#endif
 
 // Sums a row's partials over its TPR lanes and stores them (every invocation of the workgroup calls it the
 // same number of times: it holds barriers).

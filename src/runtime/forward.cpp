@@ -44,11 +44,12 @@ constexpr uint32_t kRowsPerWorkgroup = 8;  // matvec.wgsl: WG / TPR
 // (and fused norm) each workgroup repeats, and put more loads in flight per lane, which pays on tall
 // matrices (FFN, LM head: 4) and middling ones (8B's q|k|v, wo, down: 2) but starves short ones of
 // workgroups (1024 rows: 32), so those keep 1; passes of several tokens hold a row's accumulators per
-// column, so they take at most 2 (H200 figures in docs/perf.md).
+// column, so passes of 16 take at most 2 (32 sums per lane, what the butterfly reduction takes at once;
+// 4 rows at 8 columns: 8-token steps -9 % on the H100, docs/perf.md).
 uint32_t stage_rows(uint32_t rows, uint32_t columns) {
   if (rows < 4096) return 1;
   if (rows < 8192) return 2;
-  return columns == 1 ? 4 : 2;
+  return columns <= 8 ? 4 : 2;
 }
 // The matrices of some lists and single ones, in order.
 std::vector<const GpuMatrix*> pointers(const std::vector<GpuMatrix>& a, const std::vector<GpuMatrix>& b = {},
