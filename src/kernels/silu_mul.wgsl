@@ -3,21 +3,11 @@
 // SLOTS (mixture of experts): a token has SLOTS such rows, one per chosen expert (gu [tokens, SLOTS, 2N]).
 // ROUTE_SCALE (llama4, whose routing weight w scales an expert's input): gate and up are first multiplied
 // by the row's w from route [tokens, SLOTS]; the projections are linear, so W (w h) = w (W h).
-// QUANT_OUT (the int8 path's down projection): the results are not written back but quantized per
-// 32-element chunk by act_quant.wgsl's quantize_chunk into xq, xs as quantize_act.wgsl lays them out
-// ([tokens, N / 32] chunks), one invocation per chunk (workgroups y), for matvec.wgsl's PREQUANT: the
-// down GEMV's input costs no quantize dispatch of its own, and every pass width runs this same code
-// (batch invariance).
 #if ROUTE_SCALE
 #use route
 @group(0) @binding(1) var<storage, read> route: array<Route>;
 #endif
 @group(0) @binding(0) var<storage, read_write> gu: array<f32>;
-#if QUANT_OUT
-#use act_quant
-@group(0) @binding(1) var<storage, read_write> xq: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read_write> xs: array<vec4<f32>>;
-#endif
 
 #if SLOTS
 const ROWS = SLOTS;
@@ -25,32 +15,6 @@ const ROWS = SLOTS;
 const ROWS = 1u;
 #endif
 
-fn silu_times(g: f32, u: f32) -> f32 {
-  return g / (1.0 + exp(-g)) * u;
-}
-
-#if QUANT_OUT
-const CHUNKS = N / 32u;
-
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  let c = wid.y * 256u + tid;
-  if (c < CHUNKS) {
-    let at = wid.x * 2u * N + 32u * c;
-    var v: array<vec4<f32>, 8>;
-    for (var k = 0u; k < 8u; k++) {
-      for (var e = 0u; e < 4u; e++) {
-        v[k][e] = silu_times(gu[at + 4u * k + e], gu[at + N + 4u * k + e]);
-      }
-    }
-    let q = quantize_chunk(v);
-    let o = wid.x * CHUNKS + c;
-    xq[2u * o] = q.lo;
-    xq[2u * o + 1u] = q.hi;
-    xs[o] = q.s;
-  }
-}
-#else
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let i = wid.y * 256u + tid;
@@ -64,7 +28,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     g *= w;
     u *= w;
 #endif
-    gu[at] = silu_times(g, u);
+    gu[at] = g / (1.0 + exp(-g)) * u;
   }
 }
-#endif
