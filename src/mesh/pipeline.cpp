@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "mesh/backoff.hpp"
+#include "runtime/prompt_checks.hpp"
 #include "runtime/slot_choice.hpp"
 
 namespace wgllm::mesh {
@@ -41,15 +42,7 @@ std::optional<std::string> Pipeline::broken() const {
 
 std::optional<runtime::Generator::Started> Pipeline::start(std::span<const int32_t> prompt,
                                                            const runtime::SamplingParams& sampling) {
-  if (prompt.empty()) fail_input("the prompt has no tokens");
-  if (prompt.size() >= n_ctx_)
-    fail_input("the prompt of " + std::to_string(prompt.size()) +
-               " tokens leaves no room for a generated token in the context of " + std::to_string(n_ctx_) +
-               " tokens");
-  for (int32_t id : prompt)
-    if (id < 0 || static_cast<uint32_t>(id) >= n_vocab_)
-      fail_input("token id " + std::to_string(id) + " is outside the vocabulary of " +
-                 std::to_string(n_vocab_));
+  runtime::check_prompt(prompt, n_ctx_, n_vocab_);
   std::vector<runtime::SlotCandidate> candidates;
   for (const Slot& c : slots_) candidates.push_back({c.state == State::Free, c.cached, c.order});
   const std::optional<runtime::SlotChoice> choice = runtime::choose_slot(candidates, prompt);
@@ -245,10 +238,7 @@ std::vector<std::vector<float>> Pipeline::logits(std::span<const int32_t> tokens
   if (tokens.empty()) fail_input("no tokens to compute logits for");
   if (tokens.size() > n_ctx_)
     fail_input(std::to_string(tokens.size()) + " tokens do not fit the context of " + std::to_string(n_ctx_));
-  for (int32_t id : tokens)
-    if (id < 0 || static_cast<uint32_t>(id) >= n_vocab_)
-      fail_input("token id " + std::to_string(id) + " is outside the vocabulary of " +
-                 std::to_string(n_vocab_));
+  runtime::check_token_ids(tokens, n_vocab_);
   drain();
   Slot& s = slots_[0];
   ++s.epoch;

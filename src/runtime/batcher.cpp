@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "runtime/prompt_checks.hpp"
 #include "runtime/slot_choice.hpp"
 
 namespace wgllm::runtime {
@@ -17,15 +18,7 @@ bool Batcher::busy() const {
 
 std::optional<Generator::Started> Batcher::start(std::span<const int32_t> prompt,
                                                  const SamplingParams& sampling) {
-  if (prompt.empty()) fail_input("the prompt has no tokens");
-  if (prompt.size() >= forward_.n_ctx())
-    fail_input("the prompt of " + std::to_string(prompt.size()) +
-               " tokens leaves no room for a generated token in the context of " +
-               std::to_string(forward_.n_ctx()) + " tokens");
-  for (int32_t id : prompt)
-    if (id < 0 || static_cast<uint32_t>(id) >= forward_.config().n_vocab)
-      fail_input("token id " + std::to_string(id) + " is outside the vocabulary of " +
-                 std::to_string(forward_.config().n_vocab));
+  check_prompt(prompt, forward_.n_ctx(), forward_.config().n_vocab);
   std::vector<SlotCandidate> candidates;
   for (const Slot& s : slots_) candidates.push_back({s.state == State::Free, s.cached, s.order});
   const std::optional<SlotChoice> choice = choose_slot(candidates, prompt);

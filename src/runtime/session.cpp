@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "runtime/prompt_checks.hpp"
 
 namespace wgllm::runtime {
 
@@ -23,10 +24,7 @@ gpu::ReadTicket Session::prefill(std::span<const int32_t> prompt) {
   if (pos_ + prompt.size() > forward_.n_ctx())
     fail_input("prompt of " + std::to_string(prompt.size()) + " tokens does not fit the context of " +
                std::to_string(forward_.n_ctx()) + " tokens (" + std::to_string(pos_) + " already used)");
-  for (int32_t id : prompt)
-    if (id < 0 || static_cast<uint32_t>(id) >= forward_.config().n_vocab)
-      fail_input("token id " + std::to_string(id) + " is outside the vocabulary of " +
-                 std::to_string(forward_.config().n_vocab));
+  check_token_ids(prompt, forward_.config().n_vocab);
   forward_.set_history(0, prompt);
   // Passes of up to max_batch tokens, one submit each; only the last token's logits are computed.
   const RowSampling sample{sampling_, sampled_};
@@ -55,9 +53,7 @@ gpu::ReadTicket Session::step() {
 
 gpu::ReadTicket Session::evaluate(int32_t token) {
   if (context_full()) fail_input("the context of " + std::to_string(forward_.n_ctx()) + " tokens is full");
-  if (token < 0 || static_cast<uint32_t>(token) >= forward_.config().n_vocab)
-    fail_input("token id " + std::to_string(token) + " is outside the vocabulary of " +
-               std::to_string(forward_.config().n_vocab));
+  check_token_ids({&token, 1}, forward_.config().n_vocab);
   const PassToken t{0, pos_, token, true};
   forward_.record({&t, 1});
   ++pos_;
