@@ -9,6 +9,23 @@ struct ActChunk {
   s: vec4<f32>,   // (d, d * sum q[0..16), d * sum q[16..32), d * sum q[0..32))
 }
 
+// The steps of a chunk's quantization, shared by quantize_chunk (one invocation per chunk) and kernels
+// that split a chunk over invocations (silu_mul.wgsl's QUANT_OUT): the same operations, so the same codes.
+// The reciprocal of a chunk's scale d = amax / 127 (0 when d is).
+fn act_inverse_scale(d: f32) -> f32 {
+  return select(0.0, 1.0 / d, d > 0.0);
+}
+
+// Four of a chunk's codes.
+fn act_codes(v: vec4<f32>, id: f32) -> vec4<i32> {
+  return clamp(vec4<i32>(round(v * id)), vec4<i32>(-127), vec4<i32>(127));
+}
+
+// A chunk's scales from d and the sums of its two halves' codes.
+fn act_scales(d: f32, lo: i32, hi: i32) -> vec4<f32> {
+  return vec4<f32>(d, d * f32(lo), d * f32(hi), d * f32(lo + hi));
+}
+
 fn quantize_chunk(v: array<vec4<f32>, 8>) -> ActChunk {
   var amax = 0.0;
   for (var j = 0u; j < 8u; j++) {
@@ -16,15 +33,14 @@ fn quantize_chunk(v: array<vec4<f32>, 8>) -> ActChunk {
     amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
   }
   let d = amax / 127.0;
-  let id = select(0.0, 1.0 / d, d > 0.0);
+  let id = act_inverse_scale(d);
   var words: array<u32, 8>;
   var sums = vec2<i32>(0);
   for (var j = 0u; j < 8u; j++) {
-    let q = clamp(vec4<i32>(round(v[j] * id)), vec4<i32>(-127), vec4<i32>(127));
+    let q = act_codes(v[j], id);
     words[j] = pack4xI8(q);
     sums[j / 4u] += q.x + q.y + q.z + q.w;
   }
   return ActChunk(vec4<u32>(words[0], words[1], words[2], words[3]),
-                  vec4<u32>(words[4], words[5], words[6], words[7]),
-                  vec4<f32>(d, d * f32(sums.x), d * f32(sums.y), d * f32(sums.x + sums.y)));
+                  vec4<u32>(words[4], words[5], words[6], words[7]), act_scales(d, sums.x, sums.y));
 }

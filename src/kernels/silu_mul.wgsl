@@ -3,11 +3,21 @@
 // SLOTS (mixture of experts): a token has SLOTS such rows, one per chosen expert (gu [tokens, SLOTS, 2N]).
 // ROUTE_SCALE (llama4, whose routing weight w scales an expert's input): gate and up are first multiplied
 // by the row's w from route [tokens, SLOTS]; the projections are linear, so W (w h) = w (W h).
+// QUANT_OUT (the int8 path's down projection): the results are not written back but quantized per
+// 32-element chunk by act_quant.wgsl's steps into xq, xs as quantize_act.wgsl lays them out ([tokens,
+// N / 32] chunks), 8 invocations per chunk, 32 chunks per workgroup (y), for matvec.wgsl's PREQUANT: the
+// down GEMV's input costs no quantize dispatch of its own, and every pass width runs this same code
+// (batch invariance).
 #if ROUTE_SCALE
 #use route
 @group(0) @binding(1) var<storage, read> route: array<Route>;
 #endif
 @group(0) @binding(0) var<storage, read_write> gu: array<f32>;
+#if QUANT_OUT
+#use act_quant
+@group(0) @binding(1) var<storage, read_write> xq: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read_write> xs: array<vec4<f32>>;
+#endif
 
 #if SLOTS
 const ROWS = SLOTS;
@@ -15,6 +25,51 @@ const ROWS = SLOTS;
 const ROWS = 1u;
 #endif
 
+fn silu_times(g: f32, u: f32) -> f32 {
+  return g / (1.0 + exp(-g)) * u;
+}
+
+#if QUANT_OUT
+const CHUNKS = N / 32u;
+const PER_WG = 32u;  // chunks per workgroup: 8 invocations each, one vector of 4 elements apiece
+
+var<workgroup> amax_part: array<f32, 256>;
+var<workgroup> sum_part: array<i32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let c = wid.y * PER_WG + tid / 8u;
+  let k = tid % 8u;  // the chunk's elements 4k..4k+3
+  let first = tid - k;  // the chunk's first invocation
+  var h = vec4<f32>(0.0);
+  if (c < CHUNKS) {
+    let at = wid.x * 2u * N + 32u * c + 4u * k;
+    for (var e = 0u; e < 4u; e++) {
+      h[e] = silu_times(gu[at + e], gu[at + N + e]);
+    }
+  }
+  let a = abs(h);
+  amax_part[tid] = max(max(a.x, a.y), max(a.z, a.w));
+  workgroupBarrier();
+  var amax = 0.0;
+  for (var i = 0u; i < 8u; i++) {
+    amax = max(amax, amax_part[first + i]);  // max is exact: any order gives quantize_chunk's
+  }
+  let d = amax / 127.0;
+  let q = act_codes(h, act_inverse_scale(d));
+  sum_part[tid] = q.x + q.y + q.z + q.w;
+  workgroupBarrier();
+  if (c < CHUNKS) {
+    let o = wid.x * CHUNKS + c;
+    xq[2u * o + k / 4u][k % 4u] = pack4xI8(q);
+    if (k == 0u) {
+      let lo = sum_part[first] + sum_part[first + 1u] + sum_part[first + 2u] + sum_part[first + 3u];
+      let hi = sum_part[first + 4u] + sum_part[first + 5u] + sum_part[first + 6u] + sum_part[first + 7u];
+      xs[o] = act_scales(d, lo, hi);
+    }
+  }
+}
+#else
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let i = wid.y * 256u + tid;
@@ -28,6 +83,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     g *= w;
     u *= w;
 #endif
-    gu[at] = g / (1.0 + exp(-g)) * u;
+    gu[at] = silu_times(g, u);
   }
 }
+#endif

@@ -130,6 +130,58 @@ TEST_P(SiluMul, MatchesDoubleReferenceInPlace) {
 }
 
 WGLLM_KERNEL_VARIANTS(RmsNorm);
+// QUANT_OUT: silu(gate) * up quantized per 32 elements (quantize_act's layout, [rows, N / 32] chunks)
+// instead of written back. Against float64: each chunk's scale d is max|h| / 127 (relative 1e-6), each
+// code dequantizes to within d / 2 of h (plus f32 rounding of h), and the chunk's sums are those of its
+// codes; gate|up is left as it was.
+TEST_P(SiluMul, QuantOutIsTheInt8CodesOfTheProducts) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(403);
+  std::normal_distribution<float> dist(0.f, 4.f);
+  constexpr uint32_t kRows = 3;
+  for (uint32_t n : {32u, 96u, 32u * 300}) {  // one chunk; three; ten workgroups of 32, the last of 12
+    SCOPED_TRACE("N " + std::to_string(n));
+    std::vector<float> gu(size_t(kRows) * 2 * n);  // [rows, gate (N) | up (N)]
+    for (float& v : gu) v = dist(rng);
+    gu[5] = -100.f;  // exp(-g) overflows: silu -> 0
+    gu[6] = 100.f;
+    gpu::Buffer gu_buf = upload(gu, "gate|up");
+    const uint32_t chunks = n / 32;
+    gpu::Buffer xq = upload(std::vector<uint32_t>(size_t(kRows) * chunks * 8 + 1, 0xDEADBEEFu), "xq");
+    gpu::Buffer xs = upload(std::vector<float>(size_t(kRows) * chunks * 4 + 1, kNaN), "xs");
+    dispatch("silu_mul", variant({{"N", u32(n)}, {"QUANT_OUT", "1"}}), {{gu_buf}, {xq}, {xs}}, kRows,
+             (chunks + 31) / 32);
+    const std::vector<uint32_t> q = download<uint32_t>(xq, size_t(kRows) * chunks * 8 + 1);
+    const std::vector<float> d = download<float>(xs, size_t(kRows) * chunks * 4 + 1);
+    EXPECT_EQ(bits_of(download<float>(gu_buf, gu.size())), bits_of(gu)) << "gate|up was written";
+    EXPECT_EQ(q.back(), 0xDEADBEEFu) << "written past the codes";
+    EXPECT_TRUE(std::isnan(d.back())) << "written past the scales";
+    for (uint32_t r = 0; r < kRows; ++r)
+      for (uint32_t c = 0; c < chunks; ++c) {
+        SCOPED_TRACE("row " + std::to_string(r) + " chunk " + std::to_string(c));
+        double h[32], amax = 0;
+        for (uint32_t e = 0; e < 32; ++e) {
+          const double g = gu[size_t(r) * 2 * n + 32 * c + e], u = gu[size_t(r) * 2 * n + n + 32 * c + e];
+          h[e] = g / (1.0 + std::exp(-g)) * u;
+          amax = std::max(amax, std::abs(h[e]));
+        }
+        const size_t o = size_t(r) * chunks + c;
+        const double scale = d[4 * o];
+        EXPECT_NEAR(scale, amax / 127, 1e-6 * amax / 127);
+        int64_t sums[2] = {0, 0};
+        for (uint32_t e = 0; e < 32; ++e) {
+          const int code = static_cast<int8_t>(q[8 * o + e / 4] >> (8 * (e % 4)));
+          EXPECT_LE(std::abs(code), 127);
+          EXPECT_LE(std::abs(scale * code - h[e]), scale / 2 + 1e-5 * amax) << "element " << e;
+          sums[e / 16] += code;
+        }
+        EXPECT_FLOAT_EQ(d[4 * o + 1], float(scale * sums[0]));
+        EXPECT_FLOAT_EQ(d[4 * o + 2], float(scale * sums[1]));
+        EXPECT_FLOAT_EQ(d[4 * o + 3], float(scale * (sums[0] + sums[1])));
+      }
+  }
+}
+
 WGLLM_KERNEL_VARIANTS(SiluMul);
 
 }  // namespace
