@@ -44,3 +44,33 @@ fn quantize_chunk(v: array<vec4<f32>, 8>) -> ActChunk {
   return ActChunk(vec4<u32>(words[0], words[1], words[2], words[3]),
                   vec4<u32>(words[4], words[5], words[6], words[7]), act_scales(d, sums.x, sums.y));
 }
+
+// A chunk split over 8 consecutive invocations of a workgroup of 256 (invocation tid holds elements
+// 4k..4k+3 of its chunk, k = tid % 8, in v): this invocation's word of codes and the chunk's scales, both
+// as quantize_chunk makes them (the maximum is exact in any order, the sums are integers). Every
+// invocation of the workgroup calls it (it holds barriers); calls may follow each other in a loop.
+var<workgroup> act_amax: array<f32, 256>;
+var<workgroup> act_sum: array<i32, 256>;
+
+struct ActPart {
+  word: u32,     // codes of elements 4k..4k+3
+  s: vec4<f32>,  // the chunk's scales
+}
+
+fn quantize_part(v: vec4<f32>, tid: u32) -> ActPart {
+  let first = tid - tid % 8u;
+  let a = abs(v);
+  act_amax[tid] = max(max(a.x, a.y), max(a.z, a.w));
+  workgroupBarrier();
+  var amax = 0.0;
+  for (var i = 0u; i < 8u; i++) {
+    amax = max(amax, act_amax[first + i]);
+  }
+  let d = amax / 127.0;
+  let q = act_codes(v, act_inverse_scale(d));
+  act_sum[tid] = q.x + q.y + q.z + q.w;
+  workgroupBarrier();
+  let lo = act_sum[first] + act_sum[first + 1u] + act_sum[first + 2u] + act_sum[first + 3u];
+  let hi = act_sum[first + 4u] + act_sum[first + 5u] + act_sum[first + 6u] + act_sum[first + 7u];
+  return ActPart(pack4xI8(q), act_scales(d, lo, hi));
+}

@@ -1,6 +1,7 @@
-// Activations for matmul.wgsl's INT8 path and matvec.wgsl's PREQUANT: each token's row x_t [COLS] (with NORM, RMS-normalised first:
-// x / rms(x) * norm_w, EPS inside the root, as matvec.wgsl's NORM) is cut into 32-element chunks, each
-// quantized by act_quant.wgsl's quantize_chunk.
+// Activations for matmul.wgsl's INT8 path and matvec.wgsl's PREQUANT: each token's row x_t [COLS]
+// (with NORM, RMS-normalised first: x / rms(x) * norm_w, EPS inside the root, as matvec.wgsl's NORM) is
+// cut into 32-element chunks, each quantized by 8 invocations (act_quant.wgsl's quantize_part:
+// quantize_chunk's codes).
 //   xq [tokens, COLS / 4]: 4 int8 q per word, in element order
 //   xs [tokens, COLS / 32]: per chunk (d, d * sum q[0..16), d * sum q[16..32), d * sum q[0..32))
 // Bindings: 0 x (f32 [tokens, X_STRIDE]), 1 xq, 2 xs, 3 batch (uniform), 4 norm_w (NORM).
@@ -50,19 +51,25 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   }
   let inv_rms = inverseSqrt(partial[0] / f32(COLS) + EPS);
 #endif
-  for (var g = tid; g < CHUNKS; g += WG) {
-    var v: array<vec4<f32>, 8>;  // the chunk's 32 values
-    for (var j = 0u; j < 8u; j++) {
+  // 32 chunks at a time, 8 invocations per chunk (act_quant.wgsl's quantize_part).
+  let k = tid % 8u;
+  for (var g0 = 0u; g0 < CHUNKS; g0 += WG / 8u) {
+    let g = g0 + tid / 8u;
+    var v = vec4<f32>(0.0);
+    if (g < CHUNKS) {
 #if NORM
-      v[j] = x[row + 8u * g + j] * inv_rms * norm_w[8u * g + j];
+      v = x[row + 8u * g + k] * inv_rms * norm_w[8u * g + k];
 #else
-      v[j] = x[row + 8u * g + j];
+      v = x[row + 8u * g + k];
 #endif
     }
-    let q = quantize_chunk(v);
-    let c = t * CHUNKS + g;
-    xq[2u * c] = q.lo;
-    xq[2u * c + 1u] = q.hi;
-    xs[c] = q.s;
+    let part = quantize_part(v, tid);
+    if (g < CHUNKS) {
+      let c = t * CHUNKS + g;
+      xq[2u * c + k / 4u][k % 4u] = part.word;
+      if (k == 0u) {
+        xs[c] = part.s;
+      }
+    }
   }
 }

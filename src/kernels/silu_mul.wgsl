@@ -33,14 +33,10 @@ fn silu_times(g: f32, u: f32) -> f32 {
 const CHUNKS = N / 32u;
 const PER_WG = 32u;  // chunks per workgroup: 8 invocations each, one vector of 4 elements apiece
 
-var<workgroup> amax_part: array<f32, 256>;
-var<workgroup> sum_part: array<i32, 256>;
-
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let c = wid.y * PER_WG + tid / 8u;
   let k = tid % 8u;  // the chunk's elements 4k..4k+3
-  let first = tid - k;  // the chunk's first invocation
   var h = vec4<f32>(0.0);
   if (c < CHUNKS) {
     let at = wid.x * 2u * N + 32u * c + 4u * k;
@@ -48,24 +44,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       h[e] = silu_times(gu[at + e], gu[at + N + e]);
     }
   }
-  let a = abs(h);
-  amax_part[tid] = max(max(a.x, a.y), max(a.z, a.w));
-  workgroupBarrier();
-  var amax = 0.0;
-  for (var i = 0u; i < 8u; i++) {
-    amax = max(amax, amax_part[first + i]);  // max is exact: any order gives quantize_chunk's
-  }
-  let d = amax / 127.0;
-  let q = act_codes(h, act_inverse_scale(d));
-  sum_part[tid] = q.x + q.y + q.z + q.w;
-  workgroupBarrier();
+  let part = quantize_part(h, tid);
   if (c < CHUNKS) {
     let o = wid.x * CHUNKS + c;
-    xq[2u * o + k / 4u][k % 4u] = pack4xI8(q);
+    xq[2u * o + k / 4u][k % 4u] = part.word;
     if (k == 0u) {
-      let lo = sum_part[first] + sum_part[first + 1u] + sum_part[first + 2u] + sum_part[first + 3u];
-      let hi = sum_part[first + 4u] + sum_part[first + 5u] + sum_part[first + 6u] + sum_part[first + 7u];
-      xs[o] = act_scales(d, lo, hi);
+      xs[o] = part.s;
     }
   }
 }
