@@ -259,7 +259,9 @@ class Forward {
   gpu::Buffer moe_logits_, route_, moe_out_;
   uint64_t route_bytes_ = 0, route_stride_ = 0;  // a layer's routes, and the aligned offset between layers
   uint32_t moe_layers_ = 0;                      // of this stage
-  gpu::Buffer xq_, xs_;     // prefill's int8 activations: [max_batch, widest input / 4] u32, [.., / 32] vec4
+  // The int8 activations of prefill's GEMMs and of GEMV passes (PREQUANT): [rows, widest input / 4] u32,
+  // [rows, widest input / 32] vec4; rows = the pass's tokens or logits rows, in whole tiles.
+  gpu::Buffer xq_, xs_;
   gpu::Buffer logits_;      // [max_rows rounded to whole tiles, n_vocab]
   gpu::Buffer rope_table_;  // [n_ctx, rope_dim / 2] (cos, sin)
   gpu::Buffer q_scale_;     // [n_ctx]: q's factor on NoPE layers (attention temperature); none without
