@@ -6,10 +6,11 @@
 // The pass's own keys were written by rope_kv before this runs, so prompt tokens of one pass attend to each
 // other causally. A token's arithmetic depends only on its own (slot, pos, q) and the cache: never on the
 // other tokens of the pass (batch invariance).
-// Keys go in tiles of WG with an online softmax (running max m and sum l, rescaled per tile), so no scores
-// buffer is needed at any context length; a tile's maximum and sum reduce through subgroups where the
-// adapter has them (SUBGROUPS), else through workgroup memory; the p·V sum splits each tile's keys over
-// SPLIT thread groups of HEAD_DIM, added up in a fixed order at the end.
+// Keys go in tiles of WG (an invocation per key in q·k) with an online softmax (running max m and sum l,
+// rescaled per tile), so no scores buffer is needed at any context length; a tile's maximum and
+// sum reduce through subgroups where the adapter has them (SUBGROUPS), else through workgroup memory; the
+// p·V sum splits each tile's keys over SPLIT groups of HEAD_DIM / 4 invocations (a vector of the head
+// each), added up in a fixed order at the end.
 // qkv [tokens, q | k | v] (q: N_HEADS*HEAD_DIM); caches [slots * CTX, N_KV*HEAD_DIM]; out [tokens, N_HEADS*HEAD_DIM].
 // HEAD_DIM is a multiple of 4 and at most 256.
 // With SPANS (split-sequence attention, for passes of few tokens at long positions): positions go in spans
@@ -84,7 +85,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
 #else
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>;
+@group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 #if SPANS
 @group(0) @binding(5) var<storage, read_write> part: array<f32>;
@@ -94,18 +95,23 @@ const KV_DIM = N_KV * HEAD_DIM;
 const GROUP = N_HEADS / N_KV;
 const QKV = (N_HEADS + 2u * N_KV) * HEAD_DIM;
 const D4 = HEAD_DIM / 4u;
-const SPLIT = WG / HEAD_DIM;
+// The p·V sum: key groups of D4 invocations, each invocation a vector of the head's elements, so that a
+// row of V is one coalesced read by a group and a tile's keys are a chain of WG / SPLIT loads per
+// invocation (a scalar per invocation and WG / HEAD_DIM groups made chains 4x longer: 1B tg128 -11 % on
+// the H100, docs/perf.md).
+const SPLIT = WG / D4;
 const NONE = -3.0e38;
 
 // Per head of the workgroup's HEADS: [head][...]
 var<workgroup> q: array<vec4<f32>, HEADS * D4>;
 var<workgroup> p: array<f32, HEADS * WG>;        // this tile's exp(score - m)
 var<workgroup> red_max: array<f32, HEADS * WG>;
-var<workgroup> red_sum: array<f32, HEADS * WG>;  // then the SPLIT partial outputs
+var<workgroup> red_sum: array<f32, HEADS * WG>;  // then the SPLIT partial outputs, an element at a time
 
 // Every Heads variable has an explicit Heads() initialiser: declared without one inside the tile loop, its
 // values were not zeroed again in each iteration on lavapipe (wrong from the second tile on).
 alias Heads = array<f32, HEADS>;
+alias HeadVectors = array<vec4<f32>, HEADS>;
 
 // With subgroups, each subgroup's maximum or sum of a head goes to one slot and every invocation reads the
 // WG / sg slots in order (one barrier for all heads, a fixed order: the same bits for every token);
@@ -223,11 +229,11 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     q[i] = qkv[(wid.x * QKV + h0 * HEAD_DIM) / 4u + i];
   }
   workgroupBarrier();
-  let g = tid / HEAD_DIM;  // key group of the p·V sum
-  let d = tid % HEAD_DIM;
+  let g = tid / D4;  // p·V: key group and vector
+  let d4 = tid % D4;
   var m = Heads();
   var l = Heads();
-  var acc = Heads();
+  var acc = HeadVectors();
   for (var h = 0u; h < HEADS; h++) {
     m[h] = NONE;
   }
@@ -266,9 +272,9 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     }
     if (g < SPLIT) {
       let len = min(WG, end - t0);
-      var a = Heads();
+      var a = HeadVectors();
       for (var i = g; i < len; i += SPLIT) {
-        let v = v_cache[(first + t0 + i) * KV_DIM + kv + d];
+        let v = v_cache[((first + t0 + i) * KV_DIM + kv) / 4u + d4];
         for (var h = 0u; h < HEADS; h++) {
           a[h] += p[h * WG + i] * v;
         }
@@ -280,31 +286,37 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     m = m_new;
     workgroupBarrier();
   }
-  if (g < SPLIT) {
-    for (var h = 0u; h < HEADS; h++) {
-      red_sum[h * WG + tid] = acc[h];
-    }
-  }
-  workgroupBarrier();
-  if (tid < HEAD_DIM) {
-    for (var h = 0u; h < HEADS; h++) {
-      var o = 0.0;
-      for (var i = 0u; i < SPLIT; i++) {
-        o += red_sum[h * WG + i * HEAD_DIM + tid];
+  // The key groups' outputs added in group order, one element of each vector at a time through red_sum;
+  // each result is stored before the next barrier (Mesa's hazard above).
+  for (var c = 0u; c < 4u; c++) {
+    if (g < SPLIT) {
+      for (var h = 0u; h < HEADS; h++) {
+        red_sum[h * WG + tid] = acc[h][c];
       }
-#if SPANS
-      if (start / SPAN != t.pos / SPAN) {
-        let at = ((wid.x * N_HEADS + h0 + h) * SPANS + span) * PART;
-        part[at + tid] = o;
-        if (tid == 0u) {
-          part[at + HEAD_DIM] = m[h];
-          part[at + HEAD_DIM + 1u] = l[h];
+    }
+    workgroupBarrier();
+    if (tid < D4) {
+      let el = 4u * tid + c;  // the element of the head
+      for (var h = 0u; h < HEADS; h++) {
+        var o = 0.0;
+        for (var i = 0u; i < SPLIT; i++) {
+          o += red_sum[h * WG + i * D4 + tid];
         }
-        continue;
-      }
+#if SPANS
+        if (start / SPAN != t.pos / SPAN) {
+          let at = ((wid.x * N_HEADS + h0 + h) * SPANS + span) * PART;
+          part[at + el] = o;
+          if (el == 0u) {
+            part[at + HEAD_DIM] = m[h];
+            part[at + HEAD_DIM + 1u] = l[h];
+          }
+          continue;
+        }
 #endif
-      out[(wid.x * N_HEADS + h0 + h) * HEAD_DIM + tid] = o / l[h];
+        out[(wid.x * N_HEADS + h0 + h) * HEAD_DIM + el] = o / l[h];
+      }
     }
+    workgroupBarrier();
   }
 }
 #endif
