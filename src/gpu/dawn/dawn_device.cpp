@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -275,6 +276,9 @@ class DawnDevice final : public Device {
 
   Buffer buffer(uint64_t size, uint32_t usage, std::string_view label) override;
   void write(Buffer dst, uint64_t offset, std::span<const uint8_t> bytes) override;
+  void write_threaded(WGPUBuffer dst, uint64_t offset, std::span<const uint8_t> bytes);
+  static constexpr size_t kThreadedWriteBytes = 4u << 20;  // smaller writes: queue.writeBuffer
+  static constexpr uint64_t kUploadBytes = 32ull << 20;    // each of write_threaded's staging buffers
   Kernel kernel(std::string_view name, const KernelDefines& defines) override;
   BindGroup bind(Kernel kernel, std::span<const BufferSlice> slices) override;
   void dispatch(Kernel kernel, BindGroup group, uint32_t x, uint32_t y, uint32_t z) override;
@@ -319,6 +323,8 @@ class DawnDevice final : public Device {
 
   void check_alive() const;
   void throw_pending_error();
+  void map_async(Ticket& t, WGPUFlags mode);
+  void await_mapping(Ticket& t, std::string_view what);
   WGPUCommandEncoder encoder();
   void end_pass();
   // Runs `create` inside an error scope and turns a validation or out-of-memory error into an exception.
@@ -340,6 +346,8 @@ class DawnDevice final : public Device {
   WGPUCommandEncoder encoder_ = nullptr;
   WGPUComputePassEncoder pass_ = nullptr;
   std::vector<uint32_t> recorded_tickets_;
+  std::array<Ticket, 2> uploads_;  // write_threaded's staging buffers, used in turn
+  size_t next_upload_ = 0;
 
   // Profiling: one timestamp pair per dispatch, resolved and read back at submit.
   static constexpr uint32_t kMaxProfiled = 2048;  // WebGPU allows 4096 queries per set
@@ -479,6 +487,8 @@ DawnDevice::~DawnDevice() {
   if (encoder_) wgpuCommandEncoderRelease(encoder_);
   for (auto& t : tickets_)
     if (t->staging) wgpuBufferRelease(t->staging);
+  for (Ticket& t : uploads_)
+    if (t.staging) wgpuBufferRelease(t.staging);
   if (queries_) {
     wgpuQuerySetDestroy(queries_);
     wgpuQuerySetRelease(queries_);
@@ -581,13 +591,63 @@ void DawnDevice::write(Buffer dst, uint64_t offset, std::span<const uint8_t> byt
     fail_runtime("write of " + std::to_string(bytes.size()) + " bytes at " + std::to_string(offset) +
                  " outside or misaligned in buffer '" + b.label + "'");
   size_t whole = bytes.size() & ~size_t(3);
-  if (whole) wgpuQueueWriteBuffer(queue_, b.handle, offset, bytes.data(), whole);
+  if (whole >= kThreadedWriteBytes) {
+    write_threaded(b.handle, offset, bytes.first(whole));
+  } else if (whole) {
+    wgpuQueueWriteBuffer(queue_, b.handle, offset, bytes.data(), whole);
+  }
   if (whole != bytes.size()) {  // WebGPU writes whole 4-byte words
     uint8_t tail[4] = {};
     std::memcpy(tail, bytes.data() + whole, bytes.size() - whole);
     wgpuQueueWriteBuffer(queue_, b.handle, offset + whole, tail, 4);
   }
   stats_.bytes_written += bytes.size();
+}
+
+// Model upload: queue.writeBuffer copies on the calling thread into staging memory that Dawn allocates as
+// it goes, 1.4 GB/s from a page-cached mmap on the H100's host, most of it in the kernel (pinning fresh
+// host memory: 3.5 s of system time in an 8B Q4_0 load, docs/perf.md). Here two staging buffers are
+// mapped once and used in turn, each filled by several threads (which also fault in their own shares of
+// the file's pages), copied to `dst` by a command submitted at once (writeBuffer's queue order), then
+// mapped again for its next turn.
+void DawnDevice::write_threaded(WGPUBuffer dst, uint64_t offset, std::span<const uint8_t> bytes) {
+  const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
+  for (uint64_t at = 0; at < bytes.size(); at += kUploadBytes) {
+    const uint64_t n = std::min<uint64_t>(kUploadBytes, bytes.size() - at);
+    Ticket& s = uploads_[next_upload_++ % uploads_.size()];
+    if (!s.staging) {
+      WGPUBufferDescriptor desc{};
+      desc.label = sv("upload staging");
+      desc.usage = WGPUBufferUsage_MapWrite | WGPUBufferUsage_CopySrc;
+      desc.size = kUploadBytes;
+      desc.mappedAtCreation = 1;
+      s.staging = wgpuDeviceCreateBuffer(device_, &desc);
+      if (!s.staging)
+        fail_runtime("could not create a GPU upload staging buffer of " + std::to_string(kUploadBytes) +
+                     " bytes");
+      s.capacity = kUploadBytes;
+      s.state = TicketState::Mapped;
+    }
+    await_mapping(s, "upload staging buffer");
+    auto* mapped = static_cast<uint8_t*>(wgpuBufferGetMappedRange(s.staging, 0, s.capacity));
+    if (!mapped) fail_runtime("GPU upload: staging buffer's mapped range unavailable");
+    const uint64_t share = ((n + threads - 1) / threads + 4095) & ~uint64_t(4095);
+    std::vector<std::thread> pool;
+    for (uint64_t i = 0; i < n; i += share)
+      pool.emplace_back([=] { std::memcpy(mapped + i, bytes.data() + at + i, std::min(share, n - i)); });
+    for (std::thread& t : pool) t.join();
+    wgpuBufferUnmap(s.staging);
+    WGPUCommandEncoderDescriptor ed{};
+    WGPUCommandEncoder enc = wgpuDeviceCreateCommandEncoder(device_, &ed);
+    wgpuCommandEncoderCopyBufferToBuffer(enc, s.staging, 0, dst, offset + at, n);
+    WGPUCommandBufferDescriptor cd{};
+    WGPUCommandBuffer cmd = wgpuCommandEncoderFinish(enc, &cd);
+    wgpuQueueSubmit(queue_, 1, &cmd);
+    wgpuCommandBufferRelease(cmd);
+    wgpuCommandEncoderRelease(enc);
+    ++stats_.submits;
+    map_async(s, WGPUMapMode_Write);
+  }
 }
 
 Kernel DawnDevice::kernel(std::string_view name, const KernelDefines& defines) {
@@ -751,23 +811,7 @@ void DawnDevice::submit() {
     wgpuCommandBufferRelease(cmd);
     ++stats_.submits;
   }
-  for (uint32_t id : recorded_tickets_) {
-    Ticket& t = *tickets_[id - 1];
-    t.state = TicketState::Mapping;
-    WGPUBufferMapCallbackInfo cb{};
-    cb.mode = WGPUCallbackMode_AllowProcessEvents;
-    cb.callback = [](WGPUMapAsyncStatus status, WGPUStringView msg, void* ud, void*) {
-      auto* ticket = static_cast<Ticket*>(ud);
-      if (status == WGPUMapAsyncStatus_Success) {
-        ticket->state = TicketState::Mapped;
-      } else {
-        ticket->state = TicketState::Failed;
-        ticket->error = str(msg);
-      }
-    };
-    cb.userdata1 = &t;
-    wgpuBufferMapAsync(t.staging, WGPUMapMode_Read, 0, static_cast<size_t>(t.capacity), cb);
-  }
+  for (uint32_t id : recorded_tickets_) map_async(*tickets_[id - 1], WGPUMapMode_Read);
   recorded_tickets_.clear();
   throw_pending_error();
 }
@@ -814,23 +858,44 @@ bool DawnDevice::poll(ReadTicket ticket) {
   return t.state == TicketState::Mapped || t.state == TicketState::Failed;
 }
 
-std::vector<uint8_t> DawnDevice::wait(ReadTicket ticket) {
-  Ticket& t = *tickets_.at(ticket.id - 1);
-  if (t.state == TicketState::Recorded) fail_runtime("read-back awaited before submit()");
+void DawnDevice::map_async(Ticket& t, WGPUFlags mode) {
+  t.state = TicketState::Mapping;
+  WGPUBufferMapCallbackInfo cb{};
+  cb.mode = WGPUCallbackMode_AllowProcessEvents;
+  cb.callback = [](WGPUMapAsyncStatus status, WGPUStringView msg, void* ud, void*) {
+    auto* ticket = static_cast<Ticket*>(ud);
+    if (status == WGPUMapAsyncStatus_Success) {
+      ticket->state = TicketState::Mapped;
+    } else {
+      ticket->state = TicketState::Failed;
+      ticket->error = str(msg);
+    }
+  };
+  cb.userdata1 = &t;
+  wgpuBufferMapAsync(t.staging, mode, 0, static_cast<size_t>(t.capacity), cb);
+}
+
+void DawnDevice::await_mapping(Ticket& t, std::string_view what) {
   auto start = std::chrono::steady_clock::now();
   while (t.state == TicketState::Mapping) {
     wgpuInstanceProcessEvents(instance_);
     throw_pending_error();
     if (t.state != TicketState::Mapping) break;
     if (std::chrono::steady_clock::now() - start > std::chrono::seconds(300))
-      fail_runtime("GPU read-back did not complete within 300 s (device hung?)");
+      fail_runtime("GPU " + std::string(what) + " was not mapped within 300 s (device hung?)");
     std::this_thread::yield();
   }
   if (t.state == TicketState::Failed) {
     t.state = TicketState::Free;
     check_alive();  // a lost device explains the failure better than the mapping error
-    fail_runtime("GPU read-back failed: " + t.error);
+    fail_runtime("GPU " + std::string(what) + " could not be mapped: " + t.error);
   }
+}
+
+std::vector<uint8_t> DawnDevice::wait(ReadTicket ticket) {
+  Ticket& t = *tickets_.at(ticket.id - 1);
+  if (t.state == TicketState::Recorded) fail_runtime("read-back awaited before submit()");
+  await_mapping(t, "read-back");
   const auto* p = static_cast<const uint8_t*>(wgpuBufferGetConstMappedRange(t.staging, 0, t.capacity));
   if (!p) fail_runtime("GPU read-back: mapped range unavailable");
   std::vector<uint8_t> out(p, p + t.size);

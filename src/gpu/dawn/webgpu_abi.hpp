@@ -117,11 +117,11 @@ enum WGPUFeatureName : uint32_t {
 enum WGPUWGSLLanguageFeatureName : uint32_t { WGPUWGSLLanguageFeatureName_Packed4x8IntegerDotProduct = 0x2 };
 
 // Bitmasks are 64-bit.
-constexpr WGPUFlags WGPUBufferUsage_MapRead = 0x1, WGPUBufferUsage_CopySrc = 0x4,
-                    WGPUBufferUsage_CopyDst = 0x8, WGPUBufferUsage_Uniform = 0x40,
-                    WGPUBufferUsage_Storage = 0x80;
+constexpr WGPUFlags WGPUBufferUsage_MapRead = 0x1, WGPUBufferUsage_MapWrite = 0x2,
+                    WGPUBufferUsage_CopySrc = 0x4, WGPUBufferUsage_CopyDst = 0x8,
+                    WGPUBufferUsage_Uniform = 0x40, WGPUBufferUsage_Storage = 0x80;
 constexpr WGPUFlags WGPUBufferUsage_QueryResolve = 0x200;
-constexpr WGPUFlags WGPUMapMode_Read = 0x1;
+constexpr WGPUFlags WGPUMapMode_Read = 0x1, WGPUMapMode_Write = 0x2;
 enum WGPUQueryType : uint32_t { WGPUQueryType_Timestamp = 2 };
 constexpr uint64_t WGPU_WHOLE_SIZE = UINT64_MAX;
 constexpr size_t WGPU_STRLEN = SIZE_MAX;
@@ -403,6 +403,7 @@ void wgpuQueueRelease(WGPUQueue);
 WGPUFuture wgpuBufferMapAsync(WGPUBuffer, WGPUFlags mode, size_t offset, size_t size,
                               WGPUBufferMapCallbackInfo);
 const void* wgpuBufferGetConstMappedRange(WGPUBuffer, size_t offset, size_t size);
+void* wgpuBufferGetMappedRange(WGPUBuffer, size_t offset, size_t size);
 void wgpuBufferUnmap(WGPUBuffer);
 void wgpuBufferDestroy(WGPUBuffer);
 void wgpuBufferRelease(WGPUBuffer);

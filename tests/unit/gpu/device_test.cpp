@@ -70,6 +70,45 @@ TEST(Device, WriteThenReadBackRoundTrips) {
   EXPECT_EQ(d.stats().bytes_read_back >= 20u, true);
 }
 
+// Writes of several MiB go through a staging buffer filled by several threads (model upload), small ones
+// through queue.writeBuffer; both keep writeBuffer's order: after earlier writes, before the commands
+// recorded but not yet submitted (here a copy of the buffer, which must see the later write).
+TEST(Device, LargeWritesKeepTheQueueOrderOfSmallOnes) {
+  Device& d = device();
+  const size_t size = (12u << 20) + 8;
+  std::vector<uint8_t> want(size);
+  for (size_t i = 0; i < size; ++i) want[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+  Buffer b = d.buffer(size, kStorage, "large write"), seen = d.buffer(size, kStorage, "copy of it");
+  d.write(b, 0, want);
+  std::vector<uint8_t> small(4000, 0xA5);
+  d.write(b, 4096, small);
+  std::copy(small.begin(), small.end(), want.begin() + 4096);
+  d.copy(b, 0, seen, 0, size);  // recorded before the next write, submitted after it
+  std::vector<uint8_t> later((9u << 20) + 8);
+  for (size_t i = 0; i < later.size(); ++i) later[i] = static_cast<uint8_t>(i % 251);
+  d.write(b, 1024, later);
+  std::copy(later.begin(), later.end(), want.begin() + 1024);
+  ReadTicket t = d.read(seen, 0, size);
+  d.submit();
+  const std::vector<uint8_t> got = d.wait(t);
+  ASSERT_EQ(got.size(), size);
+  size_t first_wrong = size;
+  for (size_t i = 0; i < size && first_wrong == size; ++i)
+    if (got[i] != want[i]) first_wrong = i;
+  EXPECT_EQ(first_wrong, size) << "first differing byte";
+
+  // More writes than staging buffers: each is used again once its copy has run.
+  for (uint8_t round = 0; round < 5; ++round) {
+    std::vector<uint8_t> more((5u << 20) + 4 * round, static_cast<uint8_t>(round + 1));
+    d.write(b, 8 * round, more);
+    std::copy(more.begin(), more.end(), want.begin() + 8 * round);
+  }
+  ReadTicket again = d.read(b, 0, size);
+  d.submit();
+  const std::vector<uint8_t> after = d.wait(again);
+  EXPECT_TRUE(after == want);
+}
+
 TEST(Device, WgslCompileErrorNamesKernelAndLine) {
   Device& d = device();
   // silu_mul needs N: leaving it undefined is a compile error that must name the kernel and a line.
