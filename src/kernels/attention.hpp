@@ -7,8 +7,10 @@ namespace wgllm::kernels {
 
 // Query heads one attention workgroup serves (attention.wgsl's HEADS): heads that share a kv head (GQA)
 // read each key and value row once for all of them instead of once each. The largest divisor of the group
-// (n_heads / n_kv) up to 4: each head adds a score, a running max and sum and an output accumulator per
-// invocation and 2 KiB of workgroup memory. A token's attention runs n_heads / HEADS workgroups (per span).
-uint32_t attention_heads_per_workgroup(uint32_t n_heads, uint32_t n_kv);
+// (n_heads / n_kv) up to 4, or up to 2 for heads over 128 elements (workgroups of 256): each head adds a
+// score, a running max and sum and an output accumulator per invocation and 3.5 KiB (7 KiB for the wide
+// heads) of workgroup memory, which stays within WebGPU's guaranteed 16 KiB. A token's attention runs
+// n_heads / HEADS workgroups (per span).
+uint32_t attention_heads_per_workgroup(uint32_t n_heads, uint32_t n_kv, uint32_t head_dim);
 
 }  // namespace wgllm::kernels

@@ -86,7 +86,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
 #if SPANS
 @group(0) @binding(5) var<storage, read_write> part: array<f32>;
 #endif
@@ -106,7 +106,8 @@ const NONE = -3.0e38;
 var<workgroup> q: array<vec4<f32>, HEADS * D4>;
 var<workgroup> p: array<f32, HEADS * WG>;        // this tile's exp(score - m)
 var<workgroup> red_max: array<f32, HEADS * WG>;
-var<workgroup> red_sum: array<f32, HEADS * WG>;  // then the SPLIT partial outputs, an element at a time
+// The sums' reductions use .x; then the SPLIT groups' partial outputs, a vector per invocation and head.
+var<workgroup> red_sum: array<vec4<f32>, HEADS * WG>;
 
 // Every Heads variable has an explicit Heads() initialiser: declared without one inside the tile loop, its
 // values were not zeroed again in each iteration on lavapipe (wrong from the second tile on).
@@ -162,33 +163,33 @@ fn reduce_sum(tid: u32, v: Heads, sg: u32) -> Heads {
     for (var h = 0u; h < HEADS; h++) {
       let total = subgroupAdd(v[h]);
       if (tid % sg == 0u) {
-        red_sum[h * WG + tid / sg] = total;
+        red_sum[h * WG + tid / sg].x = total;
       }
     }
     workgroupBarrier();
     for (var h = 0u; h < HEADS; h++) {
-      r[h] = red_sum[h * WG];
+      r[h] = red_sum[h * WG].x;
       for (var i = 1u; i < WG / sg; i++) {
-        r[h] += red_sum[h * WG + i];
+        r[h] += red_sum[h * WG + i].x;
       }
     }
     return r;
   }
 #endif
   for (var h = 0u; h < HEADS; h++) {
-    red_sum[h * WG + tid] = v[h];
+    red_sum[h * WG + tid].x = v[h];
   }
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
     if (tid < s) {
       for (var h = 0u; h < HEADS; h++) {
-        red_sum[h * WG + tid] += red_sum[h * WG + tid + s];
+        red_sum[h * WG + tid].x += red_sum[h * WG + tid + s].x;
       }
     }
     workgroupBarrier();
   }
   for (var h = 0u; h < HEADS; h++) {
-    r[h] = red_sum[h * WG];
+    r[h] = red_sum[h * WG].x;
   }
   return r;
 }
@@ -295,37 +296,35 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     m = m_new;
     workgroupBarrier();
   }
-  // The key groups' outputs added in group order, one element of each vector at a time through red_sum;
-  // each result is stored before the next barrier (Mesa's hazard above).
-  for (var c = 0u; c < 4u; c++) {
-    if (g < SPLIT) {
-      for (var h = 0u; h < HEADS; h++) {
-        red_sum[h * WG + tid] = acc[h][c];
-      }
+  // The key groups' outputs added in group order, a (head, vector) pair per invocation.
+  if (g < SPLIT) {
+    for (var h = 0u; h < HEADS; h++) {
+      red_sum[h * WG + tid] = acc[h];
     }
-    workgroupBarrier();
-    if (tid < D4) {
-      let el = 4u * tid + c;  // the element of the head
-      for (var h = 0u; h < HEADS; h++) {
-        var o = 0.0;
-        for (var i = 0u; i < SPLIT; i++) {
-          o += red_sum[h * WG + i * D4 + tid];
-        }
+  }
+  workgroupBarrier();
+  for (var i = tid; i < HEADS * D4; i += WG) {
+    let h = i / D4;
+    let v = i % D4;
+    var o = vec4<f32>(0.0);
+    for (var k = 0u; k < SPLIT; k++) {
+      o += red_sum[h * WG + k * D4 + v];
+    }
 #if SPANS
-        if (start / SPAN != t.pos / SPAN) {
-          let at = ((wid.x * N_HEADS + h0 + h) * SPANS + span) * PART;
-          part[at + el] = o;
-          if (el == 0u) {
-            part[at + HEAD_DIM] = m[h];
-            part[at + HEAD_DIM + 1u] = l[h];
-          }
-          continue;
-        }
-#endif
-        out[(wid.x * N_HEADS + h0 + h) * HEAD_DIM + el] = o / l[h];
+    if (start / SPAN != t.pos / SPAN) {
+      let at = ((wid.x * N_HEADS + h0 + h) * SPANS + span) * PART + 4u * v;
+      part[at] = o.x;
+      part[at + 1u] = o.y;
+      part[at + 2u] = o.z;
+      part[at + 3u] = o.w;
+      if (v == 0u) {
+        part[at + HEAD_DIM] = m[h];
+        part[at + HEAD_DIM + 1u] = l[h];
       }
+      continue;
     }
-    workgroupBarrier();
+#endif
+    out[((wid.x * N_HEADS + h0 + h) * HEAD_DIM) / 4u + v] = o / l[h];
   }
 }
 #endif

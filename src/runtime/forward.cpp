@@ -132,7 +132,7 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
     span_ = spans.span;
     spans_ = spans.count;
     if (spans_ > 1) part_ = storage(attention_partials_bytes(c, n_ctx_, kMaxWidth) / 4, "attention partials");
-    attention_heads_ = kernels::attention_heads_per_workgroup(c.n_heads, c.n_kv_heads);
+    attention_heads_ = kernels::attention_heads_per_workgroup(c.n_heads, c.n_kv_heads, c.head_dim);
   }
   // The dense FFN's gate|up, or a mixture-of-experts layer's chosen experts' (then its shared expert's).
   const uint32_t ffn_width = std::max({c.ffn_dim, c.n_expert_used * c.expert_ffn_dim, c.shexp_ffn_dim});

@@ -317,7 +317,7 @@ class Attention : public KernelVariantTest {
     gpu::KernelDefines d = h.defines();
     d["CTX"] = u32(ctx);
     d["SCALE"] = f32(scale);
-    const uint32_t heads = kernels::attention_heads_per_workgroup(h.n_heads, h.n_kv);
+    const uint32_t heads = kernels::attention_heads_per_workgroup(h.n_heads, h.n_kv, h.head_dim);
     d["HEADS"] = u32(heads);
     if (window) d["WINDOW"] = u32(window);
     if (chunk) d["CHUNK"] = u32(chunk);
@@ -419,19 +419,25 @@ TEST_P(Attention, GqaGroupsOfTwoAndFour) {
   check({8, 2, 80}, 320, {0, 1, 300});
 }
 
-// A workgroup serves the query heads of one kv head (up to 4 of them: kernels/attention.hpp): groups of 3
-// (Llama 3.2 3B's 24 / 8), 8 (two workgroups per kv head) and 12 (three), unsplit and split.
+// A workgroup serves the query heads of one kv head (up to 4 of them, 2 of 256 elements:
+// kernels/attention.hpp): groups of 3 (Llama 3.2 3B's 24 / 8), 8 (two workgroups per kv head) and 12
+// (three), unsplit and split.
 TEST_P(Attention, GqaGroupsSharedByWorkgroups) {
   SCOPED_TRACE(test::seed_note());
-  EXPECT_EQ(kernels::attention_heads_per_workgroup(24, 8), 3u);
-  EXPECT_EQ(kernels::attention_heads_per_workgroup(16, 2), 4u);
-  EXPECT_EQ(kernels::attention_heads_per_workgroup(12, 1), 4u);
-  EXPECT_EQ(kernels::attention_heads_per_workgroup(10, 2), 1u);  // a group of 5
+  EXPECT_EQ(kernels::attention_heads_per_workgroup(24, 8, 128), 3u);
+  EXPECT_EQ(kernels::attention_heads_per_workgroup(16, 2, 64), 4u);
+  EXPECT_EQ(kernels::attention_heads_per_workgroup(12, 1, 16), 4u);
+  EXPECT_EQ(kernels::attention_heads_per_workgroup(10, 2, 64), 1u);   // a group of 5
+  EXPECT_EQ(kernels::attention_heads_per_workgroup(16, 2, 256), 2u);  // wide heads: 2 fit 16 KiB
+  EXPECT_EQ(kernels::attention_heads_per_workgroup(12, 4, 256), 1u);
   const std::vector<uint32_t> positions = {0, 1, 130, 255, 256, 300, 520};
   for (const Heads& h : {Heads{6, 2, 32}, Heads{16, 2, 16}, Heads{12, 1, 16}, Heads{10, 2, 8}}) {
     check(h, 600, positions);
     check(h, 600, positions, 128);
   }
+  // Heads of 256 elements: workgroups of 256, two heads each.
+  check({8, 2, 256}, 600, positions);
+  check({8, 2, 256}, 600, positions, 256);
 }
 
 // Software renderers run a workgroup as SIMD groups of 8 or 16 invocations, one group after another between
