@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <regex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -621,10 +622,9 @@ void DawnDevice::write_threaded(WGPUBuffer dst, uint64_t offset, std::span<const
       desc.usage = WGPUBufferUsage_MapWrite | WGPUBufferUsage_CopySrc;
       desc.size = kUploadBytes;
       desc.mappedAtCreation = 1;
-      s.staging = wgpuDeviceCreateBuffer(device_, &desc);
-      if (!s.staging)
-        fail_runtime("could not create a GPU upload staging buffer of " + std::to_string(kUploadBytes) +
-                     " bytes");
+      s.staging = scoped("upload staging buffer (" + std::to_string(kUploadBytes) + " bytes)",
+                         [&] { return wgpuDeviceCreateBuffer(device_, &desc); });
+      if (!s.staging) fail_runtime("could not create a GPU upload staging buffer");
       s.capacity = kUploadBytes;
       s.state = TicketState::Mapped;
     }
@@ -632,9 +632,15 @@ void DawnDevice::write_threaded(WGPUBuffer dst, uint64_t offset, std::span<const
     auto* mapped = static_cast<uint8_t*>(wgpuBufferGetMappedRange(s.staging, 0, s.capacity));
     if (!mapped) fail_runtime("GPU upload: staging buffer's mapped range unavailable");
     const uint64_t share = ((n + threads - 1) / threads + 4095) & ~uint64_t(4095);
+    auto copy = [=](uint64_t i) { std::memcpy(mapped + i, bytes.data() + at + i, std::min(share, n - i)); };
     std::vector<std::thread> pool;
-    for (uint64_t i = 0; i < n; i += share)
-      pool.emplace_back([=] { std::memcpy(mapped + i, bytes.data() + at + i, std::min(share, n - i)); });
+    for (uint64_t i = 0; i < n; i += share) {
+      try {
+        pool.emplace_back(copy, i);
+      } catch (const std::system_error&) {  // no thread to be had: this one copies
+        copy(i);
+      }
+    }
     for (std::thread& t : pool) t.join();
     wgpuBufferUnmap(s.staging);
     WGPUCommandEncoderDescriptor ed{};
