@@ -117,6 +117,9 @@ const RPL = 1u;
 const RPW = WG / TPR * RPL;  // rows per workgroup
 
 #use weight_decode
+#if NORM
+#use row_sum
+#endif
 
 #if EMBED
 @compute @workgroup_size(WG)
@@ -429,16 +432,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     let v = x_in[xb + i];
     ss += dot(v, v);
   }
-  partial[tid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (tid < s) {
-      partial[tid] += partial[tid + s];
-    }
-    workgroupBarrier();
-  }
-  inv_rms = inverseSqrt(partial[0] / f32(COLS) + EPS);
-  workgroupBarrier();  // finish_row reuses `partial`
+  inv_rms = inverseSqrt(workgroup_sum(ss, tid) / f32(COLS) + EPS);
 #endif
   let dots = tiled_dots(r0, lane, tid, x_col0, inv_rms);
 #if SUBGROUPS

@@ -20,9 +20,11 @@ struct Batch {
 #endif
 
 #use act_quant
+#use row_sum
 
-// 256 invocations and the same sum-of-squares loop and tree as rms_norm.wgsl and matvec.wgsl's NORM: the
-// normalised values, hence the codes, are the ones a one-token GEMV makes (batch invariance of PREQUANT).
+// 256 invocations and the same sum-of-squares loop and reduction (row_sum.wgsl) as rms_norm.wgsl and
+// matvec.wgsl's NORM: the normalised values, hence the codes, are the ones a one-token GEMV makes (batch
+// invariance of PREQUANT).
 const WG = 256u;
 const CHUNKS = COLS / 32u;
 
@@ -41,15 +43,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     let v = x[row + i];
     ss += dot(v, v);
   }
-  partial[tid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (tid < s) {
-      partial[tid] += partial[tid + s];
-    }
-    workgroupBarrier();
-  }
-  let inv_rms = inverseSqrt(partial[0] / f32(COLS) + EPS);
+  let inv_rms = inverseSqrt(workgroup_sum(ss, tid) / f32(COLS) + EPS);
 #endif
   // 32 chunks at a time, 8 invocations per chunk (act_quant.wgsl's quantize_part).
   let k = tid % 8u;

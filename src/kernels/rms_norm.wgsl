@@ -1,13 +1,14 @@
 // out[r] = x[r] / sqrt(mean(x[r]^2) + EPS) * weight over N elements, one workgroup per row r (workgroup x):
 // row r of the pass's tokens, or with GATHER the token of logits row r (rows[r].token), so that only the
 // rows whose logits are wanted go on to the LM head. x [tokens, N], out [rows, N].
-// The arithmetic is matvec.wgsl's STAGE_X NORM, operation for operation (four elements per term of the
-// sum of squares, the same tree, the same products): a projection gets the same normalised input whether
-// the norm is fused into it (one token) or runs here (a batch), which keeps a sequence's logits
-// independent of the batch it is in.
+// The arithmetic is matvec.wgsl's NORM, operation for operation (four elements per term of the sum of
+// squares, the same reduction: row_sum.wgsl, the same products): a projection gets the same normalised
+// input whether the norm is fused into it (one token) or runs here (a batch), which keeps a sequence's
+// logits independent of the batch it is in.
 #if GATHER
 #use step_params
 #endif
+#use row_sum
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -52,15 +53,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     let v = quad(src, i);
     ss += dot(v, v);
   }
-  partial[tid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (tid < s) {
-      partial[tid] += partial[tid + s];
-    }
-    workgroupBarrier();
-  }
-  let inv_rms = inverseSqrt(partial[0] / f32(N) + EPS);
+  let inv_rms = inverseSqrt(workgroup_sum(ss, tid) / f32(N) + EPS);
   let dst = wid.x * N;
   for (var i = tid; i < N4; i += WG) {
     let v = quad(src, i) * inv_rms * weight_quad(i);
