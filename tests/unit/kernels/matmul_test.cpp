@@ -246,7 +246,9 @@ class Matmul : public ::testing::Test {
       Matrix m = make_weights(weights, type, c.rows, c.cols, rng);
       const MatmulTile tile = tile_for(i, m, c, true);
       const Int8Errors e = run_int8(m, c, tile, rng);
-      EXPECT_LT(e.exact, 1e-5) << describe(c) << " " << describe(tile);
+      // The bound of check_f32 and CONTRACTS.md (1e-5 failed here as it did there: a 7 x 5 output of random
+      // q6_K blocks whose sums nearly cancel, 2.3e-5, WGLLM_TEST_SEED=12296011458530579552).
+      EXPECT_LT(e.exact, 1e-4) << describe(c) << " " << describe(tile);
       // int8 activations per 32 elements: a rounding error of 1 / (127 sqrt(12)) of a chunk's largest
       // value, about 0.5 % of a Gaussian's spread in the product; 3x margin (over enough terms to be stable).
       if (weights == Weights::Quantized && c.cols >= 96) {
