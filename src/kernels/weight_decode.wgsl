@@ -266,26 +266,48 @@ fn dot16(acc: i32, a: vec4<u32>, b: vec4<u32>) -> i32 {
   return s + dot4I8Packed(a.w, b.w);
 }
 
-// acc + one chunk's dot product: weight codes (wlo, whi: signed_codes) with scales ws (chunk_scales)
-// against activation codes (xlo, xhi) with xs (act_quant's (d, d sum q_lo, d sum q_hi, d sum q)). The
-// integer sums are exact; every float step is an explicit fma or a single rounding, so that no compiler
-// can fuse them differently in two kernels or two widths of one (batch invariance).
-fn int8_chunk_dot(acc: f32, xlo: vec4<u32>, xhi: vec4<u32>, xs: vec4<f32>, wlo: vec4<u32>, whi: vec4<u32>,
-                  ws: vec4<f32>) -> f32 {
+// Integer dot products start from SUM_BIAS, the bits of the float 1.5 * 2^23, so that the float a sum ends
+// on is 1.5 * 2^23 + (the integer sum) exactly: 2^23..2^24 holds every integer, and a chunk's sum stays
+// within +-32 * 128 * 128 = 2^19. Subtracting 1.5 * 2^23 then gives f32(sum) exactly, the same bits, with
+// a full-rate float add instead of an int-to-float conversion (a quarter-rate instruction on NVIDIA GPUs;
+// the prefill GEMM gained ~1 % on the H100, docs/perf.md).
+const SUM_BIAS = 0x4B400000;
+
+fn biased_sum_value(s: i32) -> f32 {
+  return bitcast<f32>(s) - 12582912.0;
+}
+
+// acc + one chunk's dot product from its integer sums, biased (SUM_BIAS): with SPLIT the halves' (lo:
+// elements 0-15, hi: 16-31), else the whole chunk's in lo (hi unused). The weights' scales ws
+// (chunk_scales), the activations' xs (act_quant's (d, d sum q_lo, d sum q_hi, d sum q)). The integer
+// sums are exact; every float step is an explicit fma or a single rounding, so that no compiler can fuse
+// them differently in two kernels or two widths of one (batch invariance).
+fn int8_chunk_finish(acc: f32, lo: i32, hi: i32, xs: vec4<f32>, ws: vec4<f32>) -> f32 {
   var r: f32;
   if (SPLIT) {
-    let halves = fma(f32(dot16(0, xlo, wlo)), ws.x, f32(dot16(0, xhi, whi)) * ws.y);
+    let halves = fma(biased_sum_value(lo), ws.x, biased_sum_value(hi) * ws.y);
     r = fma(xs.x, halves, acc);
     if (MINS) {
       r = fma(-ws.w, xs.z, fma(-ws.z, xs.y, r));
     }
   } else {
-    r = fma(f32(dot16(dot16(0, xlo, wlo), xhi, whi)), xs.x * ws.x, acc);
+    r = fma(biased_sum_value(lo), xs.x * ws.x, acc);
     if (MINS) {
       r = fma(-ws.z, xs.w, r);
     }
   }
   return r;
+}
+
+// acc + one chunk's dot product: weight codes (wlo, whi: signed_codes) against activation codes (xlo,
+// xhi), scaled as int8_chunk_finish says.
+fn int8_chunk_dot(acc: f32, xlo: vec4<u32>, xhi: vec4<u32>, xs: vec4<f32>, wlo: vec4<u32>, whi: vec4<u32>,
+                  ws: vec4<f32>) -> f32 {
+  let lo = dot16(SUM_BIAS, xlo, wlo);
+  if (SPLIT) {
+    return int8_chunk_finish(acc, lo, dot16(SUM_BIAS, xhi, whi), xs, ws);
+  }
+  return int8_chunk_finish(acc, dot16(lo, xhi, whi), 0, xs, ws);
 }
 #endif
 
