@@ -36,6 +36,12 @@
 // With NORM (BATCH 1) the inputs are RMS-normalised on the way in (x / rms(x) * norm_w, EPS inside the
 // root): the RMSNorm that precedes a projection costs no dispatch of its own. rms_norm.wgsl does the same
 // arithmetic for batches. kernels/matvec.hpp says how many columns a workgroup's memory holds.
+// ROPE_KV (QUANT, with NORM or PREQUANT; a q|k|v projection whose rows Y_OFFSET + r are the token's
+// q | k | v as rope_kv.wgsl reads them): the epilogue does rope_kv's work for the plain llama rotation:
+// the workgroup's row sums meet in workgroup memory, each adjacent pair (2j, 2j + 1) of a head's first
+// ROPE_DIM dimensions is rotated by rope_rotate at the token's position, q rows go to y, k and v rows to
+// the KV caches' row of the token's (slot, pos) (not to y); columns past the pass's tokens write nothing.
+// A decode step so saves rope_kv's dispatch and barrier per layer; the bits are rope_kv's.
 #if SUBGROUPS
 enable subgroups;
 #endif
@@ -70,6 +76,21 @@ enable subgroups;
 #endif
 #if EMBED
 #use step_params
+#endif
+#if ROPE_KV
+#use step_params
+#use rope_rotate
+struct Batch {
+  tokens: u32,
+}
+@group(0) @binding(5) var<storage, read> tokens: array<Token>;
+@group(0) @binding(6) var<storage, read> rope: array<vec2<f32>>;  // [CTX, ROPE_DIM / 2] (cos, sin)
+@group(0) @binding(7) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(8) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(9) var<uniform> batch: Batch;
+const KV_DIM = N_KV * HEAD_DIM;
+const K_OFF = N_HEADS * HEAD_DIM;
+const V_OFF = K_OFF + KV_DIM;
 #endif
 #if EXPERTS
 #use route
@@ -382,14 +403,61 @@ fn tiled_dots(r0: u32, lane: u32, tid: u32, col0: u32, inv_rms: f32) -> array<f3
 const GROUPS = min(BATCH, 8u);
 var<workgroup> partial: array<f32, WG * GROUPS>;
 
+#if ROPE_KV
+// The workgroup's row sums, row i of the workgroup and column j at i * BATCH + j, for rope_kv_out.
+var<workgroup> pending: array<f32, RPW * BATCH>;
+#endif
+
 fn store(col: u32, r: u32, v: f32) {
+#if ROPE_KV
+  pending[((r - row_base) % RPW) * BATCH + col % BATCH] = v;
+#else
   let i = col * Y_STRIDE + Y_OFFSET + r - row_base;
 #if ACCUMULATE
   y[i] += v;
 #else
   y[i] = v;
 #endif
+#endif
 }
+
+#if ROPE_KV
+// ROPE_KV's epilogue over the workgroup's rows first .. first + RPW (first even, and Y_OFFSET even: row
+// i's partner in its pair is row i ^ 1 of the same workgroup). Every invocation calls it (a barrier).
+fn rope_kv_out(first: u32, col0: u32, tid: u32) {
+  workgroupBarrier();
+  for (var e = tid; e < RPW * BATCH; e += WG) {
+    let i = e / BATCH;
+    let j = e % BATCH;
+    let r = first + i;
+    if (r >= row_end || col0 + j >= batch.tokens) {
+      continue;
+    }
+    let q = Y_OFFSET + r;  // the row within the token's q | k | v
+    let t = tokens[col0 + j];
+    let cache_row = (t.slot * CTX + t.pos) * KV_DIM;
+    let value = pending[e];
+    if (q >= V_OFF) {
+      v_cache[cache_row + q - V_OFF] = value;
+      continue;
+    }
+    let d = q % HEAD_DIM;  // the dimension within its head
+    var out = value;
+    if (d < ROPE_DIM) {
+      let other = pending[(i ^ 1u) * BATCH + j];
+      let even = d % 2u == 0u;
+      let turned = rope_rotate(select(vec2<f32>(other, value), vec2<f32>(value, other), even),
+                               rope[t.pos * (ROPE_DIM / 2u) + d / 2u]);
+      out = select(turned.y, turned.x, even);
+    }
+    if (q < K_OFF) {
+      y[(col0 + j) * Y_STRIDE + q] = out;
+    } else {
+      k_cache[cache_row + q - K_OFF] = out;
+    }
+  }
+}
+#endif
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -415,7 +483,8 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   row_base = (e - FIRST_EXPERT) * EXPERT_ROWS;
   row_end = row_base + EXPERT_ROWS;
 #endif
-  let r0 = row_base + (wid.y + wid.z * nwg.y) * RPW + (tid / TPR) * RPL;  // this lane group's first row
+  let first_row = row_base + (wid.y + wid.z * nwg.y) * RPW;  // this workgroup's
+  let r0 = first_row + (tid / TPR) * RPL;                         // this lane group's first row
   let col0 = wid.x * BATCH;
 #if TOKEN_INPUT
   let x_col0 = wid.x / EXPERTS;
@@ -444,6 +513,9 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     if (lane % per == 0u && r0 + v / BATCH < row_end) {
       store(col0 + v % BATCH, r0 + v / BATCH, total);
     }
+#if ROPE_KV
+    rope_kv_out(first_row, col0, tid);
+#endif
     return;
   }
 #endif
@@ -454,6 +526,9 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     }
     finish_row(acc, r0 + i, lane, tid, col0, sg);
   }
+#if ROPE_KV
+  rope_kv_out(first_row, col0, tid);
+#endif
 #else
   var acc: array<f32, BATCH>;
   if (r0 < row_end) {

@@ -6,7 +6,8 @@
 // cache row slot * CTX + pos of caches [slots * CTX, N_KV*HEAD_DIM]. cos/sin come from a table computed in
 // double at load: GPU sin/cos are only accurate near [-pi, pi], and angles reach thousands of radians.
 // One workgroup per (token, head) of the row's q, then k, then v heads (workgroup y), so that per-head
-// work (a norm over the head) needs no second dispatch.
+// work (a norm over the head) needs no second dispatch. Passes of the GEMV path rotate in the q|k|v
+// GEMV's epilogue instead where none of the options below is on (matvec.wgsl's ROPE_KV).
 // BIAS: the projections' biases, `extra` [bq | bk | bv], are added to q, k and v on the way (q/k before
 // the rotation).
 // QK_NORM (qwen3): each q and k head is RMS-normalised over its HEAD_DIM elements (EPS inside the root)
@@ -18,6 +19,7 @@
 // cos/sin table, q_scale [CTX] (Llama 4's attention temperature, computed in double at load; 1 where the
 // model has none), which multiplies q.
 #use step_params
+#use rope_rotate
 @group(0) @binding(0) var<storage, read> tokens: array<Token>;
 #if NO_ROPE
 @group(0) @binding(1) var<storage, read> q_scale: array<f32>;  // [CTX]
@@ -95,8 +97,7 @@ fn rotate(a: f32, b: f32, j: u32, pos: u32) -> vec2<f32> {
   if (2u * j >= ROPE_DIM) {
     return vec2<f32>(a, b);
   }
-  let cs = rope[pos * (ROPE_DIM / 2u) + j];
-  return vec2<f32>(a * cs.x - b * cs.y, a * cs.y + b * cs.x);
+  return rope_rotate(vec2<f32>(a, b), rope[pos * (ROPE_DIM / 2u) + j]);
 #endif
 }
 

@@ -367,8 +367,9 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
   const kernels::MatvecInput input = !quant              ? kernels::MatvecInput::Direct
                                      : int8_activations_ ? kernels::MatvecInput::Int8
                                                          : kernels::MatvecInput::F32;
-  const kernels::MatvecTiling tiling = kernels::matvec_tiling(
-      input, p.experts ? 1 : width, m.cols / 32, device_.limits().max_compute_workgroup_storage_size);
+  const kernels::MatvecTiling tiling =
+      kernels::matvec_tiling(input, p.experts ? 1 : width, m.cols / 32,
+                             device_.limits().max_compute_workgroup_storage_size, p.rope_kv != nullptr);
   // An expert GEMV's workgroups compute one expert's rows (those of the expert its slot chose).
   const uint32_t expert_rows = p.experts ? m.rows / config_.n_expert : 0;
   for (const auto& ch : m.chunks) {
@@ -405,6 +406,20 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
     if (p.norm) b.push_back({p.norm});
     if (p.prequant) b.push_back({xs_});
     if (p.experts) b.push_back(p.route);
+    if (p.rope_kv) {
+      // Bindings 5.. after the norm's or the scales' 4; rows in pairs within every workgroup.
+      if (!quant || !ch.scales || p.experts || p.accumulate || (!p.norm && !p.prequant) ||
+          (p.y_offset + ch.first_row) % 2 != 0 || ch.rows % 2 != 0)
+        fail_runtime("matvec: ROPE_KV does not fit this projection");
+      d["ROPE_KV"] = "1";
+      d["N_HEADS"] = u32(config_.n_heads);
+      d["N_KV"] = u32(config_.n_kv_heads);
+      d["HEAD_DIM"] = u32(config_.head_dim);
+      d["ROPE_DIM"] = u32(config_.rope_dim);
+      d["CTX"] = u32(n_ctx_);
+      b.insert(b.end(),
+               {tokens_slice_, {rope_table_}, {p.rope_kv->k_cache}, {p.rope_kv->v_cache}, header_slice_});
+    }
     const uint32_t per_group = kRowsPerWorkgroup * rows_per_lane_group;
     add(ops, "matvec", d, b, (rows + per_group - 1) / per_group, over, tiling.columns);
     if (p.experts) ops.back().per_token = p.experts;
@@ -421,7 +436,7 @@ void Forward::add_experts(Ops& ops, const GpuMatrix& m, gpu::BufferSlice route, 
   add_projection(ops, m, p, 1, Over::Tokens);
 }
 
-void Forward::add_gemv_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer x, uint32_t cols,
+bool Forward::add_gemv_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer x, uint32_t cols,
                              uint32_t x_stride, gpu::Buffer norm, Projection out, uint32_t width, Over over) {
   const bool stageable = std::all_of(ms.begin(), ms.end(), [&](const GpuMatrix* m) { return can_stage(*m); });
   out.x = x;
@@ -431,15 +446,28 @@ void Forward::add_gemv_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Bu
   } else if (width > 1 && int8_activations_ && stageable) {
     add_quantize(ops, x, cols, x_stride, norm, over);
     out.prequant = true;
-  } else if (norm) {
-    add(ops, "rms_norm", {{"N", u32(cols)}, {"EPS", f32(config_.rms_eps)}}, {{x}, {norm}, {xb_}}, 1, over);
-    out.x = xb_;
-    out.x_stride = cols;
+  } else {
+    out.rope_kv = nullptr;
+    if (norm) {
+      add(ops, "rms_norm", {{"N", u32(cols)}, {"EPS", f32(config_.rms_eps)}}, {{x}, {norm}, {xb_}}, 1, over);
+      out.x = xb_;
+      out.x_stride = cols;
+    }
   }
   for (const GpuMatrix* m : ms) {
     add_projection(ops, *m, out, width, over);
     out.y_offset += m->rows;
   }
+  return out.rope_kv != nullptr;
+}
+
+bool Forward::rope_fits_gemv(uint32_t layer) const {
+  const auto& c = config_;
+  // matvec's bindings with ROPE_KV: codes, scales, input, y, norm or scales, tokens, rope, k, v caches.
+  constexpr uint32_t kStorageBuffers = 9;
+  return c.layer_uses_rope(layer) && c.rope_type != model::RopeType::Neox && !c.attn_bias && !c.qk_norm &&
+         !c.l2_qk_norm && c.head_dim % 2 == 0 && c.rope_dim % 2 == 0 &&
+         device_.limits().max_storage_buffers_per_shader_stage >= kStorageBuffers;
 }
 
 void Forward::add_attention(Ops& ops, const Layer& l, uint32_t layer, uint32_t width) {
@@ -484,35 +512,20 @@ const Forward::Ops& Forward::body(uint32_t width) {
   if (auto it = body_ops_.find(width); it != body_ops_.end()) return it->second;
   const auto& c = config_;
   const uint32_t qkv = c.q_dim() + 2 * c.kv_dim();
-  gpu::KernelDefines heads = {{"N_HEADS", u32(c.n_heads)},
-                              {"N_KV", u32(c.n_kv_heads)},
-                              {"HEAD_DIM", u32(c.head_dim)},
-                              {"CTX", u32(n_ctx_)}};
-  gpu::KernelDefines rope = heads;
-  rope["ROPE_DIM"] = u32(c.rope_dim);
-  if (c.rope_type == model::RopeType::Neox) rope["NEOX"] = "1";
-
   Ops ops;
   for (uint32_t layer = first_layer_; layer < last_layer_; ++layer) {
     const Layer& l = layers_[layer - first_layer_];
     // attention block: x += Wo · attention(rope(Wq·norm(x)), cache(rope(Wk·norm(x)), Wv·norm(x)))
-    if (width == kPrefill)
+    bool rotated = false;  // by the q|k|v GEMVs' epilogue
+    if (width == kPrefill) {
       add_prefill_group(ops, pointers(l.qkv), x_, c.dim, c.dim, l.attn_norm,
                         {{}, qkv_, 0, qkv, 0, false, {}});
-    else
-      add_gemv_group(ops, pointers(l.qkv), x_, c.dim, c.dim, l.attn_norm, {{}, qkv_, 0, qkv, 0, false, {}},
-                     width);
-    gpu::KernelDefines rope_l = rope;
-    const bool uses_rope = c.layer_uses_rope(layer);
-    std::vector<gpu::BufferSlice> rope_b = {
-        tokens_slice_, {uses_rope ? rope_table_ : q_scale_}, {qkv_}, {l.k_cache}, {l.v_cache}};
-    if (l.attn_extra) rope_b.push_back({l.attn_extra});
-    if (c.attn_bias) rope_l["BIAS"] = "1";
-    if (!uses_rope) rope_l["NO_ROPE"] = "1";
-    if (c.qk_norm || (c.l2_qk_norm && uses_rope)) rope_l["EPS"] = f32(c.rms_eps);
-    if (c.qk_norm) rope_l["QK_NORM"] = "1";
-    if (c.l2_qk_norm && uses_rope) rope_l["L2_NORM"] = "1";
-    add(ops, "rope_kv", rope_l, rope_b, c.n_heads + 2 * c.n_kv_heads);
+    } else {
+      Projection p = {{}, qkv_, 0, qkv, 0, false, {}};
+      if (rope_fits_gemv(layer)) p.rope_kv = &l;
+      rotated = add_gemv_group(ops, pointers(l.qkv), x_, c.dim, c.dim, l.attn_norm, p, width);
+    }
+    if (!rotated) add_rope_kv(ops, l, layer);
     add_attention(ops, l, layer, width);
     if (width == kPrefill)
       add_prefill_group(ops, {&l.wo}, attn_, c.q_dim(), c.q_dim(), {}, {{}, x_, 0, c.dim, 0, true, {}});
@@ -527,6 +540,26 @@ const Forward::Ops& Forward::body(uint32_t width) {
       add_ffn(ops, l, width, c.ffn_dim, false);
   }
   return body_ops_.emplace(width, std::move(ops)).first->second;
+}
+
+void Forward::add_rope_kv(Ops& ops, const Layer& l, uint32_t layer) {
+  const auto& c = config_;
+  const bool uses_rope = c.layer_uses_rope(layer);
+  gpu::KernelDefines d = {{"N_HEADS", u32(c.n_heads)},
+                          {"N_KV", u32(c.n_kv_heads)},
+                          {"HEAD_DIM", u32(c.head_dim)},
+                          {"CTX", u32(n_ctx_)},
+                          {"ROPE_DIM", u32(c.rope_dim)}};
+  if (c.rope_type == model::RopeType::Neox) d["NEOX"] = "1";
+  std::vector<gpu::BufferSlice> b = {
+      tokens_slice_, {uses_rope ? rope_table_ : q_scale_}, {qkv_}, {l.k_cache}, {l.v_cache}};
+  if (l.attn_extra) b.push_back({l.attn_extra});
+  if (c.attn_bias) d["BIAS"] = "1";
+  if (!uses_rope) d["NO_ROPE"] = "1";
+  if (c.qk_norm || (c.l2_qk_norm && uses_rope)) d["EPS"] = f32(c.rms_eps);
+  if (c.qk_norm) d["QK_NORM"] = "1";
+  if (c.l2_qk_norm && uses_rope) d["L2_NORM"] = "1";
+  add(ops, "rope_kv", d, b, c.n_heads + 2 * c.n_kv_heads);
 }
 
 void Forward::add_ffn(Ops& ops, const Layer& l, uint32_t width, uint32_t ffn, bool normed) {

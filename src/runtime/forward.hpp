@@ -166,6 +166,9 @@ class Forward {
     bool token_input = false;
     // The input as int8 codes and scales that quantize_act left in xq_, xs_ (matvec.wgsl's PREQUANT), not x.
     bool prequant = false;
+    // A q|k|v projection that also does rope_kv's work (matvec.wgsl's ROPE_KV): the layer whose caches
+    // take k and v; null otherwise.
+    const Layer* rope_kv = nullptr;
   };
 
   void add(Ops& ops, std::string_view kernel, const gpu::KernelDefines& defines,
@@ -195,9 +198,16 @@ class Forward {
   //   8-token step on the H200, docs/perf.md); the codes equal those the GEMV would make, so a token's
   //   bits do not depend on the width;
   // - otherwise rms_norm into xb_ when normed, then plain projections.
-  void add_gemv_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer x, uint32_t cols,
+  // With out.rope_kv, the GEMVs also rotate q and k into the caches where they stage their inputs (the
+  // first two cases); returns whether they did, else rope_kv.wgsl must run after them.
+  bool add_gemv_group(Ops& ops, std::vector<const GpuMatrix*> ms, gpu::Buffer x, uint32_t cols,
                       uint32_t x_stride, gpu::Buffer norm, Projection out, uint32_t width,
                       Over over = Over::Tokens);
+  // Whether layer's rotation is the plain one that matvec.wgsl's ROPE_KV epilogue does (no biases, head
+  // norms, NEOX pairs or NoPE) and the adapter binds the storage buffers it needs.
+  bool rope_fits_gemv(uint32_t layer) const;
+  // rope_kv.wgsl over the pass's q|k|v rows: q rotated in place, k rotated and v copied into the caches.
+  void add_rope_kv(Ops& ops, const Layer& l, uint32_t layer);
   const Ops& body(uint32_t width);  // the layers, over tiles of `width` tokens (or kPrefill)
   // Attention of a layer's tokens: over spans of keys then merged (attention.wgsl's SPANS) for GEMV passes,
   // in chunks of kMaxWidth tokens so that the partials' buffer holds only one chunk; one workgroup per

@@ -602,6 +602,132 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
   }
 }
 
+// The q|k|v GEMV's ROPE_KV epilogue does rope_kv.wgsl's work with its bits: each token's q rows rotated
+// into y, its k rows rotated and its v rows copied into the caches' row of its (slot, pos), against the
+// same GEMV without the epilogue followed by rope_kv. One token per workgroup with the fused norm (decode)
+// and passes of 4 columns of codes (PREQUANT; the last tile's junk column writes nothing), on the INT8 and
+// float paths, at 1, 2 and 4 rows per lane group, as one q|k|v matrix or as q and k|v (Y_OFFSET). A partial
+// rotation (ROPE_DIM < HEAD_DIM) leaves the other pairs as they are. Nothing else of y or the caches is
+// written.
+TEST_P(BatchedMatvec, RopeKvEpilogueEqualsGemvThenRopeKv) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(820);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  constexpr uint32_t kHeads = 4, kKv = 2, kHeadDim = 16, kRopeDim = 12, kCtx = 8, kSlots = 2;
+  constexpr uint32_t kQkv = (kHeads + 2 * kKv) * kHeadDim, kKvDim = kKv * kHeadDim, cols = 256;
+  constexpr double kEps = 1e-5;
+  const std::vector<runtime::GpuToken> tokens = {{1, 5, 0, 0}, {0, 2, 0, 0}, {1, 6, 0, 0}};  // (slot, pos)
+  const auto n = static_cast<uint32_t>(tokens.size());
+  std::vector<float> x(size_t(4) * cols), norm(cols);  // [4 columns, cols]: the 4th is junk
+  for (float& v : x) v = 2.f * dist(rng);
+  for (float& v : norm) v = 1.f + 0.2f * dist(rng);
+  std::vector<float> table(size_t(kCtx) * kRopeDim);  // [ctx, rope_dim / 2] (cos, sin)
+  for (uint32_t p = 0; p < kCtx; ++p)
+    for (uint32_t j = 0; j < kRopeDim / 2; ++j) {
+      const double angle = p * std::pow(100.0, -2.0 * j / kRopeDim);
+      table[(p * kRopeDim / 2 + j) * 2] = static_cast<float>(std::cos(angle));
+      table[(p * kRopeDim / 2 + j) * 2 + 1] = static_cast<float>(std::sin(angle));
+    }
+  gpu::Buffer x_buf = upload(x, "x"), norm_buf = upload(norm, "norm"), table_buf = upload(table, "rope");
+  gpu::Buffer tokens_buf = upload(tokens, "tokens"), batch_buf = upload_batch(n);
+  const std::vector<float> cache_init(size_t(kSlots) * kCtx * kKvDim, nan);  // [slots * ctx, kv_dim]
+  gpu::KernelDefines heads = {{"N_HEADS", u32(kHeads)},
+                              {"N_KV", u32(kKv)},
+                              {"HEAD_DIM", u32(kHeadDim)},
+                              {"ROPE_DIM", u32(kRopeDim)},
+                              {"CTX", u32(kCtx)}};
+
+  struct Case {
+    TensorType type;
+    bool int8;
+    uint32_t width, stage_rows;
+    bool split;
+  };
+  for (const auto& [type, int8, width, stage_rows, split] :
+       {Case{TensorType::Q4_0, true, 1, 1, false}, Case{TensorType::Q4_0, true, 1, 2, true},
+        Case{TensorType::Q4_0, true, 4, 4, true}, Case{TensorType::Q4_K, true, 1, 4, false},
+        Case{TensorType::Q4_0, false, 1, 1, true}}) {
+    const Matrix m = make_matrix(type, kQkv, cols, rng);
+    // Or as two matrices: q, then k | v.
+    const Matrix q_part = make_matrix(type, kHeads * kHeadDim, cols, rng);
+    const Matrix kv_part = make_matrix(type, 2 * kKvDim, cols, rng);
+    SCOPED_TRACE(name_of(type) + (int8 ? " INT8" : " f32") + " width " + std::to_string(width) +
+                 " stage rows " + std::to_string(stage_rows) + (split ? " q and k|v" : " q|k|v"));
+    const bool prequant = width > 1;
+    gpu::Buffer xq, xs;
+    if (prequant) {
+      xq = device().buffer(kernels::act_codes_bytes(width, cols), gpu::kStorage, "xq");
+      xs = device().buffer(kernels::act_scales_bytes(width, cols), gpu::kStorage, "xs");
+      dispatch("quantize_act", variant(kernels::quantize_act_dispatch(cols, n, cols, true, kEps).defines),
+               {{x_buf}, {xq}, {xs}, {batch_buf}, {norm_buf}}, 1, n);
+    }
+    // y [4 columns, q | k | v] of each way; its k and v rows are the fused GEMV's to leave alone.
+    gpu::Buffer y_fused = upload(std::vector<float>(size_t(4) * kQkv, nan), "y");
+    gpu::Buffer y_plain = upload(std::vector<float>(size_t(4) * kQkv, nan), "y");
+    gpu::Buffer k_fused = upload(cache_init, "k"), v_fused = upload(cache_init, "v");
+    gpu::Buffer k_plain = upload(cache_init, "k"), v_plain = upload(cache_init, "v");
+    uint32_t y_offset = 0;
+    for (const Matrix* part :
+         split ? std::vector<const Matrix*>{&q_part, &kv_part} : std::vector<const Matrix*>{&m}) {
+      gpu::KernelDefines d = type_defines(type);
+      if (int8) {
+        d["INT8"] = "1";
+        d["LANE_CHUNKS"] = "2u";
+      }
+      d["ROWS"] = u32(part->rows);
+      d["COLS"] = u32(cols);
+      d["Y_OFFSET"] = u32(y_offset);
+      d["BATCH"] = u32(width);
+      d["STAGE_ROWS"] = u32(stage_rows);
+      d["X_STRIDE"] = u32(cols);
+      d["Y_STRIDE"] = u32(kQkv);
+      if (prequant) {
+        d["PREQUANT"] = "1";
+      } else {
+        d["NORM"] = "1";
+        d["EPS"] = f32(kEps);
+      }
+      auto bindings = [&](gpu::Buffer y) {
+        std::vector<gpu::BufferSlice> s = weight_slices(*part);
+        if (prequant)
+          s.insert(s.end(), {{xq}, {y}, {xs}});
+        else
+          s.insert(s.end(), {{x_buf}, {y}, {norm_buf}});
+        return s;
+      };
+      const uint32_t groups_x = prequant ? 1 : n,
+                     groups_y = (part->rows + 8 * stage_rows - 1) / (8 * stage_rows);
+      dispatch("matvec", variant(d), bindings(y_plain), groups_x, groups_y);
+      gpu::KernelDefines fused = d;
+      fused.insert(heads.begin(), heads.end());
+      fused["ROPE_KV"] = "1";
+      std::vector<gpu::BufferSlice> s = bindings(y_fused);
+      s.insert(s.end(), {{tokens_buf}, {table_buf}, {k_fused}, {v_fused}, {batch_buf}});
+      dispatch("matvec", variant(fused), s, groups_x, groups_y);
+      y_offset += part->rows;
+    }
+    dispatch("rope_kv", variant(heads), {{tokens_buf}, {table_buf}, {y_plain}, {k_plain}, {v_plain}}, n,
+             kHeads + 2 * kKv);
+    std::vector<float> yf = download<float>(y_fused, size_t(4) * kQkv);
+    std::vector<float> yp = download<float>(y_plain, size_t(4) * kQkv);
+    for (uint32_t t = 0; t < 4; ++t)
+      for (uint32_t r = 0; r < kQkv; ++r) {
+        const size_t i = size_t(t) * kQkv + r;
+        if (t < n && r < kHeads * kHeadDim)
+          ASSERT_EQ(bits_of({yf[i]}), bits_of({yp[i]})) << "q of token " << t << ", row " << r;
+        else
+          ASSERT_TRUE(std::isnan(yf[i])) << "y[" << t << ", " << r << "] written";
+      }
+    EXPECT_EQ(bits_of(download<float>(k_fused, cache_init.size())),
+              bits_of(download<float>(k_plain, cache_init.size())))
+        << "k cache";
+    EXPECT_EQ(bits_of(download<float>(v_fused, cache_init.size())),
+              bits_of(download<float>(v_plain, cache_init.size())))
+        << "v cache";
+  }
+}
+
 WGLLM_KERNEL_VARIANTS(BatchedMatvec);
 
 WGLLM_KERNEL_VARIANTS(Matvec);
