@@ -42,6 +42,13 @@
 // ROPE_DIM dimensions is rotated by rope_rotate at the token's position, q rows go to y, k and v rows to
 // the KV caches' row of the token's (slot, pos) (not to y); columns past the pass's tokens write nothing.
 // A decode step so saves rope_kv's dispatch and barrier per layer; the bits are rope_kv's.
+// GLU (QUANT, NORM, BATCH 1; a stacked gate|up projection, gate rows 0..ROWS/2 and up rows ROWS/2..ROWS):
+// workgroup w computes gate rows w * PAIRS .. (w + 1) * PAIRS and the same up rows (its first lane groups
+// the gate's, the others the up's), and its epilogue leaves silu(gate) * up for them as int8 chunks in hq,
+// hs (quantize_act's layout, [tokens, ROWS / 64] chunks: what the down GEMV's PREQUANT reads), by
+// silu_mul.wgsl's silu_times and act_quant.wgsl's quantize_chunk, the codes silu_mul's QUANT_OUT makes
+// (y gets the gate and up values as without GLU). PAIRS is a multiple of 32 and divides ROWS / 2 (the runtime checks). A decode step so
+// saves silu_mul's dispatch per layer.
 #if SUBGROUPS
 enable subgroups;
 #endif
@@ -77,6 +84,12 @@ enable subgroups;
 #if EMBED
 #use step_params
 #endif
+#if GLU
+#use silu
+#use act_quant
+@group(0) @binding(5) var<storage, read_write> hq: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read_write> hs: array<vec4<f32>>;
+#endif
 #if ROPE_KV
 #use step_params
 #use rope_rotate
@@ -108,7 +121,13 @@ const row_base = 0u;
 const row_end = ROWS;
 #endif
 
+// Invocations per workgroup: 256, or WG_SIZE (512, 1024: one-column GEMVs of tall matrices, whose
+// workgroups then stage the input once for more rows; kernels/matvec.hpp).
+#if WG_SIZE
+const WG = WG_SIZE;
+#else
 const WG = 256u;
+#endif
 const TPR = 32u;  // threads per row
 #if QUANT
 #if EMBED
@@ -403,15 +422,30 @@ fn tiled_dots(r0: u32, lane: u32, tid: u32, col0: u32, inv_rms: f32) -> array<f3
 const GROUPS = min(BATCH, 8u);
 var<workgroup> partial: array<f32, WG * GROUPS>;
 
+// ROPE_KV's and GLU's epilogues: the workgroup's row sums, its row i and column j at i * BATCH + j.
 #if ROPE_KV
-// The workgroup's row sums, row i of the workgroup and column j at i * BATCH + j, for rope_kv_out.
 var<workgroup> pending: array<f32, RPW * BATCH>;
+fn pending_row(r: u32) -> u32 {
+  return (r - row_base) % RPW;
+}
+#endif
+#if GLU
+const N_FFN = ROWS / 2u;  // gate rows 0..N_FFN, up rows N_FFN..ROWS
+const PAIRS = RPW / 2u;   // (gate, up) row pairs per workgroup
+var<private> pair0: u32;  // the workgroup's first gate row
+var<workgroup> pending: array<f32, RPW * BATCH>;
+fn pending_row(r: u32) -> u32 {
+  return select(r - pair0, r - N_FFN - pair0 + PAIRS, r >= N_FFN);
+}
 #endif
 
 fn store(col: u32, r: u32, v: f32) {
 #if ROPE_KV
-  pending[((r - row_base) % RPW) * BATCH + col % BATCH] = v;
+  pending[pending_row(r) * BATCH + col % BATCH] = v;
 #else
+#if GLU
+  pending[pending_row(r) * BATCH + col % BATCH] = v;
+#endif
   let i = col * Y_STRIDE + Y_OFFSET + r - row_base;
 #if ACCUMULATE
   y[i] += v;
@@ -420,6 +454,31 @@ fn store(col: u32, r: u32, v: f32) {
 #endif
 #endif
 }
+
+#if GLU
+// GLU's epilogue: silu(gate) * up of the workgroup's PAIRS rows (an invocation each, into pending's gate
+// half), then quantized a chunk per invocation into token col0's chunks of hq, hs. Every invocation calls
+// it (barriers).
+fn glu_out(col0: u32, tid: u32) {
+  workgroupBarrier();
+  for (var i = tid; i < PAIRS; i += WG) {
+    pending[i] = silu_times(pending[i], pending[PAIRS + i]);
+  }
+  workgroupBarrier();
+  for (var c = tid; c < PAIRS / 32u; c += WG) {
+    var v: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 8u; k++) {
+      v[k] = vec4<f32>(pending[32u * c + 4u * k], pending[32u * c + 4u * k + 1u], pending[32u * c + 4u * k + 2u],
+                       pending[32u * c + 4u * k + 3u]);
+    }
+    let q = quantize_chunk(v);
+    let o = col0 * (N_FFN / 32u) + pair0 / 32u + c;
+    hq[2u * o] = q.lo;
+    hq[2u * o + 1u] = q.hi;
+    hs[o] = q.s;
+  }
+}
+#endif
 
 #if ROPE_KV
 // ROPE_KV's epilogue over the workgroup's rows first .. first + RPW (first even, and Y_OFFSET even: row
@@ -484,7 +543,13 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   row_end = row_base + EXPERT_ROWS;
 #endif
   let first_row = row_base + (wid.y + wid.z * nwg.y) * RPW;  // this workgroup's
-  let r0 = first_row + (tid / TPR) * RPL;                         // this lane group's first row
+#if GLU
+  pair0 = (wid.y + wid.z * nwg.y) * PAIRS;
+  let local = (tid / TPR) * RPL;  // the lane group's first row in the workgroup: gate rows, then up rows
+  let r0 = select(pair0 + local, N_FFN + pair0 + local - PAIRS, local >= PAIRS);
+#else
+  let r0 = first_row + (tid / TPR) * RPL;  // this lane group's first row
+#endif
   let col0 = wid.x * BATCH;
 #if TOKEN_INPUT
   let x_col0 = wid.x / EXPERTS;
@@ -497,7 +562,8 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   const_assert BATCH == 1u;
   let xb = x_col0 * (X_STRIDE / 4u);
   var ss = 0.0;
-  for (var i = tid; i < COLS / 4u; i += WG) {
+  // The first 256 invocations, whatever WG is: the sum's order is rms_norm.wgsl's.
+  for (var i = tid; i < COLS / 4u && tid < 256u; i += 256u) {
     let v = x_in[xb + i];
     ss += dot(v, v);
   }
@@ -516,6 +582,9 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
 #if ROPE_KV
     rope_kv_out(first_row, col0, tid);
 #endif
+#if GLU
+    glu_out(col0, tid);
+#endif
     return;
   }
 #endif
@@ -528,6 +597,9 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   }
 #if ROPE_KV
   rope_kv_out(first_row, col0, tid);
+#endif
+#if GLU
+  glu_out(col0, tid);
 #endif
 #else
   var acc: array<f32, BATCH>;

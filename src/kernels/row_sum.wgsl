@@ -1,4 +1,5 @@
-// The sum of one value per invocation over a workgroup of 256 (`#use row_sum`): rms_norm.wgsl,
+// The sum of one value per invocation over the first 256 of a workgroup (`#use row_sum`; invocations past
+// 256 take part in the barriers only): rms_norm.wgsl,
 // quantize_act.wgsl and matvec.wgsl's NORM add a row's sum of squares with it, so that a token's
 // normalised input has the same bits in each (batch invariance: one token fuses the norm into its GEMVs,
 // a batch runs it first). The includer declares `var<workgroup> partial: array<f32, N>`, N >= 256.
@@ -6,7 +7,9 @@
 // 0.4 % on 8B decode on the H100: the barriers are not what the fused norm costs, docs/perf.md.) Every
 // invocation calls it and gets the sum; `partial` may be written again as soon as it returns.
 fn workgroup_sum(v: f32, tid: u32) -> f32 {
-  partial[tid] = v;
+  if (tid < 256u) {
+    partial[tid] = v;
+  }
   workgroupBarrier();
   for (var s = 128u; s > 0u; s >>= 1u) {
     if (tid < s) {

@@ -8,6 +8,7 @@
 // N / 32] chunks), 8 invocations per chunk, 32 chunks per workgroup (y), for matvec.wgsl's PREQUANT: the
 // down GEMV's input costs no quantize dispatch of its own, and every pass width runs this same code
 // (batch invariance).
+#use silu
 #if ROUTE_SCALE
 #use route
 @group(0) @binding(1) var<storage, read> route: array<Route>;
@@ -25,9 +26,6 @@ const ROWS = SLOTS;
 const ROWS = 1u;
 #endif
 
-fn silu_times(g: f32, u: f32) -> f32 {
-  return g / (1.0 + exp(-g)) * u;
-}
 
 #if QUANT_OUT
 const CHUNKS = N / 32u;

@@ -38,7 +38,6 @@ uint64_t align_up(uint64_t v, uint64_t a) {
   return (v + a - 1) / a * a;
 }
 
-constexpr uint32_t kRowsPerWorkgroup = 8;  // matvec.wgsl: WG / TPR
 // Rows each lane group of a quantized GEMV computes from one read of each chunk's staged inputs
 // (matvec.wgsl's STAGE_ROWS). More rows cut the workgroup-memory reads per weight byte and the staging
 // (and fused norm) each workgroup repeats, and put more loads in flight per lane, which pays on tall
@@ -360,20 +359,51 @@ bool Forward::can_stage(const GpuMatrix& m) const {
   return weight_defines(m.type).contains("QUANT");
 }
 
+Forward::MatvecPlan Forward::matvec_plan(const GpuMatrix& m, uint32_t rows, const Projection& p,
+                                         uint32_t width) const {
+  const auto& limits = device_.limits();
+  MatvecPlan plan;
+  const bool quant = can_stage(m);
+  plan.input = !quant              ? kernels::MatvecInput::Direct
+               : int8_activations_ ? kernels::MatvecInput::Int8
+                                   : kernels::MatvecInput::F32;
+  const bool row_sums = p.rope_kv || p.glu;
+  plan.tiling = kernels::matvec_tiling(plan.input, p.experts ? 1 : width, m.cols / 32,
+                                       limits.max_compute_workgroup_storage_size, row_sums);
+  plan.rows_per_lane_group = !quant ? 1 : stage_rows(rows, plan.tiling.columns);
+  plan.workgroup =
+      p.experts
+          ? kernels::kMatvecWorkgroup
+          : kernels::matvec_workgroup_size(
+                plan.input, plan.tiling, row_sums, rows, plan.rows_per_lane_group,
+                std::min(limits.max_compute_invocations_per_workgroup, limits.max_compute_workgroup_size_x),
+                limits.max_compute_workgroup_storage_size);
+  return plan;
+}
+
+bool Forward::glu_fits_gemv(const Layer& l, uint32_t width) const {
+  if (width != 1 || !int8_activations_ || !can_stage(l.down) || l.gate_up.size() != 1) return false;
+  const GpuMatrix& m = l.gate_up[0];
+  if (!can_stage(m) || m.chunks.size() != 1 || m.rows % 2 != 0) return false;
+  Projection p = {};
+  p.glu = true;
+  const MatvecPlan plan = matvec_plan(m, m.rows, p, width);
+  // Each workgroup's gate rows (and as many up rows) must be whole chunks of the output.
+  const uint32_t pairs = plan.workgroup / kernels::kMatvecLanesPerRow * plan.rows_per_lane_group / 2;
+  return plan.tiling.columns == 1 && pairs % 32 == 0 && (m.rows / 2) % pairs == 0;
+}
+
 void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, uint32_t width, Over over) {
   const bool quant = can_stage(m);
   if (quant && p.x_stride % 4 != 0)
     fail_runtime("matvec input stride " + std::to_string(p.x_stride) + " is not a multiple of 4");
-  const kernels::MatvecInput input = !quant              ? kernels::MatvecInput::Direct
-                                     : int8_activations_ ? kernels::MatvecInput::Int8
-                                                         : kernels::MatvecInput::F32;
-  const kernels::MatvecTiling tiling =
-      kernels::matvec_tiling(input, p.experts ? 1 : width, m.cols / 32,
-                             device_.limits().max_compute_workgroup_storage_size, p.rope_kv != nullptr);
   // An expert GEMV's workgroups compute one expert's rows (those of the expert its slot chose).
   const uint32_t expert_rows = p.experts ? m.rows / config_.n_expert : 0;
   for (const auto& ch : m.chunks) {
     const uint32_t rows = p.experts ? expert_rows : ch.rows;
+    const MatvecPlan plan = matvec_plan(m, rows, p, width);
+    const kernels::MatvecInput input = plan.input;
+    const kernels::MatvecTiling& tiling = plan.tiling;
     gpu::KernelDefines d = weight_defines(m.type);
     d["ROWS"] = u32(ch.rows);
     d["COLS"] = u32(m.cols);
@@ -388,8 +418,9 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
       d["FIRST_EXPERT"] = u32(ch.first_row / expert_rows);
       if (p.token_input) d["TOKEN_INPUT"] = "1";
     }
-    const uint32_t rows_per_lane_group = !quant ? 1 : stage_rows(rows, tiling.columns);
+    const uint32_t rows_per_lane_group = plan.rows_per_lane_group, workgroup = plan.workgroup;
     if (quant) d["STAGE_ROWS"] = u32(rows_per_lane_group);
+    if (workgroup != kernels::kMatvecWorkgroup) d["WG_SIZE"] = u32(workgroup);
     if (input == kernels::MatvecInput::Int8) {
       d["INT8"] = "1";
       d["LANE_CHUNKS"] = u32(tiling.lane_chunks);
@@ -420,7 +451,14 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
       b.insert(b.end(),
                {tokens_slice_, {rope_table_}, {p.rope_kv->k_cache}, {p.rope_kv->v_cache}, header_slice_});
     }
-    const uint32_t per_group = kRowsPerWorkgroup * rows_per_lane_group;
+    if (p.glu) {
+      // Bindings 5, 6 after the norm's 4; glu_fits_gemv checked the shape.
+      if (!p.norm || m.chunks.size() != 1 || tiling.columns != 1)
+        fail_runtime("matvec: GLU does not fit this projection");
+      d["GLU"] = "1";
+      b.insert(b.end(), {{xq_}, {xs_}});
+    }
+    const uint32_t per_group = workgroup / kernels::kMatvecLanesPerRow * rows_per_lane_group;
     add(ops, "matvec", d, b, (rows + per_group - 1) / per_group, over, tiling.columns);
     if (p.experts) ops.back().per_token = p.experts;
   }
@@ -576,6 +614,18 @@ void Forward::add_ffn(Ops& ops, const Layer& l, uint32_t width, uint32_t ffn, bo
       add_projection(ops, m, p, width, Over::Tokens);
       p.y_offset += m.rows;
     }
+  } else if (glu_fits_gemv(l, width)) {
+    // silu(gate) * up as down's int8 codes, from the gate|up GEMV's epilogue: no silu_mul dispatch.
+    Projection p = gate_up;
+    p.x = x_;
+    p.x_stride = c.dim;
+    p.norm = l.ffn_norm;
+    p.glu = true;
+    add_projection(ops, l.gate_up[0], p, width, Over::Tokens);
+    Projection q = {gate_up_, x_, 2 * ffn, c.dim, 0, true, {}};
+    q.prequant = true;
+    add_projection(ops, l.down, q, width, Over::Tokens);
+    return;
   } else {
     add_gemv_group(ops, pointers(l.gate_up), x_, c.dim, c.dim, l.ffn_norm, gate_up, width);
   }

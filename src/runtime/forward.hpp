@@ -13,6 +13,7 @@
 
 #include "gguf/gguf_file.hpp"
 #include "gpu/device.hpp"
+#include "kernels/matvec.hpp"
 #include "model/llama.hpp"
 #include "runtime/gpu_weights.hpp"
 #include "runtime/step_params.hpp"
@@ -169,7 +170,21 @@ class Forward {
     // A q|k|v projection that also does rope_kv's work (matvec.wgsl's ROPE_KV): the layer whose caches
     // take k and v; null otherwise.
     const Layer* rope_kv = nullptr;
+    // A stacked gate|up projection (one token) whose epilogue leaves silu(gate) * up as int8 codes in xq_,
+    // xs_ for the down GEMV (matvec.wgsl's GLU) instead of writing y.
+    bool glu = false;
   };
+  // How add_projection runs matvec for `rows` rows of m.
+  struct MatvecPlan {
+    kernels::MatvecInput input;
+    kernels::MatvecTiling tiling;
+    uint32_t rows_per_lane_group;  // STAGE_ROWS
+    uint32_t workgroup;            // WG_SIZE
+  };
+  MatvecPlan matvec_plan(const GpuMatrix& m, uint32_t rows, const Projection& p, uint32_t width) const;
+  // Whether l's gate|up GEMV can do silu_mul's work in its epilogue (GLU) in a pass of `width` tokens:
+  // one token, a stacked gate|up in one chunk, each workgroup's rows whole chunks of down's input.
+  bool glu_fits_gemv(const Layer& l, uint32_t width) const;
 
   void add(Ops& ops, std::string_view kernel, const gpu::KernelDefines& defines,
            std::vector<gpu::BufferSlice> bindings, uint32_t groups_y, Over over = Over::Tokens,

@@ -561,17 +561,26 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
       d["Y_STRIDE"] = u32(rows);
       return d;
     };
-    for (auto [int8, stage_rows] : {std::pair{false, 1u}, {false, 4u}, {true, 1u}, {true, 2u}, {true, 4u}}) {
-      // Rows per lane group: each row's bits are the same.
-      SCOPED_TRACE("stage rows " + std::to_string(stage_rows) + (int8 ? " INT8" : ""));
+    struct Fused {
+      bool int8;
+      uint32_t stage_rows, workgroup;
+    };
+    for (auto [int8, stage_rows, workgroup] :
+         {Fused{false, 1, 256}, Fused{false, 4, 512}, Fused{true, 1, 256}, Fused{true, 2, 1024},
+          Fused{true, 4, 256}}) {
+      // Rows per lane group and invocations per workgroup (the norm's sum over the first 256 of them):
+      // each row's bits are the same.
+      SCOPED_TRACE("stage rows " + std::to_string(stage_rows) + " workgroup " + std::to_string(workgroup) +
+                   (int8 ? " INT8" : ""));
       gpu::KernelDefines fused = defines(1, int8);
       fused["STAGE_ROWS"] = u32(stage_rows);
       fused["NORM"] = "1";
       fused["EPS"] = f32(eps);
+      if (workgroup != 256) fused["WG_SIZE"] = u32(workgroup);
       std::vector<gpu::BufferSlice> s = weight_slices(m);
       gpu::Buffer y_fused = device().buffer(size_t(rows) * 4, gpu::kStorage, "y");
       s.insert(s.end(), {{x_buf}, {y_fused}, {norm_buf}});
-      const uint32_t per_group = kRowsPerWorkgroup * stage_rows;
+      const uint32_t per_group = workgroup / 32 * stage_rows;
       dispatch("matvec", variant(fused), s, 1, (rows + per_group - 1) / per_group);
 
       for (uint32_t width : {1u, 4u}) {
@@ -606,7 +615,8 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
 // into y, its k rows rotated and its v rows copied into the caches' row of its (slot, pos), against the
 // same GEMV without the epilogue followed by rope_kv. One token per workgroup with the fused norm (decode)
 // and passes of 4 columns of codes (PREQUANT; the last tile's junk column writes nothing), on the INT8 and
-// float paths, at 1, 2 and 4 rows per lane group, as one q|k|v matrix or as q and k|v (Y_OFFSET). A partial
+// float paths, at 1, 2 and 4 rows per lane group and workgroups of 256 or 512, as one q|k|v matrix or as
+// q and k|v (Y_OFFSET). A partial
 // rotation (ROPE_DIM < HEAD_DIM) leaves the other pairs as they are. Nothing else of y or the caches is
 // written.
 TEST_P(BatchedMatvec, RopeKvEpilogueEqualsGemvThenRopeKv) {
@@ -641,19 +651,20 @@ TEST_P(BatchedMatvec, RopeKvEpilogueEqualsGemvThenRopeKv) {
   struct Case {
     TensorType type;
     bool int8;
-    uint32_t width, stage_rows;
+    uint32_t width, stage_rows, workgroup;
     bool split;
   };
-  for (const auto& [type, int8, width, stage_rows, split] :
-       {Case{TensorType::Q4_0, true, 1, 1, false}, Case{TensorType::Q4_0, true, 1, 2, true},
-        Case{TensorType::Q4_0, true, 4, 4, true}, Case{TensorType::Q4_K, true, 1, 4, false},
-        Case{TensorType::Q4_0, false, 1, 1, true}}) {
+  for (const auto& [type, int8, width, stage_rows, workgroup, split] :
+       {Case{TensorType::Q4_0, true, 1, 1, 256, false}, Case{TensorType::Q4_0, true, 1, 2, 512, true},
+        Case{TensorType::Q4_0, true, 4, 4, 256, true}, Case{TensorType::Q4_K, true, 1, 4, 256, false},
+        Case{TensorType::Q4_0, false, 1, 1, 256, true}}) {
     const Matrix m = make_matrix(type, kQkv, cols, rng);
     // Or as two matrices: q, then k | v.
     const Matrix q_part = make_matrix(type, kHeads * kHeadDim, cols, rng);
     const Matrix kv_part = make_matrix(type, 2 * kKvDim, cols, rng);
     SCOPED_TRACE(name_of(type) + (int8 ? " INT8" : " f32") + " width " + std::to_string(width) +
-                 " stage rows " + std::to_string(stage_rows) + (split ? " q and k|v" : " q|k|v"));
+                 " stage rows " + std::to_string(stage_rows) + " workgroup " + std::to_string(workgroup) +
+                 (split ? " q and k|v" : " q|k|v"));
     const bool prequant = width > 1;
     gpu::Buffer xq, xs;
     if (prequant) {
@@ -688,6 +699,7 @@ TEST_P(BatchedMatvec, RopeKvEpilogueEqualsGemvThenRopeKv) {
         d["NORM"] = "1";
         d["EPS"] = f32(kEps);
       }
+      if (workgroup != 256) d["WG_SIZE"] = u32(workgroup);
       auto bindings = [&](gpu::Buffer y) {
         std::vector<gpu::BufferSlice> s = weight_slices(*part);
         if (prequant)
@@ -696,8 +708,8 @@ TEST_P(BatchedMatvec, RopeKvEpilogueEqualsGemvThenRopeKv) {
           s.insert(s.end(), {{x_buf}, {y}, {norm_buf}});
         return s;
       };
-      const uint32_t groups_x = prequant ? 1 : n,
-                     groups_y = (part->rows + 8 * stage_rows - 1) / (8 * stage_rows);
+      const uint32_t per_group = workgroup / 32 * stage_rows;
+      const uint32_t groups_x = prequant ? 1 : n, groups_y = (part->rows + per_group - 1) / per_group;
       dispatch("matvec", variant(d), bindings(y_plain), groups_x, groups_y);
       gpu::KernelDefines fused = d;
       fused.insert(heads.begin(), heads.end());
@@ -725,6 +737,74 @@ TEST_P(BatchedMatvec, RopeKvEpilogueEqualsGemvThenRopeKv) {
     EXPECT_EQ(bits_of(download<float>(v_fused, cache_init.size())),
               bits_of(download<float>(v_plain, cache_init.size())))
         << "v cache";
+  }
+}
+
+// The gate|up GEMV's GLU epilogue leaves the int8 chunks of silu(gate) * up that silu_mul.wgsl's QUANT_OUT
+// makes from the GEMV's outputs, bit for bit (the codes the down GEMV reads), and y as the GEMV writes it:
+// one and two output chunks per workgroup (workgroups of 512 and 1024, 2 and 4 rows per lane group), on the
+// INT8 and float paths, with the fused norm, for the one token of a decode step.
+TEST_P(BatchedMatvec, GluEpilogueEqualsGemvThenSiluMul) {
+  SCOPED_TRACE(test::seed_note());
+  auto rng = test::rng(830);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  constexpr uint32_t kFfn = 128, cols = 256;  // gate|up: 2 kFfn rows
+  constexpr double kEps = 1e-5;
+  std::vector<float> x(cols), norm(cols);  // [cols]
+  for (float& v : x) v = 2.f * dist(rng);
+  for (float& v : norm) v = 1.f + 0.2f * dist(rng);
+  gpu::Buffer x_buf = upload(x, "x"), norm_buf = upload(norm, "norm");
+  const std::vector<uint32_t> codes_init(kFfn / 32 * 8 + 1, 0xDEADBEEFu);  // [chunks, 2 vec4] + 1
+  const std::vector<float> scales_init(kFfn / 32 * 4 + 1, std::numeric_limits<float>::quiet_NaN());
+  struct Case {
+    TensorType type;
+    bool int8;
+    uint32_t stage_rows, workgroup;
+  };
+  for (const auto& [type, int8, stage_rows, workgroup] :
+       {Case{TensorType::Q4_0, true, 4, 512}, Case{TensorType::Q4_0, true, 4, 1024},
+        Case{TensorType::Q4_K, true, 2, 1024}, Case{TensorType::Q4_0, false, 4, 512}}) {
+    SCOPED_TRACE(name_of(type) + (int8 ? " INT8" : " f32") + " stage rows " + std::to_string(stage_rows) +
+                 " workgroup " + std::to_string(workgroup));
+    const Matrix m = make_matrix(type, 2 * kFfn, cols, rng);
+    gpu::KernelDefines d = type_defines(type);
+    if (int8) {
+      d["INT8"] = "1";
+      d["LANE_CHUNKS"] = "2u";
+    }
+    d["ROWS"] = u32(2 * kFfn);
+    d["COLS"] = u32(cols);
+    d["Y_OFFSET"] = "0u";
+    d["BATCH"] = "1u";
+    d["STAGE_ROWS"] = u32(stage_rows);
+    d["X_STRIDE"] = u32(cols);
+    d["Y_STRIDE"] = u32(2 * kFfn);
+    d["NORM"] = "1";
+    d["EPS"] = f32(kEps);
+    d["WG_SIZE"] = u32(workgroup);
+    const uint32_t groups = 2 * kFfn / (workgroup / 32 * stage_rows);
+    gpu::Buffer gu = upload(std::vector<float>(2 * kFfn, 0.f), "gate|up");
+    std::vector<gpu::BufferSlice> s = weight_slices(m);
+    s.insert(s.end(), {{x_buf}, {gu}, {norm_buf}});
+    dispatch("matvec", variant(d), s, 1, groups);
+    gpu::Buffer xq = upload(codes_init, "xq"), xs = upload(scales_init, "xs");
+    dispatch("silu_mul", variant({{"N", u32(kFfn)}, {"QUANT_OUT", "1"}}), {{gu}, {xq}, {xs}}, 1, 1);
+
+    gpu::KernelDefines glu = d;
+    glu["GLU"] = "1";
+    const std::vector<float> y_init(2 * kFfn, std::numeric_limits<float>::quiet_NaN());
+    gpu::Buffer y = upload(y_init, "y");
+    gpu::Buffer hq = upload(codes_init, "hq"), hs = upload(scales_init, "hs");
+    std::vector<gpu::BufferSlice> t = weight_slices(m);
+    t.insert(t.end(), {{x_buf}, {y}, {norm_buf}, {hq}, {hs}});
+    dispatch("matvec", variant(glu), t, 1, groups);
+    EXPECT_EQ(download<uint32_t>(hq, codes_init.size()), download<uint32_t>(xq, codes_init.size()))
+        << "codes";
+    EXPECT_EQ(bits_of(download<float>(hs, scales_init.size())),
+              bits_of(download<float>(xs, scales_init.size())))
+        << "scales";
+    EXPECT_EQ(bits_of(download<float>(y, y_init.size())), bits_of(download<float>(gu, y_init.size())))
+        << "gate|up";
   }
 }
 

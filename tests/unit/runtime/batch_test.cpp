@@ -150,6 +150,23 @@ TEST_P(BatchedForward, SplitAttentionKeepsTheBitsAcrossSpanBoundaries) {
   check_invariance(m, subgroups(), 512, 255, {2, 17}, [](uint32_t s) { return s == 1 ? 300 : 2 + s; });
 }
 
+// A one-token decode step fuses work into its GEMVs' epilogues that passes of several tokens leave to
+// kernels of their own: on a model whose FFN is wide enough (gate|up 12288 rows), quantized weights run
+// gate|up in workgroups of 512 that leave down's int8 input themselves (matvec.wgsl's GLU, where
+// batched passes run silu_mul), and q|k|v rotates q and k into the caches (ROPE_KV, as the batched GEMVs
+// do; the prompt's passes of 6 too). Every bit must still agree.
+TEST_P(BatchedForward, FusedDecodeEpiloguesKeepTheBits) {
+  SCOPED_TRACE(test::seed_note());
+  test::TinyLlamaShape shape = test::model_shape(type());
+  shape.dim = 128;
+  shape.n_layers = 1;
+  shape.n_heads = 4;
+  shape.n_kv_heads = 2;
+  shape.ffn_dim = 6144;
+  const test::TinyLlama m(shape, 1500 + static_cast<uint64_t>(type()));
+  check_invariance(m, subgroups(), 48, 9, {2, 5}, [](uint32_t s) { return 2 + s; });
+}
+
 INSTANTIATE_TEST_SUITE_P(TypesAndKernels, BatchedForward,
                          ::testing::Combine(::testing::Values(TensorType::F32, TensorType::Q4_0),
                                             ::testing::Bool()),
