@@ -10,7 +10,7 @@ namespace wgllm::kernels {
 uint32_t matvec_workgroup_bytes(MatvecInput input, uint32_t columns, uint32_t lane_chunks, bool row_sums,
                                 uint32_t workgroup) {
   constexpr uint32_t kLanesPerRow = kMatvecLanesPerRow;
-  // `partial`: the reduction of up to 8 columns at once; `pending`: ROPE_KV's row sums of every column.
+  // `partial`: the reduction of up to 8 columns at once; `pending`: ROPE_KV's or GLU's row sums.
   const uint32_t rows = workgroup / kLanesPerRow * kMatvecMaxStageRows;
   const uint32_t partial = workgroup * std::min(columns, 8u) * 4 + (row_sums ? rows * columns * 4 : 0);
   switch (input) {

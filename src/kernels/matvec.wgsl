@@ -47,8 +47,8 @@
 // the gate's, the others the up's), and its epilogue leaves silu(gate) * up for them as int8 chunks in hq,
 // hs (quantize_act's layout, [tokens, ROWS / 64] chunks: what the down GEMV's PREQUANT reads), by
 // silu_mul.wgsl's silu_times and act_quant.wgsl's quantize_chunk, the codes silu_mul's QUANT_OUT makes
-// (y gets the gate and up values as without GLU). PAIRS is a multiple of 32 and divides ROWS / 2 (the runtime checks). A decode step so
-// saves silu_mul's dispatch per layer.
+// (y gets the gate and up values as without GLU). PAIRS is a multiple of 32 and divides ROWS / 2 (the
+// runtime checks). A decode step so saves silu_mul's dispatch per layer.
 #if SUBGROUPS
 enable subgroups;
 #endif

@@ -26,7 +26,6 @@ const ROWS = SLOTS;
 const ROWS = 1u;
 #endif
 
-
 #if QUANT_OUT
 const CHUNKS = N / 32u;
 const PER_WG = 32u;  // chunks per workgroup: 8 invocations each, one vector of 4 elements apiece

@@ -170,8 +170,8 @@ class Forward {
     // A q|k|v projection that also does rope_kv's work (matvec.wgsl's ROPE_KV): the layer whose caches
     // take k and v; null otherwise.
     const Layer* rope_kv = nullptr;
-    // A stacked gate|up projection (one token) whose epilogue leaves silu(gate) * up as int8 codes in xq_,
-    // xs_ for the down GEMV (matvec.wgsl's GLU) instead of writing y.
+    // A stacked gate|up projection (one token) whose epilogue also leaves silu(gate) * up as int8 codes in
+    // xq_, xs_ for the down GEMV (matvec.wgsl's GLU), so that no silu_mul runs.
     bool glu = false;
   };
   // How add_projection runs matvec for `rows` rows of m.
