@@ -1,6 +1,7 @@
 #include "kernels/kernel_sources.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -116,6 +117,25 @@ std::string specialise(std::string_view name, std::string_view wgsl, const Kerne
     out += expand(use, source(use), defines, uses);
   }
   return out;
+}
+
+std::string u32(uint64_t v) {
+  return std::to_string(v) + "u";
+}
+
+std::string f32(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  std::string s = buf;
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
+
+void add_subgroup_defines(KernelDefines& defines, uint32_t min_subgroup_size) {
+  defines.insert_or_assign("SUBGROUPS", std::string("1"));
+  uint32_t lanes = 32;
+  while (lanes > min_subgroup_size) lanes /= 2;
+  if (lanes >= 8) defines.insert_or_assign("SUM_LANES", u32(lanes));
 }
 
 }  // namespace wgllm::kernels

@@ -10,18 +10,6 @@ namespace wgllm::kernels {
 
 namespace {
 
-std::string u32(uint64_t v) {
-  return std::to_string(v) + "u";
-}
-
-std::string f32(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  std::string s = buf;
-  if (s.find_first_of(".e") == std::string::npos) s += ".0";
-  return s;
-}
-
 uint32_t ceil_div(uint32_t a, uint32_t b) {
   return (a + b - 1) / b;
 }

@@ -522,13 +522,14 @@ fn rope_kv_out(first: u32, col0: u32, tid: u32) {
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>
 #if SUBGROUPS
-        , @builtin(subgroup_size) sg_size: u32
+        , @builtin(subgroup_size) sg_size: u32, @builtin(subgroup_invocation_id) sg_lane: u32
 #endif
 ) {
 #if SUBGROUPS
   let sg = sg_size;
 #else
   let sg = 0u;
+  let sg_lane = 0u;
 #endif
   let lane = tid % TPR;
 #if EXPERTS
@@ -567,7 +568,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     let v = x_in[xb + i];
     ss += dot(v, v);
   }
-  inv_rms = inverseSqrt(workgroup_sum(ss, tid) / f32(COLS) + EPS);
+  inv_rms = inverseSqrt(workgroup_sum(ss, tid, sg_lane) / f32(COLS) + EPS);
 #endif
   let dots = tiled_dots(r0, lane, tid, x_col0, inv_rms);
 #if SUBGROUPS

@@ -7,6 +7,9 @@
 // Bindings: 0 x (f32 [tokens, X_STRIDE]), 1 xq, 2 xs, 3 batch (uniform), 4 norm_w (NORM).
 // Defines: COLS (a multiple of 32), X_STRIDE (a multiple of 4), NORM, EPS.
 // Dispatch: (1, max_tokens) workgroups, one per token; those past batch.tokens return at once.
+#if SUBGROUPS
+enable subgroups;
+#endif
 struct Batch {
   tokens: u32,
 }
@@ -31,7 +34,14 @@ const CHUNKS = COLS / 32u;
 var<workgroup> partial: array<f32, WG>;
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>
+#if SUBGROUPS
+        , @builtin(subgroup_invocation_id) sg_lane: u32
+#endif
+) {
+#if !SUBGROUPS
+  let sg_lane = 0u;
+#endif
   let t = wid.y;
   if (t >= batch.tokens) {
     return;
@@ -43,7 +53,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     let v = x[row + i];
     ss += dot(v, v);
   }
-  let inv_rms = inverseSqrt(workgroup_sum(ss, tid) / f32(COLS) + EPS);
+  let inv_rms = inverseSqrt(workgroup_sum(ss, tid, sg_lane) / f32(COLS) + EPS);
 #endif
   // 32 chunks at a time, 8 invocations per chunk (act_quant.wgsl's quantize_part).
   let k = tid % 8u;

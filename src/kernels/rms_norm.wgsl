@@ -5,6 +5,9 @@
 // squares, the same reduction: row_sum.wgsl, the same products): a projection gets the same normalised
 // input whether the norm is fused into it (one token) or runs here (a batch), which keeps a sequence's
 // logits independent of the batch it is in.
+#if SUBGROUPS
+enable subgroups;
+#endif
 #if GATHER
 #use step_params
 #endif
@@ -42,7 +45,14 @@ fn weight_quad(i: u32) -> vec4<f32> {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>
+#if SUBGROUPS
+        , @builtin(subgroup_invocation_id) sg_lane: u32
+#endif
+) {
+#if !SUBGROUPS
+  let sg_lane = 0u;
+#endif
 #if GATHER
   let src = rows[wid.x].token * N;
 #else
@@ -53,7 +63,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     let v = quad(src, i);
     ss += dot(v, v);
   }
-  let inv_rms = inverseSqrt(workgroup_sum(ss, tid) / f32(N) + EPS);
+  let inv_rms = inverseSqrt(workgroup_sum(ss, tid, sg_lane) / f32(N) + EPS);
   let dst = wid.x * N;
   for (var i = tid; i < N4; i += WG) {
     let v = quad(src, i) * inv_rms * weight_quad(i);

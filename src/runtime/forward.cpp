@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "kernels/attention.hpp"
+#include "kernels/kernel_sources.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/matvec.hpp"
 #include "kernels/sample.hpp"
@@ -17,17 +18,8 @@ namespace wgllm::runtime {
 
 namespace {
 
-std::string u32(uint64_t v) {
-  return std::to_string(v) + "u";
-}
-
-std::string f32(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  std::string s = buf;
-  if (s.find_first_of(".e") == std::string::npos) s += ".0";
-  return s;
-}
+using kernels::f32;
+using kernels::u32;
 
 template <typename T>
 std::span<const uint8_t> bytes_of(std::span<const T> v) {
@@ -292,7 +284,7 @@ Forward::Forward(gpu::Device& device, const gguf::GgufFile& file, const ForwardO
 }
 
 gpu::KernelDefines Forward::variant(gpu::KernelDefines defines) const {
-  if (subgroups_) defines["SUBGROUPS"] = "1";
+  if (subgroups_) kernels::add_subgroup_defines(defines, device_.info().subgroup_min_size);
   return defines;
 }
 

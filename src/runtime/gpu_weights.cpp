@@ -8,11 +8,15 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "kernels/kernel_sources.hpp"
 #include "quant/gpu_layout.hpp"
 
 namespace wgllm::runtime {
 
 namespace {
+
+using kernels::f32;
+using kernels::u32;
 
 std::span<const uint8_t> words(const std::vector<uint32_t>& v) {
   return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * 4};
@@ -27,10 +31,6 @@ std::string upper(std::string_view s) {
   std::string u(s);
   for (char& ch : u) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   return u;
-}
-
-std::string u32(uint64_t v) {
-  return std::to_string(v) + "u";
 }
 
 std::string gpu_type_names() {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gpu/device.hpp"
+#include "kernels/kernel_sources.hpp"
 #include "runtime/step_params.hpp"
 #include "support/test_device.hpp"
 #include "support/test_support.hpp"
@@ -22,17 +23,8 @@ inline gpu::Device& device() {
   return test::test_device();
 }
 
-// Define values written as WGSL literals, as runtime/forward.cpp writes them.
-inline std::string u32(uint64_t v) {
-  return std::to_string(v) + "u";
-}
-inline std::string f32(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  std::string s = buf;
-  if (s.find_first_of(".e") == std::string::npos) s += ".0";
-  return s;
-}
+using kernels::f32;
+using kernels::u32;
 
 template <typename T>
 std::span<const uint8_t> bytes_of(const std::vector<T>& v) {
@@ -87,7 +79,7 @@ class KernelVariantTest : public ::testing::TestWithParam<bool> {
     if (GetParam() && !device().features().subgroups) GTEST_SKIP() << "adapter has no subgroups";
   }
   gpu::KernelDefines variant(gpu::KernelDefines d) const {
-    if (GetParam()) d["SUBGROUPS"] = "1";
+    if (GetParam()) kernels::add_subgroup_defines(d, device().info().subgroup_min_size);
     return d;
   }
 };

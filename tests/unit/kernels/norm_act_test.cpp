@@ -83,6 +83,37 @@ TEST_P(RmsNorm, GathersTheLogitsRowsTokens) {
   check(256, 1e-5, 3.f, rng, {1, 1, 2, 0});
 }
 
+// row_sum.wgsl's subgroup form (SUM_LANES: registers, then butterflies) adds the invocations' sums of
+// squares in the tree's order, so rms_norm gives the same bits with and without subgroups (and so do the
+// GEMVs' fused norm and quantize_act, which share it). The rows mix magnitudes over a few decades, which
+// makes the sum's last bits depend on its order.
+TEST(RowSum, SubgroupFormAddsInTheTreesOrder) {
+  gpu::KernelDefines sub;
+  kernels::add_subgroup_defines(sub, device().info().subgroup_min_size);
+  if (!device().features().subgroups || !sub.contains("SUM_LANES"))
+    GTEST_SKIP() << "adapter has no subgroups of 8 or more lanes";
+  SCOPED_TRACE(test::seed_note() + ", SUM_LANES " + sub["SUM_LANES"]);
+  auto rng = test::rng(404);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  constexpr uint32_t kRows = 16;
+  for (uint32_t n : {7u, 1024u, 4100u}) {
+    SCOPED_TRACE("N " + std::to_string(n));
+    std::vector<float> x(size_t(kRows) * n), weight(n);  // [rows, N], [N]
+    for (float& v : x) v = dist(rng) * std::pow(10.f, std::abs(dist(rng)));
+    for (float& v : weight) v = 1.f + 0.2f * dist(rng);
+    gpu::Buffer x_buf = upload(x, "x"), w_buf = upload(weight, "weight");
+    std::vector<std::vector<uint32_t>> bits;
+    for (bool subgroups : {false, true}) {
+      gpu::KernelDefines d = {{"N", u32(n)}, {"EPS", f32(1e-5)}};
+      if (subgroups) d.insert(sub.begin(), sub.end());
+      gpu::Buffer out = device().buffer(x.size() * 4, gpu::kStorage, "out");
+      dispatch("rms_norm", d, {{x_buf}, {w_buf}, {out}}, kRows);
+      bits.push_back(bits_of(download<float>(out, x.size())));
+    }
+    EXPECT_EQ(bits[0], bits[1]);
+  }
+}
+
 class SiluMul : public KernelVariantTest {};
 
 TEST_P(SiluMul, MatchesDoubleReferenceInPlace) {
