@@ -45,12 +45,13 @@ fn quantize_chunk(v: array<vec4<f32>, 8>) -> ActChunk {
                   vec4<u32>(words[4], words[5], words[6], words[7]), act_scales(d, sums.x, sums.y));
 }
 
-// A chunk split over 8 consecutive invocations of a workgroup of 256 (invocation tid holds elements
-// 4k..4k+3 of its chunk, k = tid % 8, in v): this invocation's word of codes and the chunk's scales, both
-// as quantize_chunk makes them (the maximum is exact in any order, the sums are integers). Every
-// invocation of the workgroup calls it (it holds barriers); calls may follow each other in a loop.
-var<workgroup> act_amax: array<f32, 256>;
-var<workgroup> act_sum: array<i32, 256>;
+// A chunk split over 8 consecutive invocations of a workgroup of ACT_WG (the includer's constant; invocation
+// tid holds elements 4k..4k+3 of its chunk, k = tid % 8, in v): this invocation's word of codes and the
+// chunk's scales, both as quantize_chunk makes them (the maximum is exact in any order, the sums are
+// integers). Every invocation of the workgroup calls it (it holds barriers); calls may follow each other
+// in a loop.
+var<workgroup> act_amax: array<f32, ACT_WG>;
+var<workgroup> act_sum: array<i32, ACT_WG>;
 
 struct ActPart {
   word: u32,     // codes of elements 4k..4k+3

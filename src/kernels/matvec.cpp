@@ -18,8 +18,9 @@ uint32_t matvec_workgroup_bytes(MatvecInput input, uint32_t columns, uint32_t la
       return partial;
     case MatvecInput::F32:  // `xt`: 8 vec4 of each lane's chunk per column, TPR + 1 slots per vector
       return partial + columns * 8 * (kLanesPerRow + 1) * 16;
-    case MatvecInput::Int8:  // `xq_t`, `xs_t`: 2 vec4 of codes and a vec4 of scales per chunk and column
-      return partial + columns * kLanesPerRow * lane_chunks * 48;
+    case MatvecInput::Int8:  // `xq_t`, `xs_t`: 2 vec4 of codes and a vec4 of scales per chunk and column;
+      // one column may quantize through act_quant.wgsl's quantize_part (STAGE_PARTS: 2 words per invocation)
+      return partial + columns * kLanesPerRow * lane_chunks * 48 + (columns == 1 ? workgroup * 8 : 0);
   }
   return partial;
 }
@@ -55,6 +56,10 @@ uint32_t matvec_workgroup_size(MatvecInput input, const MatvecTiling& t, bool ro
       return wg;
   }
   return kMatvecWorkgroup;
+}
+
+bool matvec_stage_parts(const MatvecTiling& t, uint32_t workgroup) {
+  return t.columns == 1 && workgroup >= 8 * kMatvecLanesPerRow * t.lane_chunks;
 }
 
 }  // namespace wgllm::kernels

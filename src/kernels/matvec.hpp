@@ -46,4 +46,9 @@ uint32_t matvec_workgroup_size(MatvecInput input, const MatvecTiling& t, bool ro
                                uint32_t rows_per_lane_group, uint32_t max_invocations,
                                uint32_t workgroup_bytes);
 
+// Whether a GEMV that quantizes its inputs as it stages them (INT8, not PREQUANT) splits each chunk over 8
+// invocations (matvec.wgsl's STAGE_PARTS): one column, and a workgroup of at least 8 invocations per chunk
+// of the tile, which then quantizes the whole tile at once with every invocation busy.
+bool matvec_stage_parts(const MatvecTiling& t, uint32_t workgroup);
+
 }  // namespace wgllm::kernels

@@ -29,6 +29,7 @@ struct Batch {
 // matvec.wgsl's NORM: the normalised values, hence the codes, are the ones a one-token GEMV makes (batch
 // invariance of PREQUANT).
 const WG = 256u;
+const ACT_WG = WG;
 const CHUNKS = COLS / 32u;
 
 var<workgroup> partial: array<f32, WG>;

@@ -29,6 +29,7 @@ const ROWS = 1u;
 #if QUANT_OUT
 const CHUNKS = N / 32u;
 const PER_WG = 32u;  // chunks per workgroup: 8 invocations each, one vector of 4 elements apiece
+const ACT_WG = 256u;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {

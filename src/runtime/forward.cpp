@@ -416,6 +416,7 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
     if (input == kernels::MatvecInput::Int8) {
       d["INT8"] = "1";
       d["LANE_CHUNKS"] = u32(tiling.lane_chunks);
+      if (!p.prequant && kernels::matvec_stage_parts(tiling, workgroup)) d["STAGE_PARTS"] = "1";
     }
     if (p.norm) {
       d["NORM"] = "1";

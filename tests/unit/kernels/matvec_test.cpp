@@ -570,15 +570,17 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
     struct Fused {
       bool int8;
       uint32_t stage_rows, workgroup;
+      bool parts = false;  // STAGE_PARTS: each chunk quantized by 8 invocations
     };
-    for (auto [int8, stage_rows, workgroup] :
+    for (auto [int8, stage_rows, workgroup, parts] :
          {Fused{false, 1, 256}, Fused{false, 4, 512}, Fused{true, 1, 256}, Fused{true, 2, 1024},
-          Fused{true, 4, 256}}) {
-      // Rows per lane group and invocations per workgroup (the norm's sum over the first 256 of them):
-      // each row's bits are the same.
+          Fused{true, 4, 256}, Fused{true, 1, 256, true}, Fused{true, 2, 1024, true}}) {
+      // Rows per lane group and invocations per workgroup (the norm's sum over the first 256 of them),
+      // chunks quantized by one invocation or eight: each row's bits are the same.
       SCOPED_TRACE("stage rows " + std::to_string(stage_rows) + " workgroup " + std::to_string(workgroup) +
-                   (int8 ? " INT8" : ""));
+                   (int8 ? " INT8" : "") + (parts ? " STAGE_PARTS" : ""));
       gpu::KernelDefines fused = defines(1, int8);
+      if (parts) fused["STAGE_PARTS"] = "1";
       fused["STAGE_ROWS"] = u32(stage_rows);
       fused["NORM"] = "1";
       fused["EPS"] = f32(eps);
