@@ -45,33 +45,53 @@ fn quantize_chunk(v: array<vec4<f32>, 8>) -> ActChunk {
                   vec4<u32>(words[4], words[5], words[6], words[7]), act_scales(d, sums.x, sums.y));
 }
 
-// A chunk split over 8 consecutive invocations of a workgroup of ACT_WG (the includer's constant; invocation
-// tid holds elements 4k..4k+3 of its chunk, k = tid % 8, in v): this invocation's word of codes and the
-// chunk's scales, both as quantize_chunk makes them (the maximum is exact in any order, the sums are
+// A chunk split over ACT_PARTS = 8 / ACT_VECS consecutive invocations of a workgroup of ACT_WG (the
+// includer's constants: ACT_VECS is 1, 2 or 4; invocation tid holds the chunk's vectors k * ACT_VECS ..
+// (k + 1) * ACT_VECS, elements 4 of each, k = tid % ACT_PARTS, in v): this invocation's words of codes and
+// the chunk's scales, both as quantize_chunk makes them (the maximum is exact in any order, the sums are
 // integers). Every invocation of the workgroup calls it (it holds barriers); calls may follow each other
 // in a loop.
+const_assert ACT_VECS == 1u || ACT_VECS == 2u || ACT_VECS == 4u;
+const ACT_PARTS = 8u / ACT_VECS;
 var<workgroup> act_amax: array<f32, ACT_WG>;
 var<workgroup> act_sum: array<i32, ACT_WG>;
 
 struct ActPart {
-  word: u32,     // codes of elements 4k..4k+3
-  s: vec4<f32>,  // the chunk's scales
+  words: array<u32, ACT_VECS>,  // codes of the invocation's vectors, 4 per word
+  s: vec4<f32>,                 // the chunk's scales
 }
 
-fn quantize_part(v: vec4<f32>, tid: u32) -> ActPart {
-  let first = tid - tid % 8u;
-  let a = abs(v);
-  act_amax[tid] = max(max(a.x, a.y), max(a.z, a.w));
+fn quantize_part(v: array<vec4<f32>, ACT_VECS>, tid: u32) -> ActPart {
+  let first = tid - tid % ACT_PARTS;
+  var m = 0.0;
+  for (var j = 0u; j < ACT_VECS; j++) {
+    let a = abs(v[j]);
+    m = max(m, max(max(a.x, a.y), max(a.z, a.w)));
+  }
+  act_amax[tid] = m;
   workgroupBarrier();
   var amax = 0.0;
-  for (var i = 0u; i < 8u; i++) {
+  for (var i = 0u; i < ACT_PARTS; i++) {
     amax = max(amax, act_amax[first + i]);
   }
   let d = amax / 127.0;
-  let q = act_codes(v, act_inverse_scale(d));
-  act_sum[tid] = q.x + q.y + q.z + q.w;
+  let id = act_inverse_scale(d);
+  var part: ActPart;
+  var sum = 0;
+  for (var j = 0u; j < ACT_VECS; j++) {
+    let q = act_codes(v[j], id);
+    part.words[j] = pack4xI8(q);
+    sum += q.x + q.y + q.z + q.w;
+  }
+  act_sum[tid] = sum;
   workgroupBarrier();
-  let lo = act_sum[first] + act_sum[first + 1u] + act_sum[first + 2u] + act_sum[first + 3u];
-  let hi = act_sum[first + 4u] + act_sum[first + 5u] + act_sum[first + 6u] + act_sum[first + 7u];
-  return ActPart(pack4xI8(q), act_scales(d, lo, hi));
+  // Words 0..3 (the chunk's first half) are the first half of its invocations'.
+  var lo = 0;
+  var hi = 0;
+  for (var i = 0u; i < ACT_PARTS / 2u; i++) {
+    lo += act_sum[first + i];
+    hi += act_sum[first + ACT_PARTS / 2u + i];
+  }
+  part.s = act_scales(d, lo, hi);
+  return part;
 }

@@ -195,6 +195,16 @@ fn reduce_sum(tid: u32, v: Heads, sg: u32) -> Heads {
   return r;
 }
 
+// Vector d4 of the V rows (kv head at element kv) of a tile's keys i0, i0 + SPLIT, .. (PV_KEYS of them; the
+// tile's last, len - 1, in place of those past it), the tile starting at cache row `row0`.
+fn v_batch(row0: u32, kv: u32, d4: u32, i0: u32, len: u32) -> array<vec4<f32>, PV_KEYS> {
+  var v: array<vec4<f32>, PV_KEYS>;
+  for (var u = 0u; u < PV_KEYS; u++) {
+    v[u] = v_cache[((row0 + min(i0 + u * SPLIT, len - 1u)) * KV_DIM + kv) / 4u + d4];
+  }
+  return v;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>
@@ -258,6 +268,13 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
         s[h] = qk[h] * SCALE;
       }
     }
+    // The group's first batch of V rows is loaded before the softmax's reductions, whose barriers then
+    // wait out its memory round trip (8B tg128 +1.4 % on the H100, docs/perf.md).
+    let len = min(WG, end - t0);
+    var v_first: array<vec4<f32>, PV_KEYS>;
+    if (g < SPLIT) {
+      v_first = v_batch(first + t0, kv, d4, g, len);
+    }
     let tile_max = reduce_max(tid, s, sg);
     var m_new = Heads();
     var e = Heads();
@@ -273,16 +290,15 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
       l[h] = l[h] * corr[h] + tile_sum[h];
     }
     if (g < SPLIT) {
-      let len = min(WG, end - t0);
       var a = HeadVectors();
       // PV_KEYS of the group's keys at a time, their loads first: each batch waits one memory round trip,
       // so a tile of 128 keys on 8B takes 2 batches of 16 per group instead of 8 of 4 (8B tg128 +4.3 %,
       // depth 4096 +6 % on the H200; 8 or 32 keys gained less, docs/perf.md). The group still adds its keys
       // in increasing order: the same bits.
       for (var i0 = g; i0 < len; i0 += PV_KEYS * SPLIT) {
-        var v: array<vec4<f32>, PV_KEYS>;
-        for (var u = 0u; u < PV_KEYS; u++) {
-          v[u] = v_cache[((first + t0 + min(i0 + u * SPLIT, len - 1u)) * KV_DIM + kv) / 4u + d4];
+        var v = v_first;
+        if (i0 != g) {
+          v = v_batch(first + t0, kv, d4, i0, len);
         }
         for (var u = 0u; u < PV_KEYS; u++) {
           let i = i0 + u * SPLIT;

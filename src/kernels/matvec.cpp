@@ -58,8 +58,12 @@ uint32_t matvec_workgroup_size(MatvecInput input, const MatvecTiling& t, bool ro
   return kMatvecWorkgroup;
 }
 
-bool matvec_stage_parts(const MatvecTiling& t, uint32_t workgroup) {
-  return t.columns == 1 && workgroup >= 8 * kMatvecLanesPerRow * t.lane_chunks;
+uint32_t matvec_stage_parts(const MatvecTiling& t, uint32_t workgroup) {
+  if (t.columns != 1) return 0;
+  const uint32_t per_chunk = workgroup / (kMatvecLanesPerRow * t.lane_chunks);
+  uint32_t parts = 8;
+  while (parts > per_chunk) parts /= 2;
+  return parts >= 2 ? parts : 0;
 }
 
 }  // namespace wgllm::kernels

@@ -46,9 +46,10 @@ uint32_t matvec_workgroup_size(MatvecInput input, const MatvecTiling& t, bool ro
                                uint32_t rows_per_lane_group, uint32_t max_invocations,
                                uint32_t workgroup_bytes);
 
-// Whether a GEMV that quantizes its inputs as it stages them (INT8, not PREQUANT) splits each chunk over 8
-// invocations (matvec.wgsl's STAGE_PARTS): one column, and a workgroup of at least 8 invocations per chunk
-// of the tile, which then quantizes the whole tile at once with every invocation busy.
-bool matvec_stage_parts(const MatvecTiling& t, uint32_t workgroup);
+// How many invocations split each chunk of a GEMV that quantizes its inputs as it stages them (INT8, not
+// PREQUANT; matvec.wgsl's STAGE_PARTS): for one column, as many of 8, 4 or 2 as the workgroup has per
+// chunk of the tile, so that the whole tile is quantized at once with every invocation busy; 0 (one
+// invocation per chunk) for several columns or fewer than 2 invocations per chunk.
+uint32_t matvec_stage_parts(const MatvecTiling& t, uint32_t workgroup);
 
 }  // namespace wgllm::kernels

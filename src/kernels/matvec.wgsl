@@ -130,6 +130,12 @@ const WG = 256u;
 #endif
 const TPR = 32u;  // threads per row
 const ACT_WG = WG;  // act_quant.wgsl's quantize_part
+#if STAGE_PARTS
+const PART_VECS = 8u / STAGE_PARTS;  // a chunk's vectors per invocation in the staging
+#else
+const PART_VECS = 1u;
+#endif
+const ACT_VECS = PART_VECS;
 #if QUANT
 #if EMBED
 const RPL = 1u;
@@ -179,31 +185,40 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 // Quantizes chunks t .. t + TILE of the tile's columns into xq_t, xs_t (zeros past the row's end): one
 // invocation per chunk, which reads the chunk's 32 inputs as 8 consecutive vectors; with PREQUANT copies
 // the chunk's codes and scales that quantize_act.wgsl made (the same quantize_chunk of the same values).
-// With STAGE_PARTS (one column, a workgroup of at least 8 invocations per chunk of the tile:
-// kernels::matvec_stage_parts) each chunk is split over 8 invocations (quantize_part: the same codes and
-// scales), so a decode step's GEMVs wait for one vector's worth of quantization instead of a chunk's, with
-// every invocation busy.
-fn stage_tile(t: u32, tid: u32, col0: u32, inv_rms: f32) {
+// With STAGE_PARTS (one column, 2, 4 or 8 invocations per chunk of the tile, as many as the workgroup
+// has: kernels::matvec_stage_parts) each chunk is split over STAGE_PARTS invocations (quantize_part: the
+// same codes and scales), so a decode step's GEMVs wait for a part's worth of quantization instead of a
+// chunk's, with every invocation busy.
 #if STAGE_PARTS
-  const_assert BATCH == 1u && WG >= 8u * TILE;
-  let i = tid / 8u;  // the tile's chunk
-  let k = tid % 8u;  // its elements 4k..4k+3
-  let c = t + i;
-  var v = vec4<f32>(0.0);
-  if (i < TILE && c < CHUNKS) {
-    v = x_in[col0 * (X_STRIDE / 4u) + 8u * c + k];
+fn stage_tile(t: u32, tid: u32, col0: u32, inv_rms: f32) {
+  const_assert BATCH == 1u && WG >= STAGE_PARTS * TILE;
+  // This invocation's inputs: vectors 8t + tid * PART_VECS .. of the column (of the tile's chunk
+  // tid / STAGE_PARTS), zeros past the row's end and the tile's.
+  var v: array<vec4<f32>, PART_VECS>;
+  for (var m = 0u; m < PART_VECS; m++) {
+    let e = 8u * t + tid * PART_VECS + m;
+    if (tid < STAGE_PARTS * TILE && e < COLS / 4u) {
+      v[m] = x_in[col0 * (X_STRIDE / 4u) + e];
 #if NORM
-    v = v * inv_rms * norm_w[8u * c + k];
+      v[m] = v[m] * inv_rms * norm_w[e];
 #endif
+    }
   }
   let part = quantize_part(v, tid);
+  let i = tid / STAGE_PARTS;  // the tile's chunk
+  let k = tid % STAGE_PARTS;  // its vectors k * PART_VECS ..
   if (i < TILE) {
-    xq_t[(k / 4u) * TILE + i][k % 4u] = part.word;
+    for (var m = 0u; m < PART_VECS; m++) {
+      let e = k * PART_VECS + m;  // the chunk's word
+      xq_t[(e / 4u) * TILE + i][e % 4u] = part.words[m];
+    }
     if (k == 0u) {
       xs_t[i] = part.s;
     }
   }
+}
 #else
+fn stage_tile(t: u32, tid: u32, col0: u32, inv_rms: f32) {
   for (var e = tid; e < BATCH * TILE; e += WG) {
     let j = e / TILE;
     let i = e % TILE;
@@ -230,8 +245,8 @@ fn stage_tile(t: u32, tid: u32, col0: u32, inv_rms: f32) {
     xq_t[(2u * j + 1u) * TILE + i] = q.hi;
     xs_t[j * TILE + i] = q.s;
   }
-#endif
 }
+#endif
 #else
 // Four codes (one per byte) minus `off`, as floats. A byte placed in the mantissa of 2^23 is the float
 // 2^23 + code, and subtracting 2^23 + off leaves code - off exactly: full-rate bit and add operations

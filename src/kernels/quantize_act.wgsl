@@ -30,6 +30,7 @@ struct Batch {
 // invariance of PREQUANT).
 const WG = 256u;
 const ACT_WG = WG;
+const ACT_VECS = 1u;
 const CHUNKS = COLS / 32u;
 
 var<workgroup> partial: array<f32, WG>;
@@ -68,10 +69,10 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
       v = x[row + 8u * g + k];
 #endif
     }
-    let part = quantize_part(v, tid);
+    let part = quantize_part(array<vec4<f32>, 1>(v), tid);
     if (g < CHUNKS) {
       let c = t * CHUNKS + g;
-      xq[2u * c + k / 4u][k % 4u] = part.word;
+      xq[2u * c + k / 4u][k % 4u] = part.words[0];
       if (k == 0u) {
         xs[c] = part.s;
       }

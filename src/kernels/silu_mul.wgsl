@@ -30,6 +30,7 @@ const ROWS = 1u;
 const CHUNKS = N / 32u;
 const PER_WG = 32u;  // chunks per workgroup: 8 invocations each, one vector of 4 elements apiece
 const ACT_WG = 256u;
+const ACT_VECS = 1u;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
@@ -42,10 +43,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       h[e] = silu_times(gu[at + e], gu[at + N + e]);
     }
   }
-  let part = quantize_part(h, tid);
+  let part = quantize_part(array<vec4<f32>, 1>(h), tid);
   if (c < CHUNKS) {
     let o = wid.x * CHUNKS + c;
-    xq[2u * o + k / 4u][k % 4u] = part.word;
+    xq[2u * o + k / 4u][k % 4u] = part.words[0];
     if (k == 0u) {
       xs[o] = part.s;
     }

@@ -416,7 +416,8 @@ void Forward::add_projection(Ops& ops, const GpuMatrix& m, const Projection& p, 
     if (input == kernels::MatvecInput::Int8) {
       d["INT8"] = "1";
       d["LANE_CHUNKS"] = u32(tiling.lane_chunks);
-      if (!p.prequant && kernels::matvec_stage_parts(tiling, workgroup)) d["STAGE_PARTS"] = "1";
+      if (const uint32_t parts = kernels::matvec_stage_parts(tiling, workgroup); parts && !p.prequant)
+        d["STAGE_PARTS"] = u32(parts);
     }
     if (p.norm) {
       d["NORM"] = "1";
@@ -532,6 +533,14 @@ void Forward::add_attention(Ops& ops, const Layer& l, uint32_t layer, uint32_t w
     ops.back().first = first;
     ops.back().limit = kMaxWidth;
     ops.back().split = Split::Spans;
+    if (attention_heads_ > 1) {
+      gpu::KernelDefines one = att;
+      one["HEADS"] = u32(1);
+      add(ops, "attention", one, {tok, qkv, {l.k_cache}, {l.v_cache}, out, {part_}}, c.n_heads * spans_);
+      ops.back().first = first;
+      ops.back().limit = kMaxWidth;
+      ops.back().split = Split::SpansOneHead;
+    }
     add(ops, "attention", merge, {tok, {part_}, out}, c.n_heads);
     ops.back().first = first;
     ops.back().limit = kMaxWidth;
@@ -723,8 +732,9 @@ void Forward::replay(const Ops& ops, uint32_t tokens, uint32_t rows) {
     const uint32_t n = (count * op.per_token + op.width - 1) / op.width;
     uint32_t a = op.a, b = op.b;
     if (op.split == Split::Merge && pass_spans_ == 1) continue;
-    if (op.split == Split::Spans) {
-      const uint32_t groups = config_.n_heads / attention_heads_ * pass_spans_;
+    if (op.split == Split::Spans || op.split == Split::SpansOneHead) {
+      if ((op.split == Split::SpansOneHead) != pass_one_head_) continue;
+      const uint32_t groups = config_.n_heads / (pass_one_head_ ? 1 : attention_heads_) * pass_spans_;
       a = std::min(groups, std::max<uint32_t>(1, device_.limits().max_compute_workgroups_per_dimension));
       b = (groups + a - 1) / a;
     }
@@ -798,6 +808,8 @@ void Forward::record(std::span<const PassToken> tokens, std::span<const RowSampl
   uint32_t last = 0;
   for (const PassToken& t : tokens) last = std::max(last, t.pos);
   pass_spans_ = std::min(spans_, last / std::max(span_, 1u) + 1);
+  pass_one_head_ =
+      attention_heads_ > 1 && config_.n_heads / attention_heads_ * pass_spans_ < kOneHeadBelowWorkgroups;
   replay(embed_ops_, n, n_rows);
   replay(body_for(tokens), n, n_rows);
   if (n_rows && last_stage()) {
@@ -815,7 +827,8 @@ uint32_t Forward::dispatches(uint32_t tokens, uint32_t rows, bool sample) {
   const Ops& ops = body(width_for(tokens));
   size_t n = embed_ops_.size();
   for (const Op& op : ops)
-    if (op.split != Split::Merge && (op.limit == 0 || op.first < tokens)) ++n;
+    if (op.split != Split::Merge && op.split != Split::SpansOneHead && (op.limit == 0 || op.first < tokens))
+      ++n;
   if (rows && last_stage()) n += head_for(tokens, rows).size() + (sample ? sample_ops_.size() : 0);
   return static_cast<uint32_t>(n);
 }

@@ -124,7 +124,13 @@ class Forward {
   // Split attention's dispatches: the spans one runs (heads x spans along y) and whether the merge runs
   // follow the pass's largest position, so a pass of short positions costs what unsplit attention did;
   // a token's bits do not change, since its spans past its position exit and one span needs no merge.
-  enum class Split : uint8_t { None, Spans, Merge };
+  // While a pass's spans give few workgroups, the Spans dispatch runs as SpansOneHead instead: one query
+  // head per workgroup (HEADS 1), 4x the workgroups, each key read once per head (the same bits).
+  enum class Split : uint8_t { None, Spans, SpansOneHead, Merge };
+  // Below this many workgroups of the grouped dispatch, SpansOneHead: on the H100, 8B Q4_0 tg128 +2.8 % at
+  // depth 0 (8 workgroups against 32), +2.2 % at depth 512 (48), equal at 1024 (72-80), -2.9 % at 2048
+  // (136-144; docs/perf.md).
+  static constexpr uint32_t kOneHeadBelowWorkgroups = 64;
   struct Op {
     gpu::Kernel kernel;
     gpu::BindGroup group;
@@ -277,6 +283,7 @@ class Forward {
   gpu::Buffer part_;
   uint32_t span_ = 0, spans_ = 1;
   uint32_t pass_spans_ = 1;       // spans the recorded pass's largest position reaches
+  bool pass_one_head_ = false;    // whether the recorded pass runs SpansOneHead rather than Spans
   uint32_t attention_heads_ = 1;  // query heads per attention workgroup (kernels/attention.hpp)
   gpu::Buffer gate_up_;  // [tile_rows, gate (ffn_dim) | up (ffn_dim)], or [.., n_expert_used, gate | up]
   // Mixture of experts: the router's logits [tile_rows, n_expert], the route [tile_rows, n_expert_used]

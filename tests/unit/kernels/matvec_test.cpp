@@ -570,17 +570,23 @@ TEST_P(BatchedMatvec, FusedNormEqualsRmsNormThenGemv) {
     struct Fused {
       bool int8;
       uint32_t stage_rows, workgroup;
-      bool parts = false;  // STAGE_PARTS: each chunk quantized by 8 invocations
+      uint32_t parts = 0;        // STAGE_PARTS: each chunk quantized by this many invocations
+      uint32_t lane_chunks = 1;  // 2 or 4: one tile of 64 or 128 chunks holds the 40
     };
-    for (auto [int8, stage_rows, workgroup, parts] :
+    for (auto [int8, stage_rows, workgroup, parts, lane_chunks] :
          {Fused{false, 1, 256}, Fused{false, 4, 512}, Fused{true, 1, 256}, Fused{true, 2, 1024},
-          Fused{true, 4, 256}, Fused{true, 1, 256, true}, Fused{true, 2, 1024, true}}) {
+          Fused{true, 4, 256}, Fused{true, 1, 256, 8}, Fused{true, 2, 1024, 8}, Fused{true, 1, 256, 2, 2},
+          Fused{true, 1, 256, 4, 2}, Fused{true, 2, 512, 8, 2}, Fused{true, 2, 256, 2, 4},
+          Fused{true, 1, 512, 4, 4}, Fused{true, 4, 1024, 8, 4}}) {
       // Rows per lane group and invocations per workgroup (the norm's sum over the first 256 of them),
-      // chunks quantized by one invocation or eight: each row's bits are the same.
+      // chunks quantized by one invocation or several, the row in two tiles or one: each row's bits are
+      // the same.
       SCOPED_TRACE("stage rows " + std::to_string(stage_rows) + " workgroup " + std::to_string(workgroup) +
-                   (int8 ? " INT8" : "") + (parts ? " STAGE_PARTS" : ""));
+                   (int8 ? " INT8" : "") + " STAGE_PARTS " + std::to_string(parts) + " LANE_CHUNKS " +
+                   std::to_string(lane_chunks));
       gpu::KernelDefines fused = defines(1, int8);
-      if (parts) fused["STAGE_PARTS"] = "1";
+      if (parts) fused["STAGE_PARTS"] = u32(parts);
+      if (int8) fused["LANE_CHUNKS"] = u32(lane_chunks);
       fused["STAGE_ROWS"] = u32(stage_rows);
       fused["NORM"] = "1";
       fused["EPS"] = f32(eps);
