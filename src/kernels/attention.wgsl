@@ -53,9 +53,17 @@ fn first_key(pos: u32) -> u32 {
 @group(0) @binding(1) var<storage, read> part: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-const MERGE_WG = 64u;
+// An invocation per element of the head. The spans' maxima and sums are read at once (an invocation per
+// span) and each span's weight exp(max - m) computed once into workgroup memory, so an output element's
+// sum waits for batches of its spans' loads instead of a chain of a load and an exp per span: the merge
+// was a quarter of the 8B step at depth 4096 on the H100 (docs/perf.md). The additions keep span order.
+const MERGE_WG = HEAD_DIM;
+const MERGE_BATCH = 8u;  // spans whose loads an element's sum issues together
+var<workgroup> span_max: array<f32, SPANS>;
+var<workgroup> span_sum: array<f32, SPANS>;
+var<workgroup> span_weight: array<f32, SPANS>;
 
-// The result of a token's spans 0..k-1: each span's output and sum rescaled to the largest max.
+// The result of a token's spans s0..s1: each span's output and sum rescaled to the largest max.
 @compute @workgroup_size(MERGE_WG)
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let pos = tokens[wid.x].pos;
@@ -66,21 +74,37 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   }
   let h = wid.y;
   let first = (wid.x * N_HEADS + h) * SPANS;
-  var m = part[(first + s0) * PART + HEAD_DIM];
-  for (var s = s0 + 1u; s <= s1; s++) {
-    m = max(m, part[(first + s) * PART + HEAD_DIM]);
+  for (var s = s0 + tid; s <= s1; s += MERGE_WG) {
+    span_max[s] = part[(first + s) * PART + HEAD_DIM];
+    span_sum[s] = part[(first + s) * PART + HEAD_DIM + 1u];
   }
+  workgroupBarrier();
+  var m = span_max[s0];
+  for (var s = s0 + 1u; s <= s1; s++) {
+    m = max(m, span_max[s]);
+  }
+  for (var s = s0 + tid; s <= s1; s += MERGE_WG) {
+    span_weight[s] = exp(span_max[s] - m);
+  }
+  workgroupBarrier();
   var l = 0.0;
   for (var s = s0; s <= s1; s++) {
-    l += part[(first + s) * PART + HEAD_DIM + 1u] * exp(part[(first + s) * PART + HEAD_DIM] - m);
+    l += span_sum[s] * span_weight[s];
   }
-  for (var d = tid; d < HEAD_DIM; d += MERGE_WG) {
-    var o = 0.0;
-    for (var s = s0; s <= s1; s++) {
-      o += part[(first + s) * PART + d] * exp(part[(first + s) * PART + HEAD_DIM] - m);
+  let d = tid;
+  var o = 0.0;
+  for (var b = s0; b <= s1; b += MERGE_BATCH) {
+    var v: array<f32, MERGE_BATCH>;
+    for (var u = 0u; u < MERGE_BATCH; u++) {
+      v[u] = part[(first + min(b + u, s1)) * PART + d];
     }
-    out[(wid.x * N_HEADS + h) * HEAD_DIM + d] = o / l;
+    for (var u = 0u; u < MERGE_BATCH; u++) {
+      if (b + u <= s1) {
+        o += v[u] * span_weight[b + u];
+      }
+    }
   }
+  out[(wid.x * N_HEADS + h) * HEAD_DIM + d] = o / l;
 }
 #else
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
