@@ -1,4 +1,4 @@
-// How attention.wgsl splits a token's query heads over workgroups.
+// How attention.wgsl splits a token's query heads over workgroups, and when attention_prefill.wgsl runs.
 #pragma once
 
 #include <cstdint>
@@ -12,5 +12,12 @@ namespace wgllm::kernels {
 // heads) of workgroup memory, which stays within WebGPU's guaranteed 16 KiB. A token's attention runs
 // n_heads / HEADS workgroups (per span).
 uint32_t attention_heads_per_workgroup(uint32_t n_heads, uint32_t n_kv, uint32_t head_dim);
+
+// attention_prefill.wgsl (passes of one slot's tokens): the workgroup memory it takes with `rows` query rows
+// ((token, head) pairs) per workgroup, and the rows it runs with on an adapter with `workgroup_bytes` of
+// it: the largest of 64, 32 and 16 that fits (more rows, fewer reads of each key), or 0 where none does or
+// the heads are not a multiple of 32 up to 128 elements; then attention.wgsl serves those passes too.
+uint32_t attention_prefill_bytes(uint32_t head_dim, uint32_t rows);
+uint32_t attention_prefill_rows(uint32_t head_dim, uint32_t workgroup_bytes);
 
 }  // namespace wgllm::kernels

@@ -30,6 +30,7 @@
 enable subgroups;
 #endif
 #use step_params
+#use attention_keys
 @group(0) @binding(0) var<storage, read> tokens: array<Token>;
 
 // 128 invocations where heads fit (a tile is a span's 128 keys, all of them busy in q·k): twice the
@@ -37,18 +38,6 @@ enable subgroups;
 const WG = select(256u, 128u, HEAD_DIM <= 128u);
 const PART = HEAD_DIM + 2u;  // a span's part: output, max, sum
 
-// The first position that a token at `pos` attends to.
-fn first_key(pos: u32) -> u32 {
-#if CHUNK
-  return pos - pos % CHUNK;
-#else
-#if WINDOW
-  return select(0u, pos + 1u - WINDOW, pos >= WINDOW);
-#else
-  return 0u;
-#endif
-#endif
-}
 #if MERGE
 @group(0) @binding(1) var<storage, read> part: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;

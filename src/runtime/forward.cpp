@@ -513,6 +513,18 @@ void Forward::add_attention(Ops& ops, const Layer& l, uint32_t layer, uint32_t w
   const uint32_t head_groups = c.n_heads / attention_heads_;
   if (c.sliding_window) att["WINDOW"] = u32(c.sliding_window);
   if (c.layer_is_chunked(layer)) att["CHUNK"] = u32(c.attn_chunk_size);
+  const uint32_t prefill_rows =
+      kernels::attention_prefill_rows(c.head_dim, device_.limits().max_compute_workgroup_storage_size);
+  if (width == kPrefill && prefill_rows) {
+    // A prefill pass's tokens share one slot (body_for): blocks of query rows read each key once.
+    att.erase("HEADS");
+    att["ROWS"] = u32(prefill_rows);
+    add(ops, "attention_prefill", att,
+        {tokens_slice_, header_slice_, {qkv_}, {l.k_cache}, {l.v_cache}, {attn_}}, c.n_kv_heads, Over::Tokens,
+        prefill_rows);
+    ops.back().per_token = c.n_heads / c.n_kv_heads;
+    return;
+  }
   if (width == kPrefill || spans_ == 1) {
     add(ops, "attention", att, {tokens_slice_, {qkv_}, {l.k_cache}, {l.v_cache}, {attn_}}, head_groups);
     return;

@@ -1,0 +1,223 @@
+// Causal attention for a pass whose tokens all lie in one KV slot (a prompt's chunk: runtime::Forward runs
+// it for such passes only, attention.wgsl for the others), by blocks of query rows, so that each key and
+// value row is read once per block instead of once per token (flash attention, in f32).
+// A query row is a (token, query head) pair: kv head y's rows are token i's heads y G .. y G + G - 1 at
+// i G .. i G + G - 1, and workgroup (x, y) takes R of them, x counted from the pass's end so that the
+// blocks with the most keys start first. The block's q stays in workgroup memory; each tile of keys is one
+// load of its K rows and one of its V rows, the V load under the softmax: 4 barriers per tile.
+// Keys go in tiles of BK at fixed positions (tile t: keys t BK .. t BK + BK - 1). Each row runs an online
+// softmax over the tiles from the block's first key to its last, in order; a tile with none of the row's
+// keys (first_key(pos)..pos) leaves its max, sum and output exactly as they were (every score masked:
+// weights 0, rescale 1). So a row's arithmetic depends only on its own q, position and the cache, never on
+// the other tokens of the pass (batch invariance), and no row reads a cache row past the block's last
+// position or before its first key (those load as zeros).
+// qkv [tokens, q | k | v]; caches [slots * CTX, N_KV * HEAD_DIM]; out [tokens, N_HEADS * HEAD_DIM].
+// Defines: N_HEADS, N_KV, HEAD_DIM (a multiple of 32, at most 128), CTX, SCALE, WINDOW or CHUNK as for
+// attention.wgsl, and ROWS (R: 16, 32 or 64; kernels/attention.hpp, attention_prefill_rows).
+// Private arrays declared inside a loop carry explicit initialisers: without one, lavapipe did not zero them
+// again in each iteration (attention.wgsl).
+// Bindings: 0 tokens, 1 batch (uniform: the token count first), 2 qkv, 3 k_cache, 4 v_cache, 5 out.
+// Dispatch: (ceil(tokens G / R), N_KV) workgroups.
+#use step_params
+#use attention_keys
+
+struct Batch {
+  tokens: u32,
+}
+
+@group(0) @binding(0) var<storage, read> tokens: array<Token>;
+@group(0) @binding(1) var<uniform> batch: Batch;
+@group(0) @binding(2) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> k_cache: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> v_cache: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
+
+const R = ROWS;    // query rows per workgroup
+const WG = 2u * R;
+const BK = 32u;    // keys per tile
+const NC = HEAD_DIM / 32u;
+const D4 = HEAD_DIM / 4u;
+const G = N_HEADS / N_KV;
+const KV_DIM = N_KV * HEAD_DIM;
+const QKV = (N_HEADS + 2u * N_KV) * HEAD_DIM;
+const NONE = -3.0e38;
+// Global loads go in batches of up to 8 vectors per invocation (a divisor of its count), all issued before any is stored: one memory
+// round trip per batch (a load-then-store loop waited for each: 8B pp512 -5 % against attention.wgsl).
+const Q_LOADS = R * D4 / WG;    // the block's q: vectors per invocation
+const KV_LOADS = BK * D4 / WG;  // a tile's k or v
+const Q_BATCH = select(select(select(1u, 2u, Q_LOADS % 2u == 0u), 4u, Q_LOADS % 4u == 0u), 8u, Q_LOADS % 8u == 0u);
+const KV_BATCH = select(select(select(1u, 2u, KV_LOADS % 2u == 0u), 4u, KV_LOADS % 4u == 0u), 8u, KV_LOADS % 8u == 0u);
+// A row of scores: BK / 4 vectors and one of padding, so that the rows the softmax's invocations read at
+// once fall in distinct banks.
+const SROW = BK / 4u + 1u;
+
+// Invocation tid computes the scores of rows 4a..4a+3 against keys 4b..4b+3, and the outputs of those rows
+// at elements 32 c + 4b..32 c + 4b + 3 of the head (a = tid / 8, b = tid % 8); invocation r < R runs row r's
+// softmax.
+var<workgroup> qt: array<vec4<f32>, HEAD_DIM * R / 4u>;    // the block's q, transposed: [element][row]
+var<workgroup> kvt: array<vec4<f32>, HEAD_DIM * BK / 4u>;  // the tile's k, transposed: [element][key]; its v: [key][element]
+var<workgroup> st: array<vec4<f32>, R * SROW>;             // the tile's scores [row][key]
+var<workgroup> pt: array<vec4<f32>, BK * R / 4u>;          // the tile's weights exp(s - m), transposed: [key][row]
+var<workgroup> row_scale: array<f32, R>;                   // each row's exp(m_old - m_new), then its sum l
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+  let rows = batch.tokens * G;
+  let row0 = (groups.x - 1u - wid.x) * R;
+  if (row0 >= rows) {
+    return;
+  }
+  let kvh = wid.y;
+  // The block's keys: from the first any of its rows attends to through its last position.
+  let t1 = min((row0 + R - 1u) / G, batch.tokens - 1u);
+  var lo = 0xFFFFFFFFu;
+  var hi = 0u;
+  for (var t = row0 / G; t <= t1; t++) {
+    lo = min(lo, first_key(tokens[t].pos));
+    hi = max(hi, tokens[t].pos);
+  }
+  let cache0 = tokens[row0 / G].slot * CTX;  // cache row of position 0
+  let kv_head = kvh * HEAD_DIM;
+
+  for (var l0 = 0u; l0 < Q_LOADS; l0 += Q_BATCH) {
+    var v = array<vec4<f32>, Q_BATCH>();
+    for (var u = 0u; u < Q_BATCH; u++) {
+      let i = tid + (l0 + u) * WG;
+      let r = i % R;
+      if (row0 + r < rows) {
+        let head = kvh * G + (row0 + r) % G;
+        v[u] = qkv[((row0 + r) / G) * (QKV / 4u) + head * D4 + i / R];
+      }
+    }
+    for (var u = 0u; u < Q_BATCH; u++) {
+      let i = tid + (l0 + u) * WG;
+      for (var e = 0u; e < 4u; e++) {
+        qt[(4u * (i / R) + e) * (R / 4u) + (i % R) / 4u][i % 4u] = v[u][e];
+      }
+    }
+  }
+
+  // Row tid's keys (none for rows past the pass) and online-softmax state.
+  var key_first = 1u;
+  var key_last = 0u;
+  if (tid < R && row0 + tid < rows) {
+    key_last = tokens[(row0 + tid) / G].pos;
+    key_first = first_key(key_last);
+  }
+  var m = NONE;
+  var l = 0.0;
+
+  let a = tid / 8u;
+  let b = tid % 8u;
+  var o = array<vec4<f32>, 4u * NC>();  // o[4 c + i]: row 4a + i, elements 32 c + 4b ..
+  for (var k0 = lo - lo % BK; k0 <= hi; k0 += BK) {
+    for (var l0 = 0u; l0 < KV_LOADS; l0 += KV_BATCH) {
+      var v = array<vec4<f32>, KV_BATCH>();
+      for (var u = 0u; u < KV_BATCH; u++) {
+        let i = tid + (l0 + u) * WG;
+        let k = i % BK;
+        if (k0 + k >= lo && k0 + k <= hi) {
+          v[u] = k_cache[(cache0 + k0 + k) * (KV_DIM / 4u) + kv_head / 4u + i / BK];
+        }
+      }
+      for (var u = 0u; u < KV_BATCH; u++) {
+        let i = tid + (l0 + u) * WG;
+        for (var e = 0u; e < 4u; e++) {
+          kvt[(4u * (i / BK) + e) * (BK / 4u) + (i % BK) / 4u][i % 4u] = v[u][e];
+        }
+      }
+    }
+    workgroupBarrier();
+    var s = array<vec4<f32>, 4>();  // s[i]: row 4a + i
+    for (var e = 0u; e < HEAD_DIM; e++) {
+      let qv = qt[e * (R / 4u) + a];
+      let kv = kvt[e * (BK / 4u) + b];
+      for (var i = 0u; i < 4u; i++) {
+        s[i] = fma(vec4<f32>(qv[i]), kv, s[i]);
+      }
+    }
+    for (var i = 0u; i < 4u; i++) {
+      st[(4u * a + i) * SROW + b] = s[i] * SCALE;
+    }
+    workgroupBarrier();
+
+    // Softmax: row tid's new max over its keys in the tile, weights, rescale and sum in key order; the
+    // tile's V rows load meanwhile.
+    if (tid < R) {
+      var m_new = m;
+      for (var k4 = 0u; k4 < BK / 4u; k4++) {
+        let v = st[tid * SROW + k4];
+        for (var e = 0u; e < 4u; e++) {
+          let key = k0 + 4u * k4 + e;
+          if (key >= key_first && key <= key_last) {
+            m_new = max(m_new, v[e]);
+          }
+        }
+      }
+      var sum = 0.0;
+      for (var k4 = 0u; k4 < BK / 4u; k4++) {
+        let v = st[tid * SROW + k4];
+        for (var e = 0u; e < 4u; e++) {
+          let key = k0 + 4u * k4 + e;
+          var p = 0.0;
+          if (key >= key_first && key <= key_last) {
+            p = exp(v[e] - m_new);
+          }
+          sum += p;
+          pt[(4u * k4 + e) * (R / 4u) + tid / 4u][tid % 4u] = p;
+        }
+      }
+      let corr = exp(m - m_new);
+      l = l * corr + sum;
+      m = m_new;
+      row_scale[tid] = corr;
+    }
+    for (var l0 = 0u; l0 < KV_LOADS; l0 += KV_BATCH) {
+      var v = array<vec4<f32>, KV_BATCH>();
+      for (var u = 0u; u < KV_BATCH; u++) {
+        let i = tid + (l0 + u) * WG;
+        let k = i / D4;
+        if (k0 + k >= lo && k0 + k <= hi) {
+          v[u] = v_cache[(cache0 + k0 + k) * (KV_DIM / 4u) + kv_head / 4u + i % D4];
+        }
+      }
+      for (var u = 0u; u < KV_BATCH; u++) {
+        kvt[tid + (l0 + u) * WG] = v[u];
+      }
+    }
+    workgroupBarrier();
+
+    // Outputs: o = o * rescale, then + p v key by key in order.
+    for (var i = 0u; i < 4u; i++) {
+      let corr = row_scale[4u * a + i];
+      for (var c = 0u; c < NC; c++) {
+        o[4u * c + i] *= corr;
+      }
+    }
+    for (var k = 0u; k < BK; k++) {
+      let p = pt[k * (R / 4u) + a];
+      for (var c = 0u; c < NC; c++) {
+        let v = kvt[k * D4 + 8u * c + b];
+        for (var i = 0u; i < 4u; i++) {
+          o[4u * c + i] = fma(vec4<f32>(p[i]), v, o[4u * c + i]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  if (tid < R) {
+    row_scale[tid] = l;
+  }
+  workgroupBarrier();
+  for (var i = 0u; i < 4u; i++) {
+    let r = row0 + 4u * a + i;
+    if (r < rows) {
+      let at = ((r / G) * N_HEADS + kvh * G + r % G) * D4 + b;
+      for (var c = 0u; c < NC; c++) {
+        out[at + 8u * c] = o[4u * c + i] / row_scale[4u * a + i];
+      }
+    }
+  }
+}
