@@ -11,11 +11,18 @@ uint32_t attention_heads_per_workgroup(uint32_t n_heads, uint32_t n_kv, uint32_t
   return 1;
 }
 
+uint32_t attention_prefill_halves(uint32_t head_dim) {
+  // A pp512 pass of the 8B runs 2 invocations per row with one: ~8 warps per SM of the H100, each tile's
+  // loads and barriers exposed (docs/perf.md).
+  return head_dim == 128 ? 2 : 1;
+}
+
 uint32_t attention_prefill_bytes(uint32_t head_dim, uint32_t rows) {
   constexpr uint32_t kTile = 32;  // keys per tile
-  // q [head_dim][rows], a tile's k or v [head_dim * kTile], scores [rows][kTile + 4], weights
+  // q [head_dim][rows], a tile's k or v [head_dim * kTile], scores [halves][rows][kTile + 4], weights
   // [kTile][rows], a scale per row.
-  return 4 * (head_dim * rows + head_dim * kTile + rows * (kTile + 4) + kTile * rows + rows);
+  return 4 * (head_dim * rows + head_dim * kTile + attention_prefill_halves(head_dim) * rows * (kTile + 4) +
+              kTile * rows + rows);
 }
 
 uint32_t attention_prefill_rows(uint32_t head_dim, uint32_t workgroup_bytes) {

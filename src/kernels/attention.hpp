@@ -13,10 +13,13 @@ namespace wgllm::kernels {
 // n_heads / HEADS workgroups (per span).
 uint32_t attention_heads_per_workgroup(uint32_t n_heads, uint32_t n_kv, uint32_t head_dim);
 
-// attention_prefill.wgsl (passes of one slot's tokens): the workgroup memory it takes with `rows` query rows
-// ((token, head) pairs) per workgroup, and the rows it runs with on an adapter with `workgroup_bytes` of
-// it: the largest of 64, 32 and 16 that fits (more rows, fewer reads of each key), or 0 where none does or
-// the heads are not a multiple of 32 up to 128 elements; then attention.wgsl serves those passes too.
+// attention_prefill.wgsl (passes of one slot's tokens). HALVES: the invocations per query row and key in
+// q·k and per row and output in p·V, 2 (each a half of the head) for heads of 128 elements, else 1. The
+// workgroup memory it takes with `rows` query rows ((token, head) pairs) per workgroup, and the rows it runs
+// with on an adapter with `workgroup_bytes` of it: the largest of 64, 32 and 16 that fits (more rows, fewer
+// reads of each key), or 0 where none does or the heads are not a multiple of 32 up to 128 elements; then
+// attention.wgsl serves those passes too.
+uint32_t attention_prefill_halves(uint32_t head_dim);
 uint32_t attention_prefill_bytes(uint32_t head_dim, uint32_t rows);
 uint32_t attention_prefill_rows(uint32_t head_dim, uint32_t workgroup_bytes);
 

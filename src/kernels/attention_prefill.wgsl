@@ -13,7 +13,7 @@
 // position or before its first key (those load as zeros).
 // qkv [tokens, q | k | v]; caches [slots * CTX, N_KV * HEAD_DIM]; out [tokens, N_HEADS * HEAD_DIM].
 // Defines: N_HEADS, N_KV, HEAD_DIM (a multiple of 32, at most 128), CTX, SCALE, WINDOW or CHUNK as for
-// attention.wgsl, and ROWS (R: 16, 32 or 64; kernels/attention.hpp, attention_prefill_rows).
+// attention.wgsl, ROWS (R: 16, 32 or 64) and HALVES (1 or 2) (kernels/attention.hpp).
 // Private arrays declared inside a loop carry explicit initialisers: without one, lavapipe did not zero them
 // again in each iteration (attention.wgsl).
 // Bindings: 0 tokens, 1 batch (uniform: the token count first), 2 qkv, 3 k_cache, 4 v_cache, 5 out.
@@ -33,16 +33,19 @@ struct Batch {
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 
 const R = ROWS;    // query rows per workgroup
-const WG = 2u * R;
+const H = HALVES;  // invocations per row and key or output in q·k and p·V: 1, or 2 splitting the head
+const WG = 2u * R * H;
 const BK = 32u;    // keys per tile
 const NC = HEAD_DIM / 32u;
+const NCH = NC / H;  // chunks of 32 outputs per invocation
 const D4 = HEAD_DIM / 4u;
 const G = N_HEADS / N_KV;
 const KV_DIM = N_KV * HEAD_DIM;
 const QKV = (N_HEADS + 2u * N_KV) * HEAD_DIM;
 const NONE = -3.0e38;
-// Global loads go in batches of up to 8 vectors per invocation (a divisor of its count), all issued before any is stored: one memory
-// round trip per batch (a load-then-store loop waited for each: 8B pp512 -5 % against attention.wgsl).
+// Global loads go in batches of up to 8 vectors per invocation (a divisor of its count), all issued before
+// any is stored: one memory round trip per batch (a load-then-store loop waited for each: 8B pp512 -5 %
+// against attention.wgsl, docs/perf.md).
 const Q_LOADS = R * D4 / WG;    // the block's q: vectors per invocation
 const KV_LOADS = BK * D4 / WG;  // a tile's k or v
 const Q_BATCH = select(select(select(1u, 2u, Q_LOADS % 2u == 0u), 4u, Q_LOADS % 4u == 0u), 8u, Q_LOADS % 8u == 0u);
@@ -51,14 +54,23 @@ const KV_BATCH = select(select(select(1u, 2u, KV_LOADS % 2u == 0u), 4u, KV_LOADS
 // once fall in distinct banks.
 const SROW = BK / 4u + 1u;
 
-// Invocation tid computes the scores of rows 4a..4a+3 against keys 4b..4b+3, and the outputs of those rows
-// at elements 32 c + 4b..32 c + 4b + 3 of the head (a = tid / 8, b = tid % 8); invocation r < R runs row r's
-// softmax.
+// Invocation tid = 2R h + 8a + b computes the part of the scores of rows 4a..4a+3 against keys 4b..4b+3 over
+// half h of the head (H = 2; the whole head with H = 1), and those rows' outputs at elements 32 c + 4b..
+// 32 c + 4b + 3 of the head's chunks c = h, h + H, ...; invocation r < R runs row r's softmax.
 var<workgroup> qt: array<vec4<f32>, HEAD_DIM * R / 4u>;    // the block's q, transposed: [element][row]
 var<workgroup> kvt: array<vec4<f32>, HEAD_DIM * BK / 4u>;  // the tile's k, transposed: [element][key]; its v: [key][element]
-var<workgroup> st: array<vec4<f32>, R * SROW>;             // the tile's scores [row][key]
+var<workgroup> st: array<vec4<f32>, H * R * SROW>;         // the tile's scores [half][row][key]
 var<workgroup> pt: array<vec4<f32>, BK * R / 4u>;          // the tile's weights exp(s - m), transposed: [key][row]
 var<workgroup> row_scale: array<f32, R>;                   // each row's exp(m_old - m_new), then its sum l
+
+// Row r's scores against keys 4 k4..4 k4 + 3 of the tile: the halves' dots added in order, then scaled.
+fn tile_scores(r: u32, k4: u32) -> vec4<f32> {
+  var s = st[r * SROW + k4];
+  for (var h = 1u; h < H; h++) {
+    s += st[(h * R + r) * SROW + k4];
+  }
+  return s * SCALE;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -108,9 +120,10 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   var m = NONE;
   var l = 0.0;
 
-  let a = tid / 8u;
+  let h = select(tid / (2u * R), 0u, H == 1u);  // a constant 0 for the compiler where H is 1
+  let a = (tid % (2u * R)) / 8u;
   let b = tid % 8u;
-  var o = array<vec4<f32>, 4u * NC>();  // o[4 c + i]: row 4a + i, elements 32 c + 4b ..
+  var o = array<vec4<f32>, 4u * NCH>();  // o[4 j + i]: row 4a + i, elements 32 (h + H j) + 4b ..
   for (var k0 = lo - lo % BK; k0 <= hi; k0 += BK) {
     for (var l0 = 0u; l0 < KV_LOADS; l0 += KV_BATCH) {
       var v = array<vec4<f32>, KV_BATCH>();
@@ -130,7 +143,8 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     }
     workgroupBarrier();
     var s = array<vec4<f32>, 4>();  // s[i]: row 4a + i
-    for (var e = 0u; e < HEAD_DIM; e++) {
+    for (var e0 = 0u; e0 < HEAD_DIM / H; e0++) {  // a constant count: the loop unrolls
+      let e = h * (HEAD_DIM / H) + e0;
       let qv = qt[e * (R / 4u) + a];
       let kv = kvt[e * (BK / 4u) + b];
       for (var i = 0u; i < 4u; i++) {
@@ -138,7 +152,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
       }
     }
     for (var i = 0u; i < 4u; i++) {
-      st[(4u * a + i) * SROW + b] = s[i] * SCALE;
+      st[(h * R + 4u * a + i) * SROW + b] = s[i];
     }
     workgroupBarrier();
 
@@ -147,7 +161,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     if (tid < R) {
       var m_new = m;
       for (var k4 = 0u; k4 < BK / 4u; k4++) {
-        let v = st[tid * SROW + k4];
+        let v = tile_scores(tid, k4);
         for (var e = 0u; e < 4u; e++) {
           let key = k0 + 4u * k4 + e;
           if (key >= key_first && key <= key_last) {
@@ -157,7 +171,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
       }
       var sum = 0.0;
       for (var k4 = 0u; k4 < BK / 4u; k4++) {
-        let v = st[tid * SROW + k4];
+        let v = tile_scores(tid, k4);
         for (var e = 0u; e < 4u; e++) {
           let key = k0 + 4u * k4 + e;
           var p = 0.0;
@@ -191,16 +205,16 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     // Outputs: o = o * rescale, then + p v key by key in order.
     for (var i = 0u; i < 4u; i++) {
       let corr = row_scale[4u * a + i];
-      for (var c = 0u; c < NC; c++) {
-        o[4u * c + i] *= corr;
+      for (var j = 0u; j < NCH; j++) {
+        o[4u * j + i] *= corr;
       }
     }
     for (var k = 0u; k < BK; k++) {
       let p = pt[k * (R / 4u) + a];
-      for (var c = 0u; c < NC; c++) {
-        let v = kvt[k * D4 + 8u * c + b];
+      for (var j = 0u; j < NCH; j++) {
+        let v = kvt[k * D4 + 8u * (h + H * j) + b];
         for (var i = 0u; i < 4u; i++) {
-          o[4u * c + i] = fma(vec4<f32>(p[i]), v, o[4u * c + i]);
+          o[4u * j + i] = fma(vec4<f32>(p[i]), v, o[4u * j + i]);
         }
       }
     }
@@ -215,8 +229,8 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     let r = row0 + 4u * a + i;
     if (r < rows) {
       let at = ((r / G) * N_HEADS + kvh * G + r % G) * D4 + b;
-      for (var c = 0u; c < NC; c++) {
-        out[at + 8u * c] = o[4u * c + i] / row_scale[4u * a + i];
+      for (var j = 0u; j < NCH; j++) {
+        out[at + 8u * (h + H * j)] = o[4u * j + i] / row_scale[4u * a + i];
       }
     }
   }

@@ -519,6 +519,7 @@ void Forward::add_attention(Ops& ops, const Layer& l, uint32_t layer, uint32_t w
     // A prefill pass's tokens share one slot (body_for): blocks of query rows read each key once.
     att.erase("HEADS");
     att["ROWS"] = u32(prefill_rows);
+    att["HALVES"] = u32(kernels::attention_prefill_halves(c.head_dim));
     add(ops, "attention_prefill", att,
         {tokens_slice_, header_slice_, {qkv_}, {l.k_cache}, {l.v_cache}, {attn_}}, c.n_kv_heads, Over::Tokens,
         prefill_rows);

@@ -546,6 +546,7 @@ void check_prefill(const Heads& h, uint32_t ctx, const std::vector<uint32_t>& po
   gpu::KernelDefines d = h.defines();
   d["CTX"] = u32(ctx);
   d["SCALE"] = f32(1.0 / std::sqrt(double(h.head_dim)));
+  d["HALVES"] = u32(kernels::attention_prefill_halves(h.head_dim));
   if (window) d["WINDOW"] = u32(window);
   if (chunk) d["CHUNK"] = u32(chunk);
   const uint32_t filled = *std::max_element(positions.begin(), positions.end()) + 1;
