@@ -4,7 +4,7 @@
 // A query row is a (token, query head) pair: kv head y's rows are token i's heads y G .. y G + G - 1 at
 // i G .. i G + G - 1, and workgroup (x, y) takes R of them, x counted from the pass's end so that the
 // blocks with the most keys start first. The block's q stays in workgroup memory; each tile of keys is one
-// load of its K rows and one of its V rows, the V load under the softmax: 4 barriers per tile.
+// load of its K rows and one of its V rows, both issued a phase early: 4 barriers per tile.
 // Keys go in tiles of BK at fixed positions (tile t: keys t BK .. t BK + BK - 1). Each row runs an online
 // softmax over the tiles from the block's first key to its last, in order; a tile with none of the row's
 // keys (first_key(pos)..pos) leaves its max, sum and output exactly as they were (every score masked:
@@ -43,13 +43,14 @@ const G = N_HEADS / N_KV;
 const KV_DIM = N_KV * HEAD_DIM;
 const QKV = (N_HEADS + 2u * N_KV) * HEAD_DIM;
 const NONE = -3.0e38;
-// Global loads go in batches of up to 8 vectors per invocation (a divisor of its count), all issued before
-// any is stored: one memory round trip per batch (a load-then-store loop waited for each: 8B pp512 -5 %
-// against attention.wgsl, docs/perf.md).
+// Global loads are issued together before any is stored: the block's q in batches of up to 8 vectors per
+// invocation (a divisor of its count), a tile's K and V at once into registers, each under other work: V
+// during q·k and the softmax, the next tile's K during p·V (a load-then-store loop waited a memory round
+// trip per vector: 8B pp512 -5 % against attention.wgsl; the prefetch: pp512 at depth 3584 +6-7 %,
+// docs/perf.md).
 const Q_LOADS = R * D4 / WG;    // the block's q: vectors per invocation
 const KV_LOADS = BK * D4 / WG;  // a tile's k or v
 const Q_BATCH = select(select(select(1u, 2u, Q_LOADS % 2u == 0u), 4u, Q_LOADS % 4u == 0u), 8u, Q_LOADS % 8u == 0u);
-const KV_BATCH = select(select(select(1u, 2u, KV_LOADS % 2u == 0u), 4u, KV_LOADS % 4u == 0u), 8u, KV_LOADS % 8u == 0u);
 // A row of scores: BK / 4 vectors and one of padding, so that the rows the softmax's invocations read at
 // once fall in distinct banks.
 const SROW = BK / 4u + 1u;
@@ -70,6 +71,34 @@ fn tile_scores(r: u32, k4: u32) -> vec4<f32> {
     s += st[(h * R + r) * SROW + k4];
   }
   return s * SCALE;
+}
+
+alias TileShare = array<vec4<f32>, KV_LOADS>;
+
+// This invocation's vectors of tile k0's K rows (vector tid + u WG: key i % BK, elements 4 (i / BK)..) or V
+// rows (key i / D4, elements 4 (i % D4)..), zero outside keys lo..hi; base: the kv head's first vector.
+fn load_k(tid: u32, k0: u32, lo: u32, hi: u32, base: u32) -> TileShare {
+  var v = TileShare();
+  for (var u = 0u; u < KV_LOADS; u++) {
+    let i = tid + u * WG;
+    let k = k0 + i % BK;
+    if (k >= lo && k <= hi) {
+      v[u] = k_cache[base + k * (KV_DIM / 4u) + i / BK];
+    }
+  }
+  return v;
+}
+
+fn load_v(tid: u32, k0: u32, lo: u32, hi: u32, base: u32) -> TileShare {
+  var v = TileShare();
+  for (var u = 0u; u < KV_LOADS; u++) {
+    let i = tid + u * WG;
+    let k = k0 + i / D4;
+    if (k >= lo && k <= hi) {
+      v[u] = v_cache[base + k * (KV_DIM / 4u) + i % D4];
+    }
+  }
+  return v;
 }
 
 @compute @workgroup_size(WG)
@@ -124,24 +153,17 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   let a = (tid % (2u * R)) / 8u;
   let b = tid % 8u;
   var o = array<vec4<f32>, 4u * NCH>();  // o[4 j + i]: row 4a + i, elements 32 (h + H j) + 4b ..
+  let base = cache0 * (KV_DIM / 4u) + kv_head / 4u;
+  var kr = load_k(tid, lo - lo % BK, lo, hi, base);
   for (var k0 = lo - lo % BK; k0 <= hi; k0 += BK) {
-    for (var l0 = 0u; l0 < KV_LOADS; l0 += KV_BATCH) {
-      var v = array<vec4<f32>, KV_BATCH>();
-      for (var u = 0u; u < KV_BATCH; u++) {
-        let i = tid + (l0 + u) * WG;
-        let k = i % BK;
-        if (k0 + k >= lo && k0 + k <= hi) {
-          v[u] = k_cache[(cache0 + k0 + k) * (KV_DIM / 4u) + kv_head / 4u + i / BK];
-        }
-      }
-      for (var u = 0u; u < KV_BATCH; u++) {
-        let i = tid + (l0 + u) * WG;
-        for (var e = 0u; e < 4u; e++) {
-          kvt[(4u * (i / BK) + e) * (BK / 4u) + (i % BK) / 4u][i % 4u] = v[u][e];
-        }
+    for (var u = 0u; u < KV_LOADS; u++) {
+      let i = tid + u * WG;
+      for (var e = 0u; e < 4u; e++) {
+        kvt[(4u * (i / BK) + e) * (BK / 4u) + (i % BK) / 4u][i % 4u] = kr[u][e];
       }
     }
     workgroupBarrier();
+    let vr = load_v(tid, k0, lo, hi, base);  // in flight during q·k and the softmax
     var s = array<vec4<f32>, 4>();  // s[i]: row 4a + i
     for (var e0 = 0u; e0 < HEAD_DIM / H; e0++) {  // a constant count: the loop unrolls
       let e = h * (HEAD_DIM / H) + e0;
@@ -156,8 +178,8 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     }
     workgroupBarrier();
 
-    // Softmax: row tid's new max over its keys in the tile, weights, rescale and sum in key order; the
-    // tile's V rows load meanwhile.
+    // Softmax: row tid's new max over its keys in the tile, weights, rescale and sum in key order; then
+    // the tile's V rows (loaded since q·k) go to workgroup memory, where the K rows are no longer read.
     if (tid < R) {
       var m_new = m;
       for (var k4 = 0u; k4 < BK / 4u; k4++) {
@@ -187,21 +209,14 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
       m = m_new;
       row_scale[tid] = corr;
     }
-    for (var l0 = 0u; l0 < KV_LOADS; l0 += KV_BATCH) {
-      var v = array<vec4<f32>, KV_BATCH>();
-      for (var u = 0u; u < KV_BATCH; u++) {
-        let i = tid + (l0 + u) * WG;
-        let k = i / D4;
-        if (k0 + k >= lo && k0 + k <= hi) {
-          v[u] = v_cache[(cache0 + k0 + k) * (KV_DIM / 4u) + kv_head / 4u + i % D4];
-        }
-      }
-      for (var u = 0u; u < KV_BATCH; u++) {
-        kvt[tid + (l0 + u) * WG] = v[u];
-      }
+    for (var u = 0u; u < KV_LOADS; u++) {
+      kvt[tid + u * WG] = vr[u];
     }
     workgroupBarrier();
 
+    if (k0 + BK <= hi) {
+      kr = load_k(tid, k0 + BK, lo, hi, base);  // the next tile's, in flight during p·V
+    }
     // Outputs: o = o * rescale, then + p v key by key in order.
     for (var i = 0u; i < 4u; i++) {
       let corr = row_scale[4u * a + i];
