@@ -131,11 +131,10 @@ const WG = 256u;
 const TPR = 32u;  // threads per row
 const ACT_WG = WG;  // act_quant.wgsl's quantize_part
 #if STAGE_PARTS
-const PART_VECS = 8u / STAGE_PARTS;  // a chunk's vectors per invocation in the staging
+const ACT_VECS = 8u / STAGE_PARTS;  // quantize_part's: a chunk's vectors per invocation in the staging
 #else
-const PART_VECS = 1u;
+const ACT_VECS = 1u;
 #endif
-const ACT_VECS = PART_VECS;
 #if QUANT
 #if EMBED
 const RPL = 1u;
@@ -192,11 +191,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #if STAGE_PARTS
 fn stage_tile(t: u32, tid: u32, col0: u32, inv_rms: f32) {
   const_assert BATCH == 1u && WG >= STAGE_PARTS * TILE;
-  // This invocation's inputs: vectors 8t + tid * PART_VECS .. of the column (of the tile's chunk
+  // This invocation's inputs: vectors 8t + tid * ACT_VECS .. of the column (of the tile's chunk
   // tid / STAGE_PARTS), zeros past the row's end and the tile's.
-  var v: array<vec4<f32>, PART_VECS>;
-  for (var m = 0u; m < PART_VECS; m++) {
-    let e = 8u * t + tid * PART_VECS + m;
+  var v: array<vec4<f32>, ACT_VECS>;
+  for (var m = 0u; m < ACT_VECS; m++) {
+    let e = 8u * t + tid * ACT_VECS + m;
     if (tid < STAGE_PARTS * TILE && e < COLS / 4u) {
       v[m] = x_in[col0 * (X_STRIDE / 4u) + e];
 #if NORM
@@ -206,10 +205,10 @@ fn stage_tile(t: u32, tid: u32, col0: u32, inv_rms: f32) {
   }
   let part = quantize_part(v, tid);
   let i = tid / STAGE_PARTS;  // the tile's chunk
-  let k = tid % STAGE_PARTS;  // its vectors k * PART_VECS ..
+  let k = tid % STAGE_PARTS;  // its vectors k * ACT_VECS ..
   if (i < TILE) {
-    for (var m = 0u; m < PART_VECS; m++) {
-      let e = k * PART_VECS + m;  // the chunk's word
+    for (var m = 0u; m < ACT_VECS; m++) {
+      let e = k * ACT_VECS + m;  // the chunk's word
       xq_t[(e / 4u) * TILE + i][e % 4u] = part.words[m];
     }
     if (k == 0u) {

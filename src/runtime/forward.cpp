@@ -542,22 +542,22 @@ void Forward::add_attention(Ops& ops, const Layer& l, uint32_t layer, uint32_t w
     const gpu::BufferSlice tok = {pass_, tokens_offset_ + first * sizeof(GpuToken), n * sizeof(GpuToken)};
     const gpu::BufferSlice qkv = {qkv_, first * qkv_row, kMaxWidth * qkv_row};
     const gpu::BufferSlice out = {attn_, first * out_row, kMaxWidth * out_row};
-    add(ops, "attention", att, {tok, qkv, {l.k_cache}, {l.v_cache}, out, {part_}}, head_groups * spans_);
-    ops.back().first = first;
-    ops.back().limit = kMaxWidth;
-    ops.back().split = Split::Spans;
+    // Each op covers the pass's tokens first..first + kMaxWidth - 1 (replay() skips or sizes it).
+    auto add_split = [&](const gpu::KernelDefines& d, std::vector<gpu::BufferSlice> b, uint32_t groups,
+                         Split split) {
+      add(ops, "attention", d, std::move(b), groups);
+      ops.back().first = first;
+      ops.back().limit = kMaxWidth;
+      ops.back().split = split;
+    };
+    const std::vector<gpu::BufferSlice> spans = {tok, qkv, {l.k_cache}, {l.v_cache}, out, {part_}};
+    add_split(att, spans, head_groups * spans_, Split::Spans);
     if (attention_heads_ > 1) {
       gpu::KernelDefines one = att;
       one["HEADS"] = u32(1);
-      add(ops, "attention", one, {tok, qkv, {l.k_cache}, {l.v_cache}, out, {part_}}, c.n_heads * spans_);
-      ops.back().first = first;
-      ops.back().limit = kMaxWidth;
-      ops.back().split = Split::SpansOneHead;
+      add_split(one, spans, c.n_heads * spans_, Split::SpansOneHead);
     }
-    add(ops, "attention", merge, {tok, {part_}, out}, c.n_heads);
-    ops.back().first = first;
-    ops.back().limit = kMaxWidth;
-    ops.back().split = Split::Merge;
+    add_split(merge, {tok, {part_}, out}, c.n_heads, Split::Merge);
   }
 }
 
