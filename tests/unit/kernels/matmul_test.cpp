@@ -60,7 +60,8 @@ std::vector<float> make_outputs(const Case& c, std::mt19937_64& rng) {
 }
 
 // The f64 product over the inputs x (`x_stride` apart; 0: cols), per token: [tokens][rows].
-std::vector<std::vector<double>> reference(const Matrix& m, const Case& c, const std::vector<float>& x,
+template <typename T>
+std::vector<std::vector<double>> reference(const Matrix& m, const Case& c, const std::vector<T>& x,
                                            uint32_t x_stride, const std::vector<float>& y_init) {
   const uint32_t ys = c.y_stride ? c.y_stride : c.rows, xs = x_stride ? x_stride : c.cols;
   std::vector<std::vector<double>> want(c.tokens, std::vector<double>(c.rows));
@@ -138,14 +139,17 @@ void read_back(Quantized& qa, uint32_t max_tokens, uint32_t cols) {
   qa.d = download<float>(qa.xs, kernels::act_scales_bytes(max_tokens, cols) / 4);
 }
 
-// The activations the INT8 path multiplies: d * q, [tokens, cols].
-std::vector<float> dequantize_acts(const Quantized& qa, uint32_t tokens, uint32_t cols) {
-  std::vector<float> x(size_t(tokens) * cols);
+// The activations the INT8 path multiplies: d * q, [tokens, cols], in f64: the kernel scales exact integer
+// sums, so a reference over d * q rounded to f32 would carry rounding the kernel does not have (it failed
+// the tight bound at 3.7e-4 on a q4_0 row whose integer sum nearly cancelled, WGLLM_TEST_SEED=
+// 551036347809688152).
+std::vector<double> dequantize_acts(const Quantized& qa, uint32_t tokens, uint32_t cols) {
+  std::vector<double> x(size_t(tokens) * cols);
   for (uint32_t t = 0; t < tokens; ++t)
     for (uint32_t k = 0; k < cols; ++k) {
       const size_t e = size_t(t) * cols + k;
       const int8_t q = static_cast<int8_t>(qa.q[e / 4] >> (8 * (e % 4)));
-      x[e] = qa.d[(e / 32) * 4] * float(q);
+      x[e] = double(qa.d[(e / 32) * 4]) * q;
     }
   return x;
 }
@@ -186,7 +190,7 @@ class Matmul : public ::testing::Test {
     dispatch("matmul", kernels::matmul_dispatch(shape_of(m, c, true), tile), s);
     std::vector<float> got = download<float>(y, y_init.size());
     read_back(qa, c.max_tokens, c.cols);
-    const std::vector<float> xq = dequantize_acts(qa, c.tokens, c.cols);
+    const std::vector<double> xq = dequantize_acts(qa, c.tokens, c.cols);
     Int8Errors e;
     e.exact = check_outputs(c, got, y_init, reference(m, c, xq, c.cols, y_init));
     // Over the whole block: one token's outputs are too few for the statistical bound below.
