@@ -126,15 +126,16 @@ double run_parallel(runtime::Forward& fwd, uint32_t np, int n_gen, uint64_t seed
   return tokens / since(t0);
 }
 
-// The GPU time of one decode step by kernel class, and its first and last dispatches in order (the
-// embedding and the first layer; the LM head and the sampler): what each kind of dispatch costs.
-struct StepProfile {
-  uint32_t sequences = 0;                                           // 0: not profiled
+// The GPU time of one pass (a decode step, or a prompt's pass) by kernel class, and its first and last
+// dispatches in order (the embedding and the first layer; the LM head and the sampler): what each kind of
+// dispatch costs.
+struct PassProfile {
+  std::string title;                                                // empty: not profiled
   std::vector<std::pair<std::string, double>> by_kernel, sequence;  // seconds
   double total = 0;
 
-  StepProfile() = default;
-  StepProfile(const std::vector<gpu::Device::KernelTime>& times, uint32_t n) : sequences(n) {
+  PassProfile() = default;
+  PassProfile(const std::vector<gpu::Device::KernelTime>& times, std::string what) : title(std::move(what)) {
     std::map<std::string, double> by_label;
     for (size_t i = 0; i < times.size(); ++i) {
       if (i < 16 || i + 3 >= times.size()) sequence.push_back({times[i].label, times[i].seconds});
@@ -155,11 +156,9 @@ struct StepProfile {
     return seq;
   }
   void print_markdown() const {
-    if (!sequences) return;
-    std::printf(
-        "\nGPU time of one decode step of %u sequence%s by kernel (each dispatch timed in its own "
-        "pass): %.1f us\n\n",
-        sequences, sequences == 1 ? "" : "s", total * 1e6);
+    if (title.empty()) return;
+    std::printf("\nGPU time of %s by kernel (each dispatch timed in its own pass): %.1f us\n\n",
+                title.c_str(), total * 1e6);
     std::printf("| kernel | us | share |\n| --- | ---: | ---: |\n");
     for (const auto& [label, sec] : by_kernel)
       std::printf("| %s | %.1f | %.0f%% |\n", label.c_str(), sec * 1e6, 100 * sec / total);
@@ -240,21 +239,37 @@ int bench(const BenchFlags& f) {
     results.push_back(r);
   }
 
-  // One decode step with every dispatch timed: where the GPU time of a token goes, by kernel class; with
-  // --parallel, also one step of the widest batch (every sequence decoding).
-  StepProfile single, batched;
+  // The prompt's last pass with every dispatch timed (one pass holds up to max_batch tokens: the whole
+  // prompt at the default sizes); one decode step, where the GPU time of a token goes; with --parallel,
+  // also one step of the widest batch (every sequence decoding). By kernel class.
+  PassProfile prompt, single, batched;
+  if (f.n_prompt > 0 && device->set_profiling(true)) {
+    runtime::Session session(fwd, bench_sampling());
+    if (f.depth > 0) {
+      device->set_profiling(false);
+      session.id_of(session.prefill(random_tokens(f.depth, fwd.config().n_vocab, 4)));
+      device->set_profiling(true);
+    }
+    session.id_of(session.prefill(random_tokens(f.n_prompt, fwd.config().n_vocab, 5)));
+    const uint32_t last = (f.n_prompt - 1) % fwd.max_batch() + 1;
+    prompt = PassProfile(device->profile(), last == uint32_t(f.n_prompt)
+                                                ? "one pp" + std::to_string(f.n_prompt) + " pass"
+                                                : "the last pass of pp" + std::to_string(f.n_prompt) + " (" +
+                                                      std::to_string(last) + " tokens)");
+    device->set_profiling(false);
+  }
   if (f.n_gen > 0 && device->set_profiling(true)) {
     {
       runtime::Session session(fwd, bench_sampling());
       session.id_of(session.prefill(random_tokens(std::max(1, f.depth), fwd.config().n_vocab, 3)));
       session.id_of(session.step());
-      single = StepProfile(device->profile(), 1);
+      single = PassProfile(device->profile(), "one decode step of 1 sequence");
     }
     if (!f.parallel.empty()) {
       const uint32_t np = *std::max_element(f.parallel.begin(), f.parallel.end());
       DecodingBatch batch(fwd, np, 50);
       batch.batcher.step();
-      batched = StepProfile(device->profile(), np);
+      batched = PassProfile(device->profile(), "one decode step of " + std::to_string(np) + " sequences");
     }
     device->set_profiling(false);
   }
@@ -282,8 +297,13 @@ int bench(const BenchFlags& f) {
     nlohmann::json doc = {{"results", out},
                           {"gpu_us_per_token_by_kernel", single.by_kernel_json()},
                           {"gpu_us_of_dispatches", single.sequence_json()}};
-    if (batched.sequences) {
-      doc["parallel_step"] = {{"sequences", batched.sequences},
+    if (!prompt.title.empty()) {
+      doc["prompt_pass"] = {{"tokens", (f.n_prompt - 1) % fwd.max_batch() + 1},
+                            {"gpu_us_by_kernel", prompt.by_kernel_json()},
+                            {"gpu_us_of_dispatches", prompt.sequence_json()}};
+    }
+    if (!batched.title.empty()) {
+      doc["parallel_step"] = {{"sequences", *std::max_element(f.parallel.begin(), f.parallel.end())},
                               {"gpu_us_by_kernel", batched.by_kernel_json()},
                               {"gpu_us_of_dispatches", batched.sequence_json()}};
     }
@@ -303,6 +323,7 @@ int bench(const BenchFlags& f) {
                       ? (std::to_string(static_cast<int>(100 * gbps / copy_gbps)) + "%").c_str()
                       : "");
     }
+    prompt.print_markdown();
     single.print_markdown();
     batched.print_markdown();
   }

@@ -1,7 +1,7 @@
 // `wgllm bench` on the GPU-less machine (a smoke test of the benchmark, not a measurement): every test
 // llama-bench's flags ask for appears with a speed and the copy-kernel ceiling, the aggregate decode of
-// several sequences through the Batcher with the GPU time of a step by kernel, the synthetic model written
-// for other engines, and bad specs.
+// several sequences through the Batcher, the GPU time of a step and of the prompt's pass by kernel, the
+// synthetic model written for other engines, and bad specs.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -47,6 +47,14 @@ TEST(Bench, JsonHasEveryTestTheCeilingAndTheWrittenModel) {
     EXPECT_GT(batched.at("gpu_us_by_kernel").value(kernel, 0.0), 0) << kernel << " in " << batched.dump();
   }
   EXPECT_GE(batched.at("gpu_us_of_dispatches").size(), 16u);
+  // And of the prompt's pass: 32 tokens go through the tiled GEMM on int8 activations and the prefill
+  // attention kernel.
+  ASSERT_TRUE(out.contains("prompt_pass")) << out.dump();
+  const nlohmann::json& prompt = out.at("prompt_pass");
+  EXPECT_EQ(prompt.at("tokens").get<int>(), 32);
+  for (const char* kernel : {"matmul Q4_0", "quantize_act", "attention_prefill", "sample"})
+    EXPECT_GT(prompt.at("gpu_us_by_kernel").value(kernel, 0.0), 0) << kernel << " in " << prompt.dump();
+  EXPECT_EQ(prompt.at("gpu_us_by_kernel").value("attention", 0.0), 0) << prompt.dump();
 
   // The very weights benchmarked, as a standard GGUF of the shape asked for: dim 256, 4 layers, vocab 1024.
   auto file = gguf::GgufFile::open(gguf_path);
