@@ -1,8 +1,9 @@
 // GPU time of matmul.wgsl (and quantize_act.wgsl) on the prefill GEMMs of the Llama-3-8B and Llama-3.2-1B
-// shapes, by GPU timestamps (gpu::Device profiling): per shape, weight type, path (int8 / f32) and tile,
-// the median of several runs after a warm-up, in T multiply-adds/s and % of the H100's measured peak
-// (docs/perf.md, "Prefill GEMM"). Each configuration is also checked against a float64 CPU product on
-// sampled outputs, so a miscompiled kernel can't report a fast time.
+// shapes (as the forward pass runs them: q|k|v and gate|up stacked, one product each), by GPU timestamps
+// (gpu::Device profiling): per shape, weight type, path (int8 / f32) and tile, the median of several runs
+// after a warm-up, in T multiply-adds/s and % of the H100's measured peak (docs/perf.md, "Prefill GEMM").
+// Each configuration is also checked against a float64 CPU product on sampled outputs, so a miscompiled
+// kernel can't report a fast time.
 //   matmul_bench [--m 512] [--reps 10] [--models 8b,1b] [--types q4_0,q8_0] [--paths int8,f32] [--sweep]
 // Without --sweep only the tile matmul_tile() chooses runs; with it, every candidate tile that fits.
 #include <algorithm>
@@ -36,8 +37,7 @@ constexpr double kF32Peak = 31.75e12;  // f32 FMA (63.5 TFLOP/s)
 
 struct Gemm {
   const char* name;
-  uint32_t n, k;
-  uint32_t per_layer;  // how many such products a layer has
+  uint32_t n, k;  // N rows of W, K columns
 };
 struct Model {
   const char* name;
@@ -46,12 +46,8 @@ struct Model {
 };
 
 const std::vector<Model> kModels = {
-    {"8b",
-     32,
-     {{"q,o", 4096, 4096, 2}, {"k,v", 1024, 4096, 2}, {"gate,up", 14336, 4096, 2}, {"down", 4096, 14336, 1}}},
-    {"1b",
-     16,
-     {{"q,o", 2048, 2048, 2}, {"k,v", 512, 2048, 2}, {"gate,up", 8192, 2048, 2}, {"down", 2048, 8192, 1}}},
+    {"8b", 32, {{"q|k|v", 6144, 4096}, {"o", 4096, 4096}, {"gate|up", 28672, 4096}, {"down", 4096, 14336}}},
+    {"1b", 16, {{"q|k|v", 3072, 2048}, {"o", 2048, 2048}, {"gate|up", 16384, 2048}, {"down", 2048, 8192}}},
 };
 
 // Weights of a published model's spread (uniform in +-0.05), quantized as llama.cpp would: the planes and
@@ -114,8 +110,8 @@ class Bench {
         std::map<bool, double> layer_seconds;  // per path
         double layer_macs = 0;
         for (const Gemm& g : model.gemms) {
-          for (const auto& [int8, best] : measure(model, g, type)) layer_seconds[int8] += best * g.per_layer;
-          layer_macs += double(o_.m) * g.n * g.k * g.per_layer;
+          for (const auto& [int8, best] : measure(model, g, type)) layer_seconds[int8] += best;
+          layer_macs += double(o_.m) * g.n * g.k;
         }
         for (const auto& [int8, sec] : layer_seconds) {
           const double peak = int8 ? kInt8Peak : kF32Peak;
@@ -263,16 +259,13 @@ class Bench {
     std::vector<MatmulTile> tiles = {kernels::matmul_tile(shape, limit)};
     if (o_.sweep) {
       const std::vector<MatmulTile> more =
-          int8 ? std::vector<MatmulTile>{{128, 128, 8, 8, 2}, {128, 128, 8, 8, 1}, {64, 128, 8, 8, 2},
-                                         {64, 128, 8, 8, 4},  {128, 64, 8, 8, 2},  {64, 128, 4, 8, 2},
-                                         {128, 64, 8, 4, 2},  {64, 64, 4, 4, 2},   {64, 64, 8, 8, 2},
-                                         {128, 64, 8, 4, 4},  {128, 32, 8, 4, 2},  {128, 32, 8, 4, 4},
-                                         {64, 64, 8, 4, 2}}
-               : std::vector<MatmulTile>{{128, 128, 8, 8, 1},
-                                         {64, 128, 8, 8, 1},
-                                         {128, 64, 8, 8, 1},
-                                         {64, 64, 4, 4, 1},
-                                         {64, 64, 8, 8, 1}};
+          int8 ? std::vector<MatmulTile>{{128, 128, 8, 8, 2}, {128, 128, 8, 8},   {64, 128, 8, 8, 2},
+                                         {64, 128, 8, 8, 4},  {128, 64, 8, 8, 2}, {64, 128, 4, 8, 2},
+                                         {128, 64, 8, 4, 2},  {64, 64, 4, 4, 2},  {64, 64, 8, 8, 2},
+                                         {128, 64, 8, 4, 4},  {128, 32, 8, 4, 2}, {128, 32, 8, 4, 4},
+                                         {64, 64, 8, 4, 2},   {128, 64, 8, 4}}
+               : std::vector<MatmulTile>{
+                     {128, 128, 8, 8}, {64, 128, 8, 8}, {128, 64, 8, 8}, {64, 64, 4, 4}, {64, 64, 8, 8}};
       for (const MatmulTile& t : more)
         if (std::find(tiles.begin(), tiles.end(), t) == tiles.end() &&
             kernels::matmul_workgroup_bytes(t, int8) <= limit)
