@@ -645,18 +645,22 @@ void Forward::add_ffn(Ops& ops, const Layer& l, uint32_t width, uint32_t ffn, bo
     add_gemv_group(ops, pointers(l.gate_up), x_, c.dim, c.dim, l.ffn_norm, gate_up, width);
   }
   const Projection down = {{}, x_, 0, c.dim, 0, true, {}};
-  if (width == kPrefill) {
-    add(ops, "silu_mul", {{"N", u32(ffn)}}, {{gate_up_}}, (ffn + 255) / 256);
-    add_prefill_group(ops, {&l.down}, gate_up_, ffn, 2 * ffn, {}, down);
-  } else if (int8_activations_ && can_stage(l.down)) {
-    // silu_mul leaves down's input as int8 codes at every width.
+  if (int8_activations_ && can_stage(l.down)) {
+    // silu_mul leaves down's input as int8 codes at every width, the GEMM's too: quantize_act's codes
+    // (the same act_quant.wgsl steps on the same f32 values) without its dispatch and the f32 round trip.
     add(ops, "silu_mul", {{"N", u32(ffn)}, {"QUANT_OUT", "1"}}, {{gate_up_}, {xq_}, {xs_}},
         (ffn / 32 + 31) / 32);
     Projection p = down;
     p.x = gate_up_;
     p.x_stride = 2 * ffn;
     p.prequant = true;
-    add_projection(ops, l.down, p, width, Over::Tokens);
+    if (width == kPrefill)
+      add_matmul(ops, l.down, p, true);
+    else
+      add_projection(ops, l.down, p, width, Over::Tokens);
+  } else if (width == kPrefill) {
+    add(ops, "silu_mul", {{"N", u32(ffn)}}, {{gate_up_}}, (ffn + 255) / 256);
+    add_prefill_group(ops, {&l.down}, gate_up_, ffn, 2 * ffn, {}, down);
   } else {
     add(ops, "silu_mul", {{"N", u32(ffn)}}, {{gate_up_}}, (ffn + 255) / 256);
     add_gemv_group(ops, {&l.down}, gate_up_, ffn, 2 * ffn, {}, down, width);
