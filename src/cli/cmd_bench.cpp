@@ -131,11 +131,13 @@ double run_parallel(runtime::Forward& fwd, uint32_t np, int n_gen, uint64_t seed
 // dispatch costs.
 struct PassProfile {
   std::string title;                                                // empty: not profiled
+  uint32_t size = 0;                                                // the pass's tokens (sequences)
   std::vector<std::pair<std::string, double>> by_kernel, sequence;  // seconds
   double total = 0;
 
   PassProfile() = default;
-  PassProfile(const std::vector<gpu::Device::KernelTime>& times, std::string what) : title(std::move(what)) {
+  PassProfile(const std::vector<gpu::Device::KernelTime>& times, std::string what, uint32_t n)
+      : title(std::move(what)), size(n) {
     std::map<std::string, double> by_label;
     for (size_t i = 0; i < times.size(); ++i) {
       if (i < 16 || i + 3 >= times.size()) sequence.push_back({times[i].label, times[i].seconds});
@@ -252,10 +254,11 @@ int bench(const BenchFlags& f) {
     }
     session.id_of(session.prefill(random_tokens(f.n_prompt, fwd.config().n_vocab, 5)));
     const uint32_t last = (f.n_prompt - 1) % fwd.max_batch() + 1;
-    prompt = PassProfile(device->profile(), last == uint32_t(f.n_prompt)
-                                                ? "one pp" + std::to_string(f.n_prompt) + " pass"
-                                                : "the last pass of pp" + std::to_string(f.n_prompt) + " (" +
-                                                      std::to_string(last) + " tokens)");
+    prompt = PassProfile(device->profile(),
+                         last == uint32_t(f.n_prompt) ? "one pp" + std::to_string(f.n_prompt) + " pass"
+                                                      : "the last pass of pp" + std::to_string(f.n_prompt) +
+                                                            " (" + std::to_string(last) + " tokens)",
+                         last);
     device->set_profiling(false);
   }
   if (f.n_gen > 0 && device->set_profiling(true)) {
@@ -263,13 +266,13 @@ int bench(const BenchFlags& f) {
       runtime::Session session(fwd, bench_sampling());
       session.id_of(session.prefill(random_tokens(std::max(1, f.depth), fwd.config().n_vocab, 3)));
       session.id_of(session.step());
-      single = PassProfile(device->profile(), "one decode step of 1 sequence");
+      single = PassProfile(device->profile(), "one decode step of 1 sequence", 1);
     }
     if (!f.parallel.empty()) {
       const uint32_t np = *std::max_element(f.parallel.begin(), f.parallel.end());
       DecodingBatch batch(fwd, np, 50);
       batch.batcher.step();
-      batched = PassProfile(device->profile(), "one decode step of " + std::to_string(np) + " sequences");
+      batched = PassProfile(device->profile(), "one decode step of " + std::to_string(np) + " sequences", np);
     }
     device->set_profiling(false);
   }
@@ -298,12 +301,12 @@ int bench(const BenchFlags& f) {
                           {"gpu_us_per_token_by_kernel", single.by_kernel_json()},
                           {"gpu_us_of_dispatches", single.sequence_json()}};
     if (!prompt.title.empty()) {
-      doc["prompt_pass"] = {{"tokens", (f.n_prompt - 1) % fwd.max_batch() + 1},
+      doc["prompt_pass"] = {{"tokens", prompt.size},
                             {"gpu_us_by_kernel", prompt.by_kernel_json()},
                             {"gpu_us_of_dispatches", prompt.sequence_json()}};
     }
     if (!batched.title.empty()) {
-      doc["parallel_step"] = {{"sequences", *std::max_element(f.parallel.begin(), f.parallel.end())},
+      doc["parallel_step"] = {{"sequences", batched.size},
                               {"gpu_us_by_kernel", batched.by_kernel_json()},
                               {"gpu_us_of_dispatches", batched.sequence_json()}};
     }
