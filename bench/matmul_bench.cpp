@@ -5,7 +5,9 @@
 // Each configuration is also checked against a float64 CPU product on sampled outputs, so a miscompiled
 // kernel can't report a fast time.
 //   matmul_bench [--m 512] [--reps 10] [--models 8b,1b] [--types q4_0,q8_0] [--paths int8,f32] [--sweep]
-// Without --sweep only the tile matmul_tile() chooses runs; with it, every candidate tile that fits.
+//                [--warmup-ms 500]
+// Without --sweep only the tile matmul_tile() chooses runs; with it, every candidate tile that fits. Exits 1
+// if any configuration fails its check. The model "tiny" (one small product) is make test's smoke test.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -48,6 +50,7 @@ struct Model {
 const std::vector<Model> kModels = {
     {"8b", 32, {{"q|k|v", 6144, 4096}, {"o", 4096, 4096}, {"gate|up", 28672, 4096}, {"down", 4096, 14336}}},
     {"1b", 16, {{"q|k|v", 3072, 2048}, {"o", 2048, 2048}, {"gate|up", 16384, 2048}, {"down", 2048, 8192}}},
+    {"tiny", 1, {{"o", 64, 256}}},
 };
 
 // Weights of a published model's spread (uniform in +-0.05), quantized as llama.cpp would: the planes and
@@ -67,7 +70,7 @@ std::span<const uint8_t> bytes_of(const std::vector<T>& v) {
 }
 
 struct Options {
-  uint32_t m = 512, reps = 10;
+  uint32_t m = 512, reps = 10, warmup_ms = 500;
   std::vector<std::string> models = {"8b", "1b"};
   std::vector<TensorType> types = {TensorType::Q4_0, TensorType::Q8_0};
   std::vector<bool> int8_paths = {true, false};
@@ -126,6 +129,7 @@ class Bench {
     }
     std::printf("\nsummary (best tile per shape; quantize_act not included):\n");
     for (const std::string& s : summary_) std::printf("  %s\n", s.c_str());
+    if (wrong_ > 0) fail_runtime(std::to_string(wrong_) + " configurations failed their float64 check");
   }
 
  private:
@@ -145,10 +149,11 @@ class Bench {
   // (weight generation, pipeline compilation, read-backs) and takes a while to come back: in the first H100
   // run a 50 ms warm-up left most configurations at a fraction of full clock (the same quantize_act took
   // 12 us in the first configuration and 30 us later). So the kernel first runs back to back for half a
-  // second of wall time.
+  // second of wall time (--warmup-ms).
   double time_kernel(gpu::Kernel k, gpu::BindGroup bg, uint32_t gx, uint32_t gy, gpu::Buffer sync) {
     const auto start = std::chrono::steady_clock::now();
-    for (uint32_t batch = 1; std::chrono::steady_clock::now() - start < std::chrono::milliseconds(500);
+    for (uint32_t batch = 1;
+         std::chrono::steady_clock::now() - start < std::chrono::milliseconds(o_.warmup_ms);
          batch = std::min(2 * batch, 256u)) {
       for (uint32_t i = 0; i < batch; ++i) dev_->dispatch(k, bg, gx, gy);
       fetch(sync, 4);
@@ -323,7 +328,10 @@ class Bench {
           t.bm, t.bn, t.tm, t.tn, t.kc, sec * 1e6, macs / sec / 1e12, 100 * macs / sec / peak, err, canary_us,
           err > (int8 ? 1e-5 : 1e-4) ? "  WRONG" : "");
       std::fflush(stdout);
-      if (err <= (int8 ? 1e-5 : 1e-4)) best = std::min(best, sec);
+      if (err <= (int8 ? 1e-5 : 1e-4))
+        best = std::min(best, sec);
+      else
+        ++wrong_;
     }
     return best;
   }
@@ -333,6 +341,7 @@ class Bench {
   std::mt19937_64 rng_;
   uint64_t state_ = 1;
   std::vector<std::string> summary_;
+  uint32_t wrong_ = 0;  // configurations that failed their check
   struct {
     gpu::Kernel kernel;
     gpu::BindGroup bind;
@@ -351,18 +360,35 @@ int main(int argc, char** argv) {
         if (i + 1 >= argc) wgllm::fail_input(a + " needs a value");
         return argv[++i];
       };
+      auto count = [&](uint32_t min) {
+        const std::string v = value();
+        char* end = nullptr;
+        const unsigned long n = std::strtoul(v.c_str(), &end, 10);
+        if (v.empty() || *end != '\0' || v[0] == '-' || n < min || n > 1u << 20)
+          wgllm::fail_input(a + " takes a whole number from " + std::to_string(min) + " to 1048576, not '" +
+                            v + "'");
+        return static_cast<uint32_t>(n);
+      };
       if (a == "--m") {
-        o.m = static_cast<uint32_t>(std::stoul(value()));
+        o.m = count(1);
       } else if (a == "--reps") {
-        o.reps = static_cast<uint32_t>(std::stoul(value()));
+        o.reps = count(1);
+      } else if (a == "--warmup-ms") {
+        o.warmup_ms = count(0);
       } else if (a == "--models") {
         o.models = split(value());
+        for (const std::string& name : o.models)
+          if (std::none_of(kModels.begin(), kModels.end(), [&](const Model& m) { return name == m.name; }))
+            wgllm::fail_input("unknown model '" + name + "' (8b, 1b or tiny)");
       } else if (a == "--types") {
         o.types.clear();
         for (const std::string& t : split(value())) o.types.push_back(parse_type(t));
       } else if (a == "--paths") {
         o.int8_paths.clear();
-        for (const std::string& p : split(value())) o.int8_paths.push_back(p == "int8");
+        for (const std::string& p : split(value())) {
+          if (p != "int8" && p != "f32") wgllm::fail_input("unknown path '" + p + "' (int8 or f32)");
+          o.int8_paths.push_back(p == "int8");
+        }
       } else if (a == "--sweep") {
         o.sweep = true;
       } else {
@@ -370,6 +396,9 @@ int main(int argc, char** argv) {
       }
     }
     Bench(o).run();
+  } catch (const wgllm::Error& e) {
+    std::fprintf(stderr, "matmul_bench: %s\n", e.what());
+    return e.kind() == wgllm::ErrorKind::BadInput ? 2 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "matmul_bench: %s\n", e.what());
     return 1;
