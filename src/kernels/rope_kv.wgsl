@@ -5,9 +5,11 @@
 // qkv [tokens, q (N_HEADS*HEAD_DIM) | k (N_KV*HEAD_DIM) | v (N_KV*HEAD_DIM)]; token i (workgroup x) writes
 // cache row slot * CTX + pos of caches [slots * CTX, N_KV*HEAD_DIM]. cos/sin come from a table computed in
 // double at load: GPU sin/cos are only accurate near [-pi, pi], and angles reach thousands of radians.
-// One workgroup per (token, head) of the row's q, then k, then v heads (workgroup y), so that per-head
-// work (a norm over the head) needs no second dispatch. Passes of the GEMV path rotate in the q|k|v
-// GEMV's epilogue instead where none of the options below is on (matvec.wgsl's ROPE_KV).
+// Workgroup (x, y) takes token x's head y (q heads, then k, then v heads), so that per-head work (a norm
+// over the head) needs no second dispatch; or, with HEADS_PER_WG (only where no head is normalised:
+// kernels/rope_kv.hpp), its heads y HEADS_PER_WG .. y HEADS_PER_WG + HEADS_PER_WG - 1, HEAD_DIM / 2
+// invocations each. Passes of the GEMV path rotate in the q|k|v GEMV's epilogue instead where none of the
+// options below is on (matvec.wgsl's ROPE_KV).
 // BIAS: the projections' biases, `extra` [bq | bk | bv], are added to q, k and v on the way (q/k before
 // the rotation).
 // QK_NORM (qwen3): each q and k head is RMS-normalised over its HEAD_DIM elements (EPS inside the root)
@@ -40,8 +42,14 @@ const NORM_AT = 0u;
 #endif
 var<workgroup> partial: array<f32, WG>;
 
-const WG = 64u;
 const HALF = HEAD_DIM / 2u;
+#if HEADS_PER_WG
+const WG = HEADS_PER_WG * HALF;
+const LANES = HALF;  // invocations per head
+#else
+const WG = 64u;
+const LANES = WG;
+#endif
 const KV_DIM = N_KV * HEAD_DIM;
 const K_OFF = N_HEADS * HEAD_DIM;
 const V_OFF = K_OFF + KV_DIM;
@@ -104,12 +112,21 @@ fn rotate(a: f32, b: f32, j: u32, pos: u32) -> vec2<f32> {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let t = tokens[wid.x];
+#if HEADS_PER_WG
+  let head = wid.y * HEADS_PER_WG + tid / LANES;
+  let lane = tid % LANES;
+  if (head >= N_HEADS + 2u * N_KV) {
+    return;  // past the last head
+  }
+#else
   let head = wid.y;
+  let lane = tid;
+#endif
   let base = wid.x * QKV;
   let at = head * HEAD_DIM;  // the head's first element in the row
   let row = (t.slot * CTX + t.pos) * KV_DIM;
   if (at >= V_OFF) {
-    for (var e = tid; e < HEAD_DIM; e += WG) {
+    for (var e = lane; e < HEAD_DIM; e += LANES) {
       v_cache[row + at - V_OFF + e] = load(base, at + e);
     }
     return;
@@ -117,7 +134,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var norm = 1.0;
 #if QK_NORM
   var ss = 0.0;
-  for (var e = tid; e < HEAD_DIM; e += WG) {
+  for (var e = lane; e < HEAD_DIM; e += LANES) {
     let x = load(base, at + e);
     ss += x * x;
   }
@@ -125,13 +142,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #endif
 #if L2_NORM
   var ss2 = 0.0;
-  for (var e = tid; e < HEAD_DIM; e += WG) {
+  for (var e = lane; e < HEAD_DIM; e += LANES) {
     let x = entering(base, at, e, norm);
     ss2 += x * x;
   }
   let l2 = inv_rms(tid, ss2, EPS);
 #endif
-  for (var j = tid; j < HALF; j += WG) {
+  for (var j = lane; j < HALF; j += LANES) {
     let p = pair(j);
     var r = rotate(entering(base, at, p.x, norm), entering(base, at, p.y, norm), j, t.pos);
 #if L2_NORM

@@ -17,6 +17,7 @@
 #include "kernel_harness.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/matvec.hpp"
+#include "kernels/rope_kv.hpp"
 #include "quant/codec.hpp"
 #include "quant/gpu_layout.hpp"
 #include "quant/half.hpp"
@@ -733,8 +734,11 @@ TEST_P(BatchedMatvec, RopeKvEpilogueEqualsGemvThenRopeKv) {
       dispatch("matvec", variant(fused), s, groups_x, groups_y);
       y_offset += part->rows;
     }
-    dispatch("rope_kv", variant(heads), {{tokens_buf}, {table_buf}, {y_plain}, {k_plain}, {v_plain}}, n,
-             kHeads + 2 * kKv);
+    const kernels::RopeKvLayout layout = kernels::rope_kv_layout(kHeads, kKv, kHeadDim, false);
+    gpu::KernelDefines plain = heads;
+    kernels::add_rope_kv_layout(plain, layout);
+    dispatch("rope_kv", variant(plain), {{tokens_buf}, {table_buf}, {y_plain}, {k_plain}, {v_plain}}, n,
+             layout.groups_y);
     std::vector<float> yf = download<float>(y_fused, size_t(4) * kQkv);
     std::vector<float> yp = download<float>(y_plain, size_t(4) * kQkv);
     for (uint32_t t = 0; t < 4; ++t)

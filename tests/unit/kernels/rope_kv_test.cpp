@@ -1,6 +1,7 @@
 // rope_kv.wgsl against a float64 CPU reference, over passes of several tokens of different slots and
 // positions: RoPE of each token's q in place and of its k into the KV cache row of its (slot, position) (v
 // copied), nothing else written; with biases, NEOX pairs, q/k norms and no rotation.
+#include "kernels/rope_kv.hpp"
 #include "attention_fixtures.hpp"
 #include "model/llama.hpp"
 
@@ -147,7 +148,10 @@ class RopeKv : public KernelVariantTest {
     }
     if (o.no_rope) d["NO_ROPE"] = "1";
     d = variant(d);
-    dispatch("rope_kv", d, b, n, h.n_heads + 2 * h.n_kv);
+    const kernels::RopeKvLayout layout =
+        kernels::rope_kv_layout(h.n_heads, h.n_kv, h.head_dim, o.qk_norm || o.l2_norm);
+    kernels::add_rope_kv_layout(d, layout);
+    dispatch("rope_kv", d, b, n, layout.groups_y);
     std::vector<float> qkv_got = download<float>(qkv_buf, qkv.size());
     std::vector<float> k_got = download<float>(k_cache_buf, k_cache.size());
     std::vector<float> v_got = download<float>(v_cache_buf, v_cache.size());
