@@ -21,9 +21,9 @@ uint32_t attention_prefill_halves(uint32_t head_dim) {
 uint32_t attention_prefill_bytes(uint32_t head_dim, uint32_t rows) {
   constexpr uint32_t kTile = 32;  // keys per tile
   // q [head_dim][rows], a tile's k or v [head_dim * kTile], scores [halves][rows][kTile + 4], weights
-  // [kTile][rows], a scale per row.
+  // [kTile][rows], two scales per row.
   return 4 * (head_dim * rows + head_dim * kTile + attention_prefill_halves(head_dim) * rows * (kTile + 4) +
-              kTile * rows + rows);
+              kTile * rows + 2 * rows);
 }
 
 uint32_t attention_prefill_rows(uint32_t head_dim, uint32_t workgroup_bytes) {

@@ -57,12 +57,15 @@ const SROW = BK / 4u + 1u;
 
 // Invocation tid = 2R h + 8a + b computes the part of the scores of rows 4a..4a+3 against keys 4b..4b+3 over
 // half h of the head (H = 2; the whole head with H = 1), and those rows' outputs at elements 32 c + 4b..
-// 32 c + 4b + 3 of the head's chunks c = h, h + H, ...; invocation r < R runs row r's softmax.
+// 32 c + 4b + 3 of the head's chunks c = h, h + H, ...; invocations r and R + r (r < R) run row r's softmax,
+// each the max over the tile's keys and the weights and sum of half of them (keys 16 q .. 16 q + 15 for
+// invocation qR + r), so that no invocation waits idle through it (whatever R and H are, a row's sums run
+// over the same halves in the same order: the bits do not depend on the block's shape).
 var<workgroup> qt: array<vec4<f32>, HEAD_DIM * R / 4u>;    // the block's q, transposed: [element][row]
 var<workgroup> kvt: array<vec4<f32>, HEAD_DIM * BK / 4u>;  // the tile's k, transposed: [element][key]; its v: [key][element]
 var<workgroup> st: array<vec4<f32>, H * R * SROW>;         // the tile's scores [half][row][key]
 var<workgroup> pt: array<vec4<f32>, BK * R / 4u>;          // the tile's weights exp(s - m), transposed: [key][row]
-var<workgroup> row_scale: array<f32, R>;                   // each row's exp(m_old - m_new), then its sum l
+var<workgroup> row_scale: array<f32, 2u * R>;              // each row's exp(m_old - m_new), then its halves' sums l
 
 // Row r's scores against keys 4 k4..4 k4 + 3 of the tile: the halves' dots added in order, then scaled.
 fn tile_scores(r: u32, k4: u32) -> vec4<f32> {
@@ -139,11 +142,13 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     }
   }
 
-  // Row tid's keys (none for rows past the pass) and online-softmax state.
+  // Softmax row sr's keys (none for rows past the pass) and online-softmax state over tile keys of half sq.
+  let sr = tid % R;
+  let sq = tid / R;
   var key_first = 1u;
   var key_last = 0u;
-  if (tid < R && row0 + tid < rows) {
-    key_last = tokens[(row0 + tid) / G].pos;
+  if (tid < 2u * R && row0 + sr < rows) {
+    key_last = tokens[(row0 + sr) / G].pos;
     key_first = first_key(key_last);
   }
   var m = NONE;
@@ -178,12 +183,13 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     }
     workgroupBarrier();
 
-    // Softmax: row tid's new max over its keys in the tile, weights, rescale and sum in key order; then
-    // the tile's V rows (loaded since q·k) go to workgroup memory, where the K rows are no longer read.
-    if (tid < R) {
+    // Softmax: row sr's new max over its keys in the tile, then the weights, rescale and sum of half sq's
+    // keys in key order; then the tile's V rows (loaded since q·k) go to workgroup memory, where the K rows
+    // are no longer read.
+    if (tid < 2u * R) {
       var m_new = m;
       for (var k4 = 0u; k4 < BK / 4u; k4++) {
-        let v = tile_scores(tid, k4);
+        let v = tile_scores(sr, k4);
         for (var e = 0u; e < 4u; e++) {
           let key = k0 + 4u * k4 + e;
           if (key >= key_first && key <= key_last) {
@@ -192,8 +198,8 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
         }
       }
       var sum = 0.0;
-      for (var k4 = 0u; k4 < BK / 4u; k4++) {
-        let v = tile_scores(tid, k4);
+      for (var k4 = sq * (BK / 8u); k4 < (sq + 1u) * (BK / 8u); k4++) {
+        let v = tile_scores(sr, k4);
         for (var e = 0u; e < 4u; e++) {
           let key = k0 + 4u * k4 + e;
           var p = 0.0;
@@ -201,13 +207,15 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
             p = exp(v[e] - m_new);
           }
           sum += p;
-          pt[(4u * k4 + e) * (R / 4u) + tid / 4u][tid % 4u] = p;
+          pt[(4u * k4 + e) * (R / 4u) + sr / 4u][sr % 4u] = p;
         }
       }
       let corr = exp(m - m_new);
       l = l * corr + sum;
       m = m_new;
-      row_scale[tid] = corr;
+      if (sq == 0u) {
+        row_scale[sr] = corr;
+      }
     }
     for (var u = 0u; u < KV_LOADS; u++) {
       kvt[tid + u * WG] = vr[u];
@@ -236,7 +244,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     workgroupBarrier();
   }
 
-  if (tid < R) {
+  if (tid < 2u * R) {
     row_scale[tid] = l;
   }
   workgroupBarrier();
@@ -245,7 +253,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     if (r < rows) {
       let at = ((r / G) * N_HEADS + kvh * G + r % G) * D4 + b;
       for (var j = 0u; j < NCH; j++) {
-        out[at + 8u * (h + H * j)] = o[4u * j + i] / row_scale[4u * a + i];
+        out[at + 8u * (h + H * j)] = o[4u * j + i] / (row_scale[4u * a + i] + row_scale[R + 4u * a + i]);
       }
     }
   }
