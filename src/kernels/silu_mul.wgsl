@@ -13,11 +13,13 @@
 #use route
 @group(0) @binding(1) var<storage, read> route: array<Route>;
 #endif
-@group(0) @binding(0) var<storage, read_write> gu: array<f32>;
 #if QUANT_OUT
 #use act_quant
+@group(0) @binding(0) var<storage, read_write> gu: array<vec4<f32>>;  // read only: vectors of 4 elements
 @group(0) @binding(1) var<storage, read_write> xq: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read_write> xs: array<vec4<f32>>;
+#else
+@group(0) @binding(0) var<storage, read_write> gu: array<f32>;
 #endif
 
 #if SLOTS
@@ -38,9 +40,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let k = tid % 8u;  // the chunk's elements 4k..4k+3
   var h = vec4<f32>(0.0);
   if (c < CHUNKS) {
-    let at = wid.x * 2u * N + 32u * c + 4u * k;
+    let at = (wid.x * 2u * N + 32u * c + 4u * k) / 4u;
+    let g = gu[at];
+    let u = gu[at + N / 4u];
     for (var e = 0u; e < 4u; e++) {
-      h[e] = silu_times(gu[at + e], gu[at + N + e]);
+      h[e] = silu_times(g[e], u[e]);
     }
   }
   let part = quantize_part(array<vec4<f32>, 1>(h), tid);
