@@ -321,14 +321,15 @@ class Bench {
         den += want[i] * want[i];
       }
       const double err = std::sqrt(num / den);
+      const bool right = err <= (int8 ? 1e-5 : 1e-4);
       std::printf(
           "%s %-8s N=%-6u K=%-5u %-5s %s tile %3ux%-3u %ux%u kc %u  %8.1f us  %5.1f T MAC/s  %3.0f%%  err "
           "%.1e  canary %.1f us%s\n",
           model.name, g.name, g.n, g.k, std::string(gguf::type_name(type)).c_str(), int8 ? "int8" : "f32 ",
           t.bm, t.bn, t.tm, t.tn, t.kc, sec * 1e6, macs / sec / 1e12, 100 * macs / sec / peak, err, canary_us,
-          err > (int8 ? 1e-5 : 1e-4) ? "  WRONG" : "");
+          right ? "" : "  WRONG");
       std::fflush(stdout);
-      if (err <= (int8 ? 1e-5 : 1e-4))
+      if (right)
         best = std::min(best, sec);
       else
         ++wrong_;

@@ -613,10 +613,8 @@ void Forward::add_rope_kv(Ops& ops, const Layer& l, uint32_t layer) {
   if (c.qk_norm || (c.l2_qk_norm && uses_rope)) d["EPS"] = f32(c.rms_eps);
   if (c.qk_norm) d["QK_NORM"] = "1";
   if (c.l2_qk_norm && uses_rope) d["L2_NORM"] = "1";
-  const kernels::RopeKvLayout layout = kernels::rope_kv_layout(
-      c.n_heads, c.n_kv_heads, c.head_dim, d.contains("QK_NORM") || d.contains("L2_NORM"));
-  kernels::add_rope_kv_layout(d, layout);
-  add(ops, "rope_kv", d, b, layout.groups_y);
+  const uint32_t groups = kernels::set_rope_kv_layout(d, c.n_heads, c.n_kv_heads, c.head_dim);
+  add(ops, "rope_kv", d, b, groups);
 }
 
 void Forward::add_ffn(Ops& ops, const Layer& l, uint32_t width, uint32_t ffn, bool normed) {

@@ -734,11 +734,10 @@ TEST_P(BatchedMatvec, RopeKvEpilogueEqualsGemvThenRopeKv) {
       dispatch("matvec", variant(fused), s, groups_x, groups_y);
       y_offset += part->rows;
     }
-    const kernels::RopeKvLayout layout = kernels::rope_kv_layout(kHeads, kKv, kHeadDim, false);
     gpu::KernelDefines plain = heads;
-    kernels::add_rope_kv_layout(plain, layout);
+    const uint32_t groups = kernels::set_rope_kv_layout(plain, kHeads, kKv, kHeadDim);
     dispatch("rope_kv", variant(plain), {{tokens_buf}, {table_buf}, {y_plain}, {k_plain}, {v_plain}}, n,
-             layout.groups_y);
+             groups);
     std::vector<float> yf = download<float>(y_fused, size_t(4) * kQkv);
     std::vector<float> yp = download<float>(y_plain, size_t(4) * kQkv);
     for (uint32_t t = 0; t < 4; ++t)

@@ -148,10 +148,8 @@ class RopeKv : public KernelVariantTest {
     }
     if (o.no_rope) d["NO_ROPE"] = "1";
     d = variant(d);
-    const kernels::RopeKvLayout layout =
-        kernels::rope_kv_layout(h.n_heads, h.n_kv, h.head_dim, o.qk_norm || o.l2_norm);
-    kernels::add_rope_kv_layout(d, layout);
-    dispatch("rope_kv", d, b, n, layout.groups_y);
+    const uint32_t groups = kernels::set_rope_kv_layout(d, h.n_heads, h.n_kv, h.head_dim);
+    dispatch("rope_kv", d, b, n, groups);
     std::vector<float> qkv_got = download<float>(qkv_buf, qkv.size());
     std::vector<float> k_got = download<float>(k_cache_buf, k_cache.size());
     std::vector<float> v_got = download<float>(v_cache_buf, v_cache.size());
