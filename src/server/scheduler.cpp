@@ -308,12 +308,13 @@ bool Scheduler::recover(const std::string& failure) {
   std::fprintf(stderr, "wgllm: %s; making the generator (device, weights, KV cache) again\n",
                failure.c_str());
   const auto t0 = std::chrono::steady_clock::now();
+  std::string last_failure;  // why the attempt before failed: /health keeps saying it during the next
   for (int attempt = 1;; ++attempt) {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return false;
-      stats_.degraded_reason =
-          failure + "; making the generator again (attempt " + std::to_string(attempt) + ")";
+      stats_.degraded_reason = (attempt == 1 ? failure : last_failure) +
+                               "; making the generator again (attempt " + std::to_string(attempt) + ")";
     }
     std::string error;
     try {
@@ -343,6 +344,7 @@ bool Scheduler::recover(const std::string& failure) {
     std::unique_lock lock(mutex_);
     stats_.degraded_reason = message;
     unavailable_ = message + " (retrying)";
+    last_failure = message;
     const auto pause = std::chrono::seconds(std::min(1 << std::min(attempt - 1, 5), 30));
     if (cv_.wait_for(lock, pause, [&] { return stopping_; })) return false;
   }

@@ -26,9 +26,12 @@ double since(Clock::time_point t) {
 enum Beat : int32_t { kBeat = 0, kProbe = 1, kQuit = 2 };
 constexpr int kBeatTag = 7;
 
-std::atomic<bool> g_sigcont{false};
+std::atomic<bool> g_sigcont{false}, g_sigterm{false};
 void on_sigcont(int) {
   g_sigcont = true;
+}
+void on_sigterm(int) {
+  g_sigterm = true;
 }
 
 std::string mpi_error(int code) {
@@ -64,6 +67,8 @@ Transport::Transport(const TransportOptions& options) : options_(options) {
   MPI_Comm_set_errhandler(beats_, MPI_ERRORS_RETURN);
   const char* policy = std::getenv("OMPI_MCA_orte_abort_on_non_zero_status");
   degraded_allowed_ = policy && (std::strcmp(policy, "0") == 0 || std::strcmp(policy, "false") == 0);
+  // Tests lengthen the probe past mpirun's second between SIGCONT and SIGTERM to reach the SIGTERM path.
+  if (const char* probe = std::getenv("WGLLM_MESH_PROBE_S")) options_.probe_s = std::atof(probe);
 
   // Host names before the heartbeats start (their messages name hosts). Every rank was started at once,
   // so a bounded wait suffices.
@@ -93,6 +98,17 @@ Transport::Transport(const TransportOptions& options) : options_(options) {
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     sigaction(SIGCONT, &sa, nullptr);
+    // mpirun's SIGTERM comes a second after its SIGCONT. On a loaded machine the probe may not have ended
+    // by then; the heartbeat thread then ends it at once (and the process dies of SIGTERM as before), so
+    // that a dead rank is still named. Where a command takes SIGTERM itself (blocked here for its watcher
+    // thread, as `serve` does), it is left alone.
+    sigset_t blocked;
+    pthread_sigmask(SIG_BLOCK, nullptr, &blocked);
+    if (size_ > 1 && !sigismember(&blocked, SIGTERM)) {
+      sa.sa_handler = on_sigterm;
+      sigaction(SIGTERM, &sa, nullptr);
+      takes_sigterm_ = true;
+    }
   }
   if (size_ > 1) heartbeat_ = std::thread([this] { heartbeat_loop(); });
 }
@@ -100,6 +116,10 @@ Transport::Transport(const TransportOptions& options) : options_(options) {
 Transport::~Transport() {
   stop_ = true;
   if (heartbeat_.joinable()) heartbeat_.join();
+  if (takes_sigterm_) {
+    signal(SIGTERM, SIG_DFL);
+    if (g_sigterm) kill(getpid(), SIGTERM);
+  }
   if (!finished_ || faulted_) {
     if (faulted_)
       std::fprintf(stderr, "mesh: ending the job\n");  // the fault was reported when it was found
@@ -145,7 +165,9 @@ void Transport::heartbeat_loop() {
   };
   for (Beats& p : peers) post_recv(p);
   auto last_beat = Clock::time_point{};
-  std::optional<Clock::time_point> probe_at, fault_at;
+  std::optional<Clock::time_point> fault_at;
+  bool probing = false;
+  Clock::time_point probe_at;
 
   while (!stop_) {
     const auto now = Clock::now();
@@ -170,24 +192,32 @@ void Transport::heartbeat_loop() {
         if (!p.lost) send(p, kBeat);
       last_beat = now;
     }
-    if (rank_ == 0 && g_sigcont.exchange(false) && !probe_at) {
+    if (rank_ == 0 && g_sigcont.exchange(false) && !probing) {
+      probing = true;
       probe_at = now;
       for (Beats& p : peers)
         if (!p.lost) send(p, kProbe);
     }
-    if (probe_at && std::chrono::duration<double>(now - *probe_at).count() >= options_.probe_s) {
+    const bool terminated = rank_ == 0 && g_sigterm;
+    const double probed = std::chrono::duration<double>(now - probe_at).count();
+    if (probing && (terminated || probed >= options_.probe_s)) {
       for (Beats& p : peers)
-        if (!p.lost && p.heard < *probe_at) {
+        if (!p.lost && p.heard < probe_at) {
           p.lost = true;
           char why[160];
           std::snprintf(
               why, sizeof why,
               "is gone: it did not answer within %.1f s of mpirun's signal that a process of the job "
               "ended (see mpirun's message)",
-              options_.probe_s);
+              probed);
           lose(p.rank, why);
         }
-      probe_at.reset();
+      probing = false;
+    }
+    if (terminated) {
+      signal(SIGTERM, SIG_DFL);
+      kill(getpid(), SIGTERM);  // to the process: this thread blocks every signal
+      return;
     }
     if (!closing_)
       for (Beats& p : peers) {

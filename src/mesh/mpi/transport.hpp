@@ -2,7 +2,8 @@
 // application (docs/mesh.md, "What OpenMPI 4.1 does when a rank fails"). A heartbeat thread exchanges a
 // beat between rank 0 and every other rank on a communicator of its own; a rank not heard from for
 // `lost_after_s` is lost. On rank 0 a SIGCONT (mpirun's first signal when a process of the job dies)
-// starts an immediate check: every rank is pinged, and one that does not answer within `probe_s` is lost.
+// starts an immediate check: every rank is pinged, and one that does not answer within `probe_s` is lost;
+// mpirun's SIGTERM (a second after its SIGCONT) ends that check at once, before rank 0 dies of it.
 //
 // What happens to a lost rank: it is reported on stderr naming its stage and host, and every later call
 // that waits on another rank throws Error(Runtime) with that message (fault()). Then, on rank 0: under
@@ -89,6 +90,7 @@ class Transport {
   void take_errors();
 
   TransportOptions options_;
+  bool takes_sigterm_ = false;  // rank 0's SIGTERM handler is installed (restored by the destructor)
   int rank_ = 0, size_ = 1;
   std::vector<std::string> hosts_;
   MPI_Comm data_ = MPI_COMM_NULL, beats_ = MPI_COMM_NULL;

@@ -228,6 +228,25 @@ TEST(MeshFault, AKilledRankIsNamedWithin5sAndTheJobEnds) {
   EXPECT_TRUE(job.alive().empty());
 }
 
+// mpirun's SIGTERM to rank 0 comes a second after its SIGCONT; on a loaded machine the probe may not have
+// ended by then. A probe made longer than that second shows that the SIGTERM ends it with the rank named.
+TEST(MeshFault, MpirunsSigtermEndsTheProbeWithTheKilledRankNamed) {
+  test::MpiJob job(3, long_run(), {"-x", "WGLLM_MESH_PROBE_S=30"});
+  const std::map<int, pid_t> ranks = job.ranks();
+  ASSERT_EQ(ranks.size(), 3u) << job.err();
+  ASSERT_TRUE(job.wait_for_err("stages ready", 60)) << job.err();
+  ASSERT_TRUE(job.wait_for_out(" ", 30)) << "no text generated\n" << job.err();
+  kill(ranks.at(2), SIGKILL);
+  const double detected = seconds_until_named(job, "mesh: stage 2 (rank 2 on ");
+  EXPECT_GE(detected, 0) << job.err();
+  EXPECT_LT(detected, 5) << job.err();
+  EXPECT_THAT(job.err(), HasSubstr("is gone: it did not answer within "));
+  const std::optional<int> status = job.wait(10);
+  ASSERT_TRUE(status) << "the job did not end within 10 s of the fault\n" << job.err();
+  EXPECT_NE(*status, 0);
+  EXPECT_TRUE(job.alive().empty());
+}
+
 TEST(MeshFault, AStoppedRankIsNamedWithin5sAndTheJobEnds) {
   test::MpiJob job(3, long_run());
   const std::map<int, pid_t> ranks = job.ranks();

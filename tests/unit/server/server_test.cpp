@@ -957,17 +957,20 @@ class BrokenGenerator : public GatedGenerator {
 };
 
 // When the device cannot be made again at once: queued requests end with 503, new ones get 503 at once,
-// /health says why; the next attempt (a second later) works and the server generates again.
+// /health says why, also while the next attempt (a second later) runs; that one works and the server
+// generates again.
 TEST(ServerFaults, FailedRecoveryRefusesRequestsUntilARetryWorks) {
   runtime::Batcher fresh(*model().forward);
   BrokenGenerator broken(fresh);
   std::atomic<int> attempts{0};
-  Latch first_attempt;
+  Latch first_attempt, retry;
   Running s(ServerOptions{}, &broken, std::nullopt, [&]() -> runtime::Generator& {
-    if (++attempts == 1) {
+    const int attempt = ++attempts;
+    if (attempt == 1) {
       first_attempt.arrive_and_wait();
       fail_runtime("no adapter found");
     }
+    if (attempt == 2) retry.arrive_and_wait();  // until the checks below have run
     return fresh;
   });
   std::string failed;
@@ -990,15 +993,22 @@ TEST(ServerFaults, FailedRecoveryRefusesRequestsUntilARetryWorks) {
   first_attempt.release();
   waiting.join();
   EXPECT_NE(queued.find("no adapter found"), std::string::npos) << queued;
-  // Until the retry a second later: refused at once, and /health says why.
+  // Until the retry works: refused at once, and /health says why, before the retry and while it runs.
   auto c = s.client();
-  EXPECT_NE(expect_error(c.Post("/v1/completions", story_request(3, 5).dump(), "application/json"), 503)
-                .find("no adapter found"),
-            std::string::npos);
-  auto health = c.Get("/health");
-  ASSERT_TRUE(health);
-  EXPECT_EQ(health->status, 503);
-  EXPECT_NE(health->body.find("no adapter found"), std::string::npos) << health->body;
+  for (int phase = 0; phase < 2; ++phase) {
+    if (phase == 1) {
+      ASSERT_TRUE(retry.wait_arrived());
+    }
+    EXPECT_NE(expect_error(c.Post("/v1/completions", story_request(3, 5).dump(), "application/json"), 503)
+                  .find("no adapter found"),
+              std::string::npos)
+        << "phase " << phase;
+    auto health = c.Get("/health");
+    ASSERT_TRUE(health);
+    EXPECT_EQ(health->status, 503);
+    EXPECT_NE(health->body.find("no adapter found"), std::string::npos) << "phase " << phase << health->body;
+  }
+  retry.release();
   while (metric(s, "wgllm_recoveries_total") != 1 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(20ms);
   EXPECT_EQ(attempts, 2);
