@@ -131,7 +131,7 @@ class Device {
   // timestamp queries. profile() waits for the last submit and returns its dispatches' GPU times.
   virtual bool set_profiling(bool on) = 0;
   struct KernelTime {
-    std::string label;  // kernel name, and the weight type for matvec
+    std::string label;  // kernel name, and the weight type for matvec or "merge" for attention's merge
     double seconds;
   };
   virtual std::vector<KernelTime> profile() = 0;

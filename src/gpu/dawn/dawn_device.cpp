@@ -689,8 +689,10 @@ Kernel DawnDevice::kernel(std::string_view name, const KernelDefines& defines) {
   }
   if (!pipeline) fail_runtime(what + ": pipeline creation failed");
   std::string label(name);
-  for (const auto& [k, v] : defines)
+  for (const auto& [k, v] : defines) {
     if (k.starts_with("WTYPE_")) label += " " + k.substr(6);
+    if (k == "MERGE") label += " merge";  // attention.wgsl's merge of spans: a line of its own in profiles
+  }
   KernelRec rec{pipeline, wgpuComputePipelineGetBindGroupLayout(pipeline, 0), std::string(name), label};
   kernels_.push_back(rec);
   uint32_t id = static_cast<uint32_t>(kernels_.size() - 1);

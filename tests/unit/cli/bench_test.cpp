@@ -66,6 +66,18 @@ TEST(Bench, JsonHasEveryTestTheCeilingAndTheWrittenModel) {
   EXPECT_EQ(file->find_tensor("blk.4.ffn_down.weight"), nullptr);
 }
 
+// At depth 130 a decode step's attention runs over two spans of keys and then merges them: the merge is a
+// class of its own in the breakdown.
+TEST(Bench, DecodeAtDepthShowsAttentionsMergeApart) {
+  const test::Process p = run_wgllm(
+      {"bench", "--synthetic", "tiny:q4_0", "-p", "0", "-n", "2", "-d", "130", "-r", "1", "-o", "json"});
+  ASSERT_EQ(p.exit_code, 0) << p.command << "\n" << p.err;
+  const nlohmann::json out = nlohmann::json::parse(p.out);
+  const nlohmann::json& step = out.at("gpu_us_per_token_by_kernel");
+  EXPECT_GT(step.value("attention", 0.0), 0) << step.dump();
+  EXPECT_GT(step.value("attention merge", 0.0), 0) << step.dump();
+}
+
 TEST(Bench, MarkdownTableAsLlamaBench) {
   const test::Process p = run_wgllm({"bench", "--synthetic", "tiny:q8_0", "-p", "16", "-n", "4", "-r", "2"});
   ASSERT_EQ(p.exit_code, 0) << p.command << "\n" << p.err;
