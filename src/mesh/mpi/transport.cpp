@@ -30,8 +30,26 @@ std::atomic<bool> g_sigcont{false}, g_sigterm{false};
 void on_sigcont(int) {
   g_sigcont = true;
 }
+
+// Rank 0's probe, as its SIGTERM handler sees it. mpirun may send SIGKILL milliseconds after its SIGTERM
+// (11 ms once on this machine), before the heartbeat thread's next turn, so the handler writes the lost
+// ranks' lines itself, touching only lock-free atomics, lines made before it was installed, and write(2).
+struct ProbeReport {
+  std::vector<std::string> lines;                // per rank: "mesh: stage R (rank R on HOST) is gone: ..."
+  std::unique_ptr<std::atomic<bool>[]> waiting;  // per rank: probed and not heard from since
+  std::atomic<bool> probing{false};
+  std::atomic<bool> written{false};  // the lost ranks were reported, by the handler or the heartbeat thread
+};
+ProbeReport g_probe;
+
 void on_sigterm(int) {
   g_sigterm = true;
+  if (!g_probe.probing || g_probe.written.exchange(true)) return;
+  for (size_t r = 0; r < g_probe.lines.size(); ++r)
+    if (g_probe.waiting[r]) {
+      const ssize_t n = write(STDERR_FILENO, g_probe.lines[r].data(), g_probe.lines[r].size());
+      (void)n;  // nothing to do about a failed write in a signal handler
+    }
 }
 
 std::string mpi_error(int code) {
@@ -99,12 +117,19 @@ Transport::Transport(const TransportOptions& options) : options_(options) {
     sa.sa_flags = SA_RESTART;
     sigaction(SIGCONT, &sa, nullptr);
     // mpirun's SIGTERM comes a second after its SIGCONT. On a loaded machine the probe may not have ended
-    // by then; the heartbeat thread then ends it at once (and the process dies of SIGTERM as before), so
-    // that a dead rank is still named. Where a command takes SIGTERM itself (blocked here for its watcher
-    // thread, as `serve` does), it is left alone.
+    // by then: the handler names the ranks that have not answered yet (ProbeReport), the heartbeat thread
+    // ends the probe with them lost, and the process ends as after any fault (MPI_Abort, or mpirun's
+    // SIGKILL). Without a probe or fault the process dies of SIGTERM as before. Where a command takes
+    // SIGTERM itself (blocked here for its watcher thread, as `serve` does), it is left alone.
     sigset_t blocked;
     pthread_sigmask(SIG_BLOCK, nullptr, &blocked);
     if (size_ > 1 && !sigismember(&blocked, SIGTERM)) {
+      g_probe.waiting = std::make_unique<std::atomic<bool>[]>(size_);
+      for (int r = 0; r < size_; ++r)
+        g_probe.lines.push_back(
+            "mesh: " + name(r) +
+            " is gone: it did not answer before mpirun's SIGTERM, which follows its signal "
+            "that a process of the job ended (see mpirun's message)\n");
       sa.sa_handler = on_sigterm;
       sigaction(SIGTERM, &sa, nullptr);
       takes_sigterm_ = true;
@@ -176,6 +201,7 @@ void Transport::heartbeat_loop() {
         MPI_Test(&p.in, &done, MPI_STATUS_IGNORE);
         if (!done) break;
         p.heard = now;
+        if (takes_sigterm_) g_probe.waiting[p.rank] = false;
         const int32_t what = p.in_value;
         post_recv(p);
         if (what == kProbe) send(p, kBeat);
@@ -196,13 +222,19 @@ void Transport::heartbeat_loop() {
       probing = true;
       probe_at = now;
       for (Beats& p : peers)
-        if (!p.lost) send(p, kProbe);
+        if (!p.lost) {
+          if (takes_sigterm_) g_probe.waiting[p.rank] = true;
+          send(p, kProbe);
+        }
+      g_probe.probing = true;
     }
     const bool terminated = rank_ == 0 && g_sigterm;
     const double probed = std::chrono::duration<double>(now - probe_at).count();
     if (probing && (terminated || probed >= options_.probe_s)) {
+      bool report = true;  // unless the SIGTERM handler already did
       for (Beats& p : peers)
         if (!p.lost && p.heard < probe_at) {
+          if (report) report = !g_probe.written.exchange(true);
           p.lost = true;
           char why[160];
           std::snprintf(
@@ -210,11 +242,12 @@ void Transport::heartbeat_loop() {
               "is gone: it did not answer within %.1f s of mpirun's signal that a process of the job "
               "ended (see mpirun's message)",
               probed);
-          lose(p.rank, why);
+          lose(p.rank, why, report);
         }
       probing = false;
+      g_probe.probing = false;
     }
-    if (terminated) {
+    if (terminated && !faulted_) {
       signal(SIGTERM, SIG_DFL);
       kill(getpid(), SIGTERM);  // to the process: this thread blocks every signal
       return;
@@ -269,18 +302,24 @@ void Transport::heartbeat_loop() {
   }
 }
 
-void Transport::lose(int rank, const std::string& why) {
-  set_fault(rank == rank_ ? why : name(rank) + " " + why);
+void Transport::lose(int rank, const std::string& why, bool report) {
+  record_fault(rank == rank_ ? why : name(rank) + " " + why, report);
 }
 
 void Transport::set_fault(const std::string& message) {
+  record_fault(message, true);
+}
+
+void Transport::record_fault(const std::string& message, bool report) {
   {
     std::lock_guard lock(mutex_);
     if (fault_) return;
     fault_ = message;
   }
-  std::fprintf(stderr, "mesh: %s\n", message.c_str());
-  std::fflush(stderr);
+  if (report) {
+    std::fprintf(stderr, "mesh: %s\n", message.c_str());
+    std::fflush(stderr);
+  }
   faulted_ = true;
 }
 

@@ -85,7 +85,9 @@ class Transport {
  private:
   struct Beats;
   void heartbeat_loop();
-  void lose(int rank, const std::string& why);
+  // report: print the fault on stderr (not where rank 0's SIGTERM handler already has).
+  void lose(int rank, const std::string& why, bool report = true);
+  void record_fault(const std::string& message, bool report);
   void wait(MPI_Request& request, const char* what);
   void take_errors();
 

@@ -25,7 +25,9 @@
 namespace wgllm::mesh {
 namespace {
 
+using ::testing::AnyOf;
 using ::testing::HasSubstr;
+using ::testing::Matcher;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
@@ -210,60 +212,48 @@ double seconds_until_named(test::MpiJob& job, const std::string& text) {
   return seconds;
 }
 
-TEST(MeshFault, AKilledRankIsNamedWithin5sAndTheJobEnds) {
-  test::MpiJob job(3, long_run());
+// Three stages generating; `signal` to rank `rank` once text comes: within 5 s stderr names its stage for
+// `why`, and the job ends with a non-zero status and no process left (a stopped one included).
+void expect_fault_named(int rank, int signal, const Matcher<std::string>& why,
+                        const std::vector<std::string>& mpirun_flags = {}) {
+  test::MpiJob job(3, long_run(), mpirun_flags);
   const std::map<int, pid_t> ranks = job.ranks();
   ASSERT_EQ(ranks.size(), 3u) << job.err();
   ASSERT_TRUE(job.wait_for_err("stages ready", 60)) << job.err();
   ASSERT_TRUE(job.wait_for_out(" ", 30)) << "no text generated\n" << job.err();
-  kill(ranks.at(2), SIGKILL);
-  const double detected = seconds_until_named(job, "mesh: stage 2 (rank 2 on ");
+  kill(ranks.at(rank), signal);
+  const std::string r = std::to_string(rank);
+  const double detected = seconds_until_named(job, "mesh: stage " + r + " (rank " + r + " on ");
   EXPECT_GE(detected, 0) << job.err();
   EXPECT_LT(detected, 5) << job.err();
+  EXPECT_THAT(job.err(), why);
   const auto named = Clock::now();
   const std::optional<int> status = job.wait(10);
   ASSERT_TRUE(status) << "the job did not end within 10 s of the fault\n" << job.err();
   std::printf("mpirun ended %.2f s later\n", since(named));
   EXPECT_NE(*status, 0);
-  EXPECT_TRUE(job.alive().empty());
+  EXPECT_TRUE(job.alive().empty()) << "a rank is left";
+}
+
+// Named by the probe that mpirun's SIGCONT starts, or, where mpirun itself is slow to see the death (a
+// machine loaded far past its cores), by the heartbeats.
+Matcher<std::string> named_as_dead() {
+  return AnyOf(HasSubstr("is gone: it did not answer "), HasSubstr("stopped answering"));
+}
+
+TEST(MeshFault, AKilledRankIsNamedWithin5sAndTheJobEnds) {
+  expect_fault_named(2, SIGKILL, named_as_dead());
 }
 
 // mpirun's SIGTERM to rank 0 comes a second after its SIGCONT; on a loaded machine the probe may not have
-// ended by then. A probe made longer than that second shows that the SIGTERM ends it with the rank named.
+// ended by then. A probe made longer than that second shows that the SIGTERM ends it with the rank named
+// (without, rank 0 died of the SIGTERM first and nobody named it).
 TEST(MeshFault, MpirunsSigtermEndsTheProbeWithTheKilledRankNamed) {
-  test::MpiJob job(3, long_run(), {"-x", "WGLLM_MESH_PROBE_S=30"});
-  const std::map<int, pid_t> ranks = job.ranks();
-  ASSERT_EQ(ranks.size(), 3u) << job.err();
-  ASSERT_TRUE(job.wait_for_err("stages ready", 60)) << job.err();
-  ASSERT_TRUE(job.wait_for_out(" ", 30)) << "no text generated\n" << job.err();
-  kill(ranks.at(2), SIGKILL);
-  const double detected = seconds_until_named(job, "mesh: stage 2 (rank 2 on ");
-  EXPECT_GE(detected, 0) << job.err();
-  EXPECT_LT(detected, 5) << job.err();
-  EXPECT_THAT(job.err(), HasSubstr("is gone: it did not answer within "));
-  const std::optional<int> status = job.wait(10);
-  ASSERT_TRUE(status) << "the job did not end within 10 s of the fault\n" << job.err();
-  EXPECT_NE(*status, 0);
-  EXPECT_TRUE(job.alive().empty());
+  expect_fault_named(2, SIGKILL, named_as_dead(), {"-x", "WGLLM_MESH_PROBE_S=30"});
 }
 
 TEST(MeshFault, AStoppedRankIsNamedWithin5sAndTheJobEnds) {
-  test::MpiJob job(3, long_run());
-  const std::map<int, pid_t> ranks = job.ranks();
-  ASSERT_EQ(ranks.size(), 3u) << job.err();
-  ASSERT_TRUE(job.wait_for_err("stages ready", 60)) << job.err();
-  ASSERT_TRUE(job.wait_for_out(" ", 30)) << "no text generated\n" << job.err();
-  kill(ranks.at(1), SIGSTOP);
-  const double detected = seconds_until_named(job, "mesh: stage 1 (rank 1 on ");
-  EXPECT_GE(detected, 0) << job.err();
-  EXPECT_LT(detected, 5) << job.err();
-  EXPECT_THAT(job.err(), HasSubstr("stopped answering"));
-  const auto named = Clock::now();
-  const std::optional<int> status = job.wait(10);
-  ASSERT_TRUE(status) << "the job did not end within 10 s of the fault\n" << job.err();
-  std::printf("mpirun ended %.2f s later\n", since(named));
-  EXPECT_NE(*status, 0);
-  EXPECT_TRUE(job.alive().empty()) << "the stopped rank is left";
+  expect_fault_named(1, SIGSTOP, HasSubstr("stopped answering"));
 }
 
 // Rank 0 stopped: the other ranks notice the silence and end the job.
