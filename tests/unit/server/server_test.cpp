@@ -883,6 +883,13 @@ class Latch {
   bool arrived_ = false, released_ = false;
 };
 
+// Opens a latch when it goes out of scope. Declared after the server it gates, so that a failed assertion
+// cannot leave the server's scheduler waiting in it while the server's destructor waits for the scheduler.
+struct ReleaseOnExit {
+  Latch& latch;
+  ~ReleaseOnExit() { latch.release(); }
+};
+
 // The GPU device destroyed mid-generation, as a driver reset would: the streaming request in flight ends
 // with an error event naming the loss, /health and /metrics say degraded while the device and model are
 // made again, a request that arrives meanwhile waits and is then served, and the texts are llama2.c's
@@ -897,6 +904,7 @@ TEST(ServerFaults, DeviceLossFailsTheRequestInFlightAndTheServerRecovers) {
     recovering.arrive_and_wait();
     return own.open();
   });
+  ReleaseOnExit release_recovering{recovering};
   std::string streamed;
   std::thread client([&] {
     auto c = s.client();
@@ -973,6 +981,7 @@ TEST(ServerFaults, FailedRecoveryRefusesRequestsUntilARetryWorks) {
     if (attempt == 2) retry.arrive_and_wait();  // until the checks below have run
     return fresh;
   });
+  ReleaseOnExit release_first{first_attempt}, release_retry{retry};
   std::string failed;
   std::thread first([&] {
     failed =
