@@ -308,13 +308,13 @@ bool Scheduler::recover(const std::string& failure) {
   std::fprintf(stderr, "wgllm: %s; making the generator (device, weights, KV cache) again\n",
                failure.c_str());
   const auto t0 = std::chrono::steady_clock::now();
-  std::string last_failure;  // why the attempt before failed: /health keeps saying it during the next
+  std::string last_failure = failure;  // /health keeps saying it while the next attempt runs
   for (int attempt = 1;; ++attempt) {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return false;
-      stats_.degraded_reason = (attempt == 1 ? failure : last_failure) +
-                               "; making the generator again (attempt " + std::to_string(attempt) + ")";
+      stats_.degraded_reason =
+          last_failure + "; making the generator again (attempt " + std::to_string(attempt) + ")";
     }
     std::string error;
     try {

@@ -191,8 +191,7 @@ void Transport::heartbeat_loop() {
   for (Beats& p : peers) post_recv(p);
   auto last_beat = Clock::time_point{};
   std::optional<Clock::time_point> fault_at;
-  bool probing = false;
-  Clock::time_point probe_at;
+  Clock::time_point probe_at;  // while g_probe.probing
 
   while (!stop_) {
     const auto now = Clock::now();
@@ -218,8 +217,7 @@ void Transport::heartbeat_loop() {
         if (!p.lost) send(p, kBeat);
       last_beat = now;
     }
-    if (rank_ == 0 && g_sigcont.exchange(false) && !probing) {
-      probing = true;
+    if (rank_ == 0 && g_sigcont.exchange(false) && !g_probe.probing) {
       probe_at = now;
       for (Beats& p : peers)
         if (!p.lost) {
@@ -230,7 +228,7 @@ void Transport::heartbeat_loop() {
     }
     const bool terminated = rank_ == 0 && g_sigterm;
     const double probed = std::chrono::duration<double>(now - probe_at).count();
-    if (probing && (terminated || probed >= options_.probe_s)) {
+    if (g_probe.probing && (terminated || probed >= options_.probe_s)) {
       bool report = true;  // unless the SIGTERM handler already did
       for (Beats& p : peers)
         if (!p.lost && p.heard < probe_at) {
@@ -244,7 +242,6 @@ void Transport::heartbeat_loop() {
               probed);
           lose(p.rank, why, report);
         }
-      probing = false;
       g_probe.probing = false;
     }
     if (terminated && !faulted_) {
