@@ -246,6 +246,26 @@ fn select_largest(k: u32) -> Selection {
   return s;
 }
 
+// The largest of the invocations' (logit, id) pairs, the lowest id among equals; its logit is left in
+// red_f[0]. Every invocation calls it (barriers).
+fn argmax_of_workgroup(best: f32, best_id: u32) -> u32 {
+  red_f[tid] = best;
+  red_a[tid] = best_id;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (tid < s) {
+      let l = red_f[tid + s];
+      let id = red_a[tid + s];
+      if (id != NONE && (l > red_f[tid] || (l == red_f[tid] && id < red_a[tid]) || red_a[tid] == NONE)) {
+        red_f[tid] = l;
+        red_a[tid] = id;
+      }
+    }
+    workgroupBarrier();
+  }
+  return red_a[0];
+}
+
 #if MERGE
 var<private> row_base: u32;
 
@@ -275,21 +295,7 @@ fn merge_max() -> u32 {
       best_id = id;
     }
   }
-  red_f[tid] = best;
-  red_a[tid] = best_id;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (tid < s) {
-      let l = red_f[tid + s];
-      let id = red_a[tid + s];
-      if (id != NONE && (l > red_f[tid] || (l == red_f[tid] && id < red_a[tid]) || red_a[tid] == NONE)) {
-        red_f[tid] = l;
-        red_a[tid] = id;
-      }
-    }
-    workgroupBarrier();
-  }
-  return red_a[0];
+  return argmax_of_workgroup(best, best_id);
 }
 
 // The smallest i + 1 over the invocations where `hit`, or `none` where nowhere.
@@ -475,23 +481,10 @@ fn main(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid:
         }
       }
     }
-    red_f[tid] = best;
-    red_a[tid] = best_id;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-      if (tid < s) {
-        let l = red_f[tid + s];
-        let id = red_a[tid + s];
-        if (id != NONE && (l > red_f[tid] || (l == red_f[tid] && id < red_a[tid]) || red_a[tid] == NONE)) {
-          red_f[tid] = l;
-          red_a[tid] = id;
-        }
-      }
-      workgroupBarrier();
-    }
+    let id = argmax_of_workgroup(best, best_id);
     if (tid == 0u) {
       partials[out + part] = bitcast<u32>(red_f[0]);
-      partials[out + IDS + part] = red_a[0];
+      partials[out + IDS + part] = id;
     }
     return;
   }
