@@ -3,11 +3,8 @@
 // without an importance matrix. Metadata is copied; general.file_type and general.quantization_version are
 // set. The output is assembled in memory and written through GgufWriter (PATH.tmp, then rename), so memory
 // holds the whole output file; docs/quantization.md has the details.
-#include <atomic>
 #include <cstdio>
-#include <exception>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -54,38 +51,14 @@ std::vector<uint8_t> convert(const gguf::TensorInfo& t, std::span<const uint8_t>
   const int64_t row_len = static_cast<int64_t>(t.dims[0]);
   const int64_t rows = static_cast<int64_t>(t.rows());
   const uint64_t src_row_bytes = quant::row_bytes(t.type, row_len);
-  const uint64_t dst_row_bytes = quant::row_bytes(type, row_len);
-  std::vector<uint8_t> dst(static_cast<size_t>(rows) * dst_row_bytes);
   const std::string what = "tensor '" + t.name + "'";
-  const int64_t chunk_rows = std::max<int64_t>(1, 16384 / row_len);  // llama.cpp's chunk: 32 * 512 weights
-  const int64_t chunks = (rows + chunk_rows - 1) / chunk_rows;
-  std::atomic<int64_t> next{0};
-  std::exception_ptr error;
-  std::mutex error_mu;
-  auto work = [&] {
-    std::vector<float> buf;
-    for (int64_t c; (c = next++) < chunks;) {
-      const int64_t first = c * chunk_rows;
-      const int64_t n = std::min(chunk_rows, rows - first);
-      buf.resize(static_cast<size_t>(n * row_len));
-      try {
-        quant::dequantize_row(t.type, src.data() + first * src_row_bytes, buf.data(), n * row_len, what);
-        quant::quantize_rows_into(type, buf.data(), n, row_len, dst.data() + first * dst_row_bytes, what);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mu);
-        if (!error) error = std::current_exception();
-        next = chunks;  // the others stop at their next chunk
-        return;
-      }
-      progress.advance(static_cast<uint64_t>(n * row_len));
-    }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned i = 1; i < std::min<int64_t>(threads, chunks); ++i) pool.emplace_back(work);
-  work();
-  for (std::thread& th : pool) th.join();
-  if (error) std::rethrow_exception(error);
-  return dst;
+  return quant::quantize_rows_parallel(
+      type, rows, row_len, 16384,  // llama.cpp's chunk: 32 * 512 weights
+      threads,
+      [&](int64_t first, int64_t n, float* out) {
+        quant::dequantize_row(t.type, src.data() + first * src_row_bytes, out, n * row_len, what);
+      },
+      [&](uint64_t elements) { progress.advance(elements); }, what);
 }
 
 int quantize(const QuantizeFlags& f) {

@@ -1,14 +1,10 @@
 #include "model/convert_hf.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <exception>
 #include <filesystem>
-#include <mutex>
 #include <numbers>
 #include <set>
-#include <thread>
 
 #include "core/error.hpp"
 #include "core/mapped_file.hpp"
@@ -522,38 +518,13 @@ std::vector<uint8_t> ConvertTensor::encode(gguf::TensorType type, unsigned threa
                                            const std::function<void(uint64_t)>& done) const {
   const int64_t row_len = static_cast<int64_t>(dims[0]);
   const int64_t n_rows = static_cast<int64_t>(rows());
-  const uint64_t row_bytes = quant::row_bytes(type, row_len);
-  std::vector<uint8_t> dst(static_cast<size_t>(n_rows) * row_bytes);
   const std::string what = "tensor '" + name + "' (from " + source + ")";
-  const int64_t chunk_rows = std::max<int64_t>(1, 65536 / row_len);
-  const int64_t chunks = (n_rows + chunk_rows - 1) / chunk_rows;
-  std::atomic<int64_t> next{0};
-  std::exception_ptr error;
-  std::mutex error_mu;
-  auto work = [&] {
-    std::vector<float> buf;
-    for (int64_t c; (c = next++) < chunks;) {
-      const int64_t first = c * chunk_rows;
-      const int64_t n = std::min(chunk_rows, n_rows - first);
-      buf.resize(static_cast<size_t>(n * row_len));
-      try {
-        for (int64_t r = 0; r < n; ++r) read_row(static_cast<uint64_t>(first + r), buf.data() + r * row_len);
-        quant::quantize_rows_into(type, buf.data(), n, row_len, dst.data() + first * row_bytes, what);
-        if (done) done(static_cast<uint64_t>(n * row_len));
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mu);
-        if (!error) error = std::current_exception();
-        next = chunks;  // the others stop at their next chunk
-        return;
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned i = 1; i < std::min<int64_t>(threads, chunks); ++i) pool.emplace_back(work);
-  work();
-  for (std::thread& th : pool) th.join();
-  if (error) std::rethrow_exception(error);
-  return dst;
+  return quant::quantize_rows_parallel(
+      type, n_rows, row_len, 65536, threads,
+      [&](int64_t first, int64_t n, float* out) {
+        for (int64_t r = 0; r < n; ++r) read_row(static_cast<uint64_t>(first + r), out + r * row_len);
+      },
+      done, what);
 }
 
 uint64_t ConvertTensor::rows() const {

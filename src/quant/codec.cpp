@@ -1,8 +1,12 @@
 #include "quant/codec.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cfloat>
 #include <cmath>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "core/error.hpp"
 #include "quant/blocks.hpp"
@@ -259,16 +263,21 @@ void dequantize_row(TensorType type, const uint8_t* src, float* dst, int64_t n, 
   }
 }
 
-void quantize_rows_into(TensorType type, const float* src, int64_t rows, int64_t row_len, uint8_t* dst,
-                        std::string_view what) {
+namespace {
+
+// Encodes rows first_row .. first_row + rows - 1 of a tensor into dst: errors count rows and elements
+// from the tensor's first.
+void encode_rows(TensorType type, const float* src, int64_t rows, int64_t row_len, uint8_t* dst,
+                 std::string_view what, int64_t first_row) {
   const Plan p = plan("quantize_rows", what, type, row_len);
   if (rows < 0) fail_input(prefix("quantize_rows", what) + "negative row count " + std::to_string(rows));
   if (p.codec->needs_finite) {
     const int64_t n = rows * row_len;
     for (int64_t i = 0; i < n; ++i) {
       if (!std::isfinite(src[i])) {
-        fail_input(prefix("quantize_rows", what) + "element " + std::to_string(i) + " (row " +
-                   std::to_string(i / row_len) + ") is " + std::to_string(src[i]) + "; " + describe(type) +
+        const int64_t at = first_row * row_len + i;
+        fail_input(prefix("quantize_rows", what) + "element " + std::to_string(at) + " (row " +
+                   std::to_string(at / row_len) + ") is " + std::to_string(src[i]) + "; " + describe(type) +
                    " needs finite values");
       }
     }
@@ -280,11 +289,53 @@ void quantize_rows_into(TensorType type, const float* src, int64_t rows, int64_t
   }
 }
 
+}  // namespace
+
+std::vector<uint8_t> quantize_rows_parallel(TensorType type, int64_t rows, int64_t row_len,
+                                            int64_t chunk_elements, unsigned threads,
+                                            const std::function<void(int64_t, int64_t, float*)>& source,
+                                            const std::function<void(uint64_t)>& done,
+                                            std::string_view what) {
+  const Plan p = plan("quantize_rows", what, type, row_len);
+  if (rows < 0) fail_input(prefix("quantize_rows", what) + "negative row count " + std::to_string(rows));
+  std::vector<uint8_t> dst(static_cast<size_t>(rows * p.blocks) * p.traits.block_bytes);
+  const uint64_t row_bytes = p.blocks * p.traits.block_bytes;
+  const int64_t chunk_rows = std::max<int64_t>(1, chunk_elements / std::max<int64_t>(row_len, 1));
+  const int64_t chunks = (rows + chunk_rows - 1) / chunk_rows;
+  std::atomic<int64_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mu;
+  auto work = [&] {
+    std::vector<float> buf;
+    for (int64_t c; (c = next++) < chunks;) {
+      const int64_t first = c * chunk_rows;
+      const int64_t n = std::min(chunk_rows, rows - first);
+      buf.resize(static_cast<size_t>(n * row_len));
+      try {
+        source(first, n, buf.data());
+        encode_rows(type, buf.data(), n, row_len, dst.data() + first * row_bytes, what, first);
+        if (done) done(static_cast<uint64_t>(n * row_len));
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (!error) error = std::current_exception();
+        next = chunks;  // the others stop at their next chunk
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < std::min<int64_t>(threads, chunks); ++i) pool.emplace_back(work);
+  work();
+  for (std::thread& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
+  return dst;
+}
+
 std::vector<uint8_t> quantize_rows(TensorType type, const float* src, int64_t rows, int64_t row_len,
                                    std::string_view what) {
   const Plan p = plan("quantize_rows", what, type, row_len);
   std::vector<uint8_t> out(static_cast<size_t>(std::max<int64_t>(rows, 0) * p.blocks) * p.traits.block_bytes);
-  quantize_rows_into(type, src, rows, row_len, out.data(), what);
+  encode_rows(type, src, rows, row_len, out.data(), what, 0);
   return out;
 }
 

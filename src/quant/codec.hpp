@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,8 +37,16 @@ void dequantize_row(gguf::TensorType type, const uint8_t* src, float* dst, int64
 // and quantized types need finite values. Returns rows * row_bytes(type, row_len) bytes.
 std::vector<uint8_t> quantize_rows(gguf::TensorType type, const float* src, int64_t rows, int64_t row_len,
                                    std::string_view what = {});
-// The same into dst[rows * row_bytes(type, row_len)], for callers that split a tensor's rows over threads.
-void quantize_rows_into(gguf::TensorType type, const float* src, int64_t rows, int64_t row_len, uint8_t* dst,
-                        std::string_view what = {});
+// A tensor of rows[row_len] encoded as quantize_rows does, in chunks of whole rows, about `chunk_elements`
+// elements each (at least a row), that up to `threads` workers take in turn, so that memory beyond the output
+// is one chunk of f32 per worker: `source(first, n, out)` writes rows first .. first + n - 1 as f32 into
+// out[n * row_len], and `done`, if set, is told each chunk's element count (progress); both run on the
+// workers. The first error (rows and elements counted from the tensor's first) stops the others at their next
+// chunk and is rethrown.
+std::vector<uint8_t> quantize_rows_parallel(gguf::TensorType type, int64_t rows, int64_t row_len,
+                                            int64_t chunk_elements, unsigned threads,
+                                            const std::function<void(int64_t, int64_t, float*)>& source,
+                                            const std::function<void(uint64_t)>& done,
+                                            std::string_view what = {});
 
 }  // namespace wgllm::quant

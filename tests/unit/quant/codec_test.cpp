@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -18,6 +19,7 @@ namespace wgllm::quant {
 namespace {
 
 using gguf::TensorType;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 constexpr uint16_t kHalfOneHalf = 0x3800;       // +0.5 in binary16
@@ -243,6 +245,54 @@ TEST(Codec, QuantizingNonFiniteValuesIsAnError) {
   x[40] = std::numeric_limits<float>::infinity();
   EXPECT_THROW(quantize_rows(TensorType::Q4_0, x.data(), 2, 32), Error);
   EXPECT_NO_THROW(quantize_rows(TensorType::F16, x.data(), 2, 32));  // f16 has inf
+}
+
+// The chunked, threaded encoder behind `wgllm quantize` and `wgllm convert` writes what quantize_rows writes
+// for the whole tensor at once, whatever the chunk size and thread count, and reports every element once.
+TEST(Codec, ParallelQuantizingEqualsQuantizingTheWholeTensor) {
+  constexpr int64_t kRows = 37, kRowLen = 256;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(kRows * kRowLen));
+  for (float& v : x) v = normal(rng);
+  for (const TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::F16}) {
+    const std::vector<uint8_t> whole = quantize_rows(type, x.data(), kRows, kRowLen);
+    for (const int64_t chunk_elements : {1, 512, 2560, 1 << 20}) {
+      for (const unsigned threads : {1u, 3u, 8u}) {
+        std::atomic<uint64_t> reported{0};
+        const std::vector<uint8_t> parallel = quantize_rows_parallel(
+            type, kRows, kRowLen, chunk_elements, threads,
+            [&](int64_t first, int64_t n, float* out) {
+              std::copy_n(x.begin() + first * kRowLen, n * kRowLen, out);
+            },
+            [&](uint64_t elements) { reported += elements; });
+        EXPECT_TRUE(parallel == whole) << gguf::type_name(type) << " chunk " << chunk_elements << " threads "
+                                       << threads;
+        EXPECT_EQ(reported.load(), static_cast<uint64_t>(kRows * kRowLen));
+      }
+    }
+  }
+}
+
+// An error names the element and row as counted from the tensor's first row, not the chunk's; an error the
+// source throws reaches the caller.
+TEST(Codec, ParallelQuantizingNamesTheTensorsRowOfABadValue) {
+  constexpr int64_t kRows = 100, kRowLen = 32;
+  std::vector<float> x(static_cast<size_t>(kRows * kRowLen), 1.0f);
+  x[57 * kRowLen + 5] = std::numeric_limits<float>::quiet_NaN();
+  auto source = [&](int64_t first, int64_t n, float* out) {
+    std::copy_n(x.begin() + first * kRowLen, n * kRowLen, out);
+  };
+  try {
+    quantize_rows_parallel(TensorType::Q8_0, kRows, kRowLen, 8 * kRowLen, 3, source, nullptr, "tensor 't'");
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), AllOf(HasSubstr("tensor 't'"), HasSubstr("element 1829 (row 57)")));
+  }
+  auto failing = [](int64_t first, int64_t, float*) {
+    if (first >= 40) fail_input("cannot read row " + std::to_string(first));
+  };
+  EXPECT_THROW(quantize_rows_parallel(TensorType::F16, kRows, kRowLen, kRowLen, 4, failing, nullptr), Error);
 }
 
 }  // namespace
