@@ -209,6 +209,33 @@ VKAPI_ATTR VkResult VKAPI_CALL CreateInstance(const VkInstanceCreateInfo* info,
   return r;
 }
 
+// PIPELINE_STATS_NO_ROBUST_ACCESS (an experiment, never for use): the device without the driver's robust
+// buffer access (robustBufferAccess, robustBufferAccess2), to tell its cost from that of the bounds clamps
+// the shader compiler writes into the SPIR-V. Writes into the application's feature structs.
+void strip_robust_access(VkDeviceCreateInfo& info, VkPhysicalDeviceFeatures& features) {
+  std::string stripped;
+  if (info.pEnabledFeatures && info.pEnabledFeatures->robustBufferAccess) {
+    features = *info.pEnabledFeatures;
+    features.robustBufferAccess = VK_FALSE;
+    info.pEnabledFeatures = &features;
+    stripped += " robustBufferAccess";
+  }
+  for (auto* p = static_cast<const VkBaseInStructure*>(info.pNext); p; p = p->pNext) {
+    auto* q = const_cast<VkBaseInStructure*>(p);
+    if (p->sType == VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2) {
+      auto* f = reinterpret_cast<VkPhysicalDeviceFeatures2*>(q);
+      if (f->features.robustBufferAccess) stripped += " robustBufferAccess (features2)";
+      f->features.robustBufferAccess = VK_FALSE;
+    } else if (p->sType == VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ROBUSTNESS_2_FEATURES_EXT) {
+      auto* f = reinterpret_cast<VkPhysicalDeviceRobustness2FeaturesEXT*>(q);
+      if (f->robustBufferAccess2) stripped += " robustBufferAccess2";
+      f->robustBufferAccess2 = VK_FALSE;
+    }
+  }
+  std::fprintf(stderr, "pipeline_stats: robust access off:%s\n",
+               stripped.empty() ? " (none was on)" : stripped.c_str());
+}
+
 VKAPI_ATTR VkResult VKAPI_CALL CreateDevice(VkPhysicalDevice physical, const VkDeviceCreateInfo* info,
                                             const VkAllocationCallbacks* alloc, VkDevice* out) {
   auto* link = find_link<VkLayerDeviceCreateInfo>(info->pNext, VK_STRUCTURE_TYPE_LOADER_DEVICE_CREATE_INFO);
@@ -235,6 +262,8 @@ VKAPI_ATTR VkResult VKAPI_CALL CreateDevice(VkPhysicalDevice physical, const VkD
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR,
       const_cast<void*>(info->pNext), VK_TRUE};
   VkDeviceCreateInfo changed = *info;
+  VkPhysicalDeviceFeatures features{};
+  if (std::getenv("PIPELINE_STATS_NO_ROBUST_ACCESS")) strip_robust_access(changed, features);
   if (supported) {
     changed.pNext = &feature;
     changed.enabledExtensionCount = static_cast<uint32_t>(names.size());
