@@ -104,9 +104,11 @@ fn load_v(tid: u32, k0: u32, lo: u32, hi: u32, base: u32) -> TileShare {
   return v;
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) groups: vec3<u32>) {
+// The workgroup is (8, 2R / 8, H), so that b, a and h are local_invocation_id's x, y and z: Tint proves the
+// q·k and p·V loops' workgroup-memory indices in bounds and writes no clamps there (matmul.wgsl says why).
+@compute @workgroup_size(8u, 2u * R / 8u, H)
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let rows = batch.tokens * G;
   let row0 = (groups.x - 1u - wid.x) * R;
   if (row0 >= rows) {
@@ -154,9 +156,9 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   var m = NONE;
   var l = 0.0;
 
-  let h = select(tid / (2u * R), 0u, H == 1u);  // a constant 0 for the compiler where H is 1
-  let a = (tid % (2u * R)) / 8u;
-  let b = tid % 8u;
+  let h = lid.z;  // 0 where H is 1
+  let a = lid.y;
+  let b = lid.x;
   var o = array<vec4<f32>, 4u * NCH>();  // o[4 j + i]: row 4a + i, elements 32 (h + H j) + 4b ..
   let base = cache0 * (KV_DIM / 4u) + kv_head / 4u;
   var kr = load_k(tid, lo - lo % BK, lo, hi, base);
