@@ -62,6 +62,29 @@ std::vector<int32_t> prompt_ids(const RunFlags& f, const gguf::GgufFile& file,
   return ids;
 }
 
+// What run and run_mesh read before they generate: the prompt's text, the model's file and tokenizer, the
+// prompt's ids (listed with --verbose-prompt) and the sampling settings with their seed (printed when drawn).
+struct Prompt {
+  std::string text;
+  std::unique_ptr<gguf::GgufFile> file;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  std::vector<int32_t> ids;
+  runtime::SamplingParams sampling;
+};
+
+Prompt read_prompt(const RunFlags& f, const std::string& model_path) {
+  Prompt p;
+  p.text = f.prompt_file.empty() ? f.prompt : read_text_file(f.prompt_file);
+  p.file = gguf::GgufFile::open(model_path);
+  p.tok = tokenizer::Tokenizer::from_gguf(*p.file);
+  p.ids = prompt_ids(f, *p.file, *p.tok, p.text);
+  if (f.verbose_prompt) print_prompt_tokens(p.ids, 0);
+  p.sampling = f.sampling;
+  p.sampling.seed = f.seed >= 0 ? static_cast<uint32_t>(f.seed) : std::random_device{}();
+  if (f.seed < 0) std::fprintf(stderr, "seed: %u\n", p.sampling.seed);
+  return p;
+}
+
 int run_mesh(const RunFlags& f);
 
 int run(const RunFlags& f) {
@@ -69,34 +92,23 @@ int run(const RunFlags& f) {
   using clock = std::chrono::steady_clock;
   auto t_load = clock::now();
   std::string model_path = f.model.empty() ? default_model_path() : f.model;
-  std::string prompt = f.prompt;
-  if (!f.prompt_file.empty()) prompt = read_text_file(f.prompt_file);
-
-  auto file = gguf::GgufFile::open(model_path);
-  auto tok = tokenizer::Tokenizer::from_gguf(*file);
-  const std::vector<int32_t> ids = prompt_ids(f, *file, *tok, prompt);
-  if (f.verbose_prompt) print_prompt_tokens(ids, 0);
-
-  runtime::SamplingParams sampling = f.sampling;
-  uint32_t seed = f.seed >= 0 ? static_cast<uint32_t>(f.seed) : std::random_device{}();
-  if (f.seed < 0) std::fprintf(stderr, "seed: %u\n", seed);
-  sampling.seed = seed;
+  const Prompt p = read_prompt(f, model_path);
 
   auto device = gpu::open_device(f.device);
   runtime::ForwardOptions fo = forward_options(*device, f.ctx_size, f.kernels);
-  runtime::Forward forward(*device, *file, fo);
-  runtime::Session session(forward, sampling);
+  runtime::Forward forward(*device, *p.file, fo);
+  runtime::Session session(forward, p.sampling);
   double load_s = seconds_since(t_load);
   std::fprintf(stderr, "loaded %s on %s (%s) in %.2f s: %u layers, dim %u, vocab %u, context %u\n",
                model_path.c_str(), device->info().device.c_str(), device->info().backend.c_str(), load_s,
                forward.config().n_layers, forward.config().dim, forward.config().n_vocab, forward.n_ctx());
 
   const bool echo = !f.no_echo && !f.chat;
-  if (echo) std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+  if (echo) std::fwrite(p.text.data(), 1, p.text.size(), stdout);
   std::fflush(stdout);
 
   // A reply starts the text (its first piece loses SentencePiece's space), as does a story from BOS alone.
-  tokenizer::StreamDecoder decoder(*tok, /*strip_leading_space=*/f.chat || prompt.empty());
+  tokenizer::StreamDecoder decoder(*p.tok, /*strip_leading_space=*/f.chat || p.text.empty());
   GenerateOptions options;
   options.max_new = f.n_predict < 0 ? UINT64_MAX : static_cast<uint64_t>(f.n_predict);
   options.stats_device = f.stats ? device.get() : nullptr;
@@ -104,7 +116,7 @@ int run(const RunFlags& f) {
   double prompt_s = 0;
   uint64_t generated = 0;
   if (options.max_new > 0) {
-    Generated g = generate(session, *tok, session.prefill(ids), options, [&](int32_t id) {
+    Generated g = generate(session, *p.tok, session.prefill(p.ids), options, [&](int32_t id) {
       std::string text = decoder.push(id);
       std::fwrite(text.data(), 1, text.size(), stdout);
       std::fflush(stdout);
@@ -122,7 +134,7 @@ int run(const RunFlags& f) {
   std::fprintf(stderr,
                "load %.2f s | prompt %zu tokens, %.1f tok/s | generated %llu tokens, %.1f tok/s | "
                "GPU memory %.1f MiB (weights %.1f MiB)\n",
-               load_s, ids.size(), prompt_s > 0 ? ids.size() / prompt_s : 0.0,
+               load_s, p.ids.size(), prompt_s > 0 ? p.ids.size() / prompt_s : 0.0,
                static_cast<unsigned long long>(generated),
                gen_s > 0 && generated > 1 ? (generated - 1) / gen_s : 0.0,
                device->allocated_bytes() / 1048576.0, forward.weight_bytes() / 1048576.0);
@@ -141,34 +153,26 @@ int run_mesh(const RunFlags& f) {
   std::unique_ptr<mesh::Mesh> mesh = start_mesh(f.mesh, model_path, fo, f.device);
   if (!mesh->driver()) return serve_stage(*mesh);
 
-  std::string prompt = f.prompt;
-  if (!f.prompt_file.empty()) prompt = read_text_file(f.prompt_file);
-  auto file = gguf::GgufFile::open(model_path);
-  auto tok = tokenizer::Tokenizer::from_gguf(*file);
-  const std::vector<int32_t> ids = prompt_ids(f, *file, *tok, prompt);
-  if (f.verbose_prompt) print_prompt_tokens(ids, 0);
-  runtime::SamplingParams sampling = f.sampling;
-  sampling.seed = f.seed >= 0 ? static_cast<uint32_t>(f.seed) : std::random_device{}();
-  if (f.seed < 0) std::fprintf(stderr, "seed: %u\n", sampling.seed);
+  const Prompt p = read_prompt(f, model_path);
 
   mesh::Pipeline& pipeline = mesh->pipeline();
   const double load_s = seconds_since(t_load);
   const bool echo = !f.no_echo && !f.chat;
-  if (echo) std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+  if (echo) std::fwrite(p.text.data(), 1, p.text.size(), stdout);
   std::fflush(stdout);
-  tokenizer::StreamDecoder decoder(*tok, /*strip_leading_space=*/f.chat || prompt.empty());
+  tokenizer::StreamDecoder decoder(*p.tok, /*strip_leading_space=*/f.chat || p.text.empty());
   const uint64_t max_new = f.n_predict < 0 ? UINT64_MAX : static_cast<uint64_t>(f.n_predict);
   const auto t_prompt = clock::now();
   auto t_first = t_prompt;
   uint64_t generated = 0;
   if (max_new > 0) {
-    const std::optional<runtime::Generator::Started> started = pipeline.start(ids, sampling);
+    const std::optional<runtime::Generator::Started> started = pipeline.start(p.ids, p.sampling);
     if (!started) fail_runtime("mesh: no free slot for the prompt");
     for (bool done = false; !done;) {
       for (const runtime::Generator::Sampled& s : pipeline.step()) {
         if (s.slot != started->slot) continue;
         if (generated == 0 && t_first == t_prompt) t_first = clock::now();
-        if (tok->is_eog(s.token)) {
+        if (p.tok->is_eog(s.token)) {
           done = true;
           break;
         }
@@ -193,7 +197,7 @@ int run_mesh(const RunFlags& f) {
   std::fprintf(stderr,
                "load %.2f s | prompt %zu tokens, %.1f tok/s | generated %llu tokens, %.1f tok/s | "
                "pipeline stages: %u\n",
-               load_s, ids.size(), prompt_s > 0 ? ids.size() / prompt_s : 0.0,
+               load_s, p.ids.size(), prompt_s > 0 ? p.ids.size() / prompt_s : 0.0,
                static_cast<unsigned long long>(generated),
                gen_s > 0 && generated > 1 ? (generated - 1) / gen_s : 0.0, mesh->stages());
   if (const std::string traffic = mesh->traffic(); !traffic.empty())
