@@ -10,6 +10,12 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string_view>
+
+#include "core/utf8.hpp"
 #include "gguf/gguf_file.hpp"
 #include "support/test_support.hpp"
 #include "tokenizer/tokenizer.hpp"
@@ -68,6 +74,45 @@ inline std::vector<VocabCase> read_vocab_cases(const std::string& path) {
   }
   if (i != cases.size()) throw std::runtime_error(path + ".out has fewer lines than .inp has cases");
   return cases;
+}
+
+// Random text for the round-trip fuzz tests, up to `max_len` code points: mostly ASCII, often one of
+// `whitespace`, some Cyrillic, CJK, combining marks and emoji, sometimes any scalar value but `avoid` (a code
+// point a vocabulary cannot round-trip; 0 for none), never a surrogate.
+inline std::string random_unicode(std::mt19937_64& rng, uint32_t max_len, std::u32string_view whitespace,
+                                  char32_t avoid = 0) {
+  std::string s;
+  const uint32_t n = static_cast<uint32_t>(rng() % max_len);
+  for (uint32_t i = 0; i < n; ++i) {
+    char32_t cp;
+    switch (rng() % 10) {
+      case 0:
+        cp = whitespace[rng() % whitespace.size()];
+        break;
+      case 1:
+        cp = 0x400 + rng() % 0x100;
+        break;
+      case 2:
+        cp = 0x4E00 + rng() % 0x5000;
+        break;
+      case 3:
+        cp = 0x1F300 + rng() % 0x300;
+        break;
+      case 4:
+        cp = rng() % 0x110000;
+        if ((cp >= 0xD800 && cp <= 0xDFFF) || cp == avoid) cp = 0x300 + rng() % 0x70;  // a combining mark
+        break;
+      default:
+        cp = 0x20 + rng() % 0x5F;
+        break;
+    }
+    utf8::append(s, cp);
+  }
+  return s;
+}
+
+inline void expect_ids_in_range(const Tokenizer& tok, const std::vector<int32_t>& ids) {
+  for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < tok.n_vocab()) << id;
 }
 
 }  // namespace wgllm::tokenizer

@@ -9,6 +9,7 @@
 #include "gguf/gguf_file.hpp"
 #include "support/test_support.hpp"
 #include "tokenizer/tokenizer.hpp"
+#include "unit/tokenizer/fixtures.hpp"
 
 namespace wgllm::tokenizer {
 namespace {
@@ -84,49 +85,12 @@ TEST(StreamDecoder, RandomIdsGiveValidUtf8EqualToTheSanitizedDecode) {
   }
 }
 
-// Mostly ASCII (spaces, tabs and newlines included), some Cyrillic, CJK and emoji, sometimes any scalar
-// value. U+2581 is left out: SentencePiece reads it as a space, so it cannot round-trip.
-std::string random_unicode(std::mt19937_64& rng) {
-  std::string s;
-  const int n = static_cast<int>(rng() % 40);
-  for (int i = 0; i < n; ++i) {
-    char32_t cp;
-    switch (rng() % 10) {
-      case 0:
-        cp = U"\t\n  "[rng() % 4];
-        break;
-      case 1:
-        cp = 0x400 + rng() % 0x100;
-        break;
-      case 2:
-        cp = 0x4E00 + rng() % 0x5000;
-        break;
-      case 3:
-        cp = 0x1F300 + rng() % 0x300;
-        break;
-      case 4:
-        cp = rng() % 0x110000;
-        if ((cp >= 0xD800 && cp <= 0xDFFF) || cp == 0x2581) cp = 'x';
-        break;
-      default:
-        cp = 0x20 + rng() % 0x5F;
-        break;
-    }
-    utf8::append(s, cp);
-  }
-  return s;
-}
-
-void expect_ids_in_range(const Tokenizer& tok, const Ids& ids) {
-  for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < tok.n_vocab()) << id;
-}
-
 TEST(TokenizerFuzz, RandomUnicodeRoundTrips) {
   SCOPED_TRACE(test::seed_note());
   auto rng = test::rng(3);
   for (const Tokenizer* tok : {&llama_spm(), &stories260k()}) {
     for (int iter = 0; iter < 300; ++iter) {
-      const std::string text = random_unicode(rng);
+      const std::string text = random_unicode(rng, 40, U"\t\n  ", U'\u2581');
       SCOPED_TRACE("text '" + text + "'");
       const Ids ids = tok->encode(text, false);
       expect_ids_in_range(*tok, ids);
