@@ -265,12 +265,17 @@ void dequantize_row(TensorType type, const uint8_t* src, float* dst, int64_t n, 
 
 namespace {
 
-// Encodes rows first_row .. first_row + rows - 1 of a tensor into dst: errors count rows and elements
-// from the tensor's first.
-void encode_rows(TensorType type, const float* src, int64_t rows, int64_t row_len, uint8_t* dst,
-                 std::string_view what, int64_t first_row) {
+// The plan for encoding rows[row_len] of `type`, or an error naming what is wrong with them.
+Plan encode_plan(TensorType type, int64_t rows, int64_t row_len, std::string_view what) {
   const Plan p = plan("quantize_rows", what, type, row_len);
   if (rows < 0) fail_input(prefix("quantize_rows", what) + "negative row count " + std::to_string(rows));
+  return p;
+}
+
+// Encodes rows first_row .. first_row + rows - 1 of a tensor into dst, as encode_plan planned: errors count
+// rows and elements from the tensor's first.
+void encode_rows(const Plan& p, TensorType type, const float* src, int64_t rows, int64_t row_len,
+                 uint8_t* dst, std::string_view what, int64_t first_row) {
   if (p.codec->needs_finite) {
     const int64_t n = rows * row_len;
     for (int64_t i = 0; i < n; ++i) {
@@ -296,8 +301,7 @@ std::vector<uint8_t> quantize_rows_parallel(TensorType type, int64_t rows, int64
                                             const std::function<void(int64_t, int64_t, float*)>& source,
                                             const std::function<void(uint64_t)>& done,
                                             std::string_view what) {
-  const Plan p = plan("quantize_rows", what, type, row_len);
-  if (rows < 0) fail_input(prefix("quantize_rows", what) + "negative row count " + std::to_string(rows));
+  const Plan p = encode_plan(type, rows, row_len, what);
   std::vector<uint8_t> dst(static_cast<size_t>(rows * p.blocks) * p.traits.block_bytes);
   const uint64_t row_bytes = p.blocks * p.traits.block_bytes;
   const int64_t chunk_rows = std::max<int64_t>(1, chunk_elements / std::max<int64_t>(row_len, 1));
@@ -313,7 +317,7 @@ std::vector<uint8_t> quantize_rows_parallel(TensorType type, int64_t rows, int64
       buf.resize(static_cast<size_t>(n * row_len));
       try {
         source(first, n, buf.data());
-        encode_rows(type, buf.data(), n, row_len, dst.data() + first * row_bytes, what, first);
+        encode_rows(p, type, buf.data(), n, row_len, dst.data() + first * row_bytes, what, first);
         if (done) done(static_cast<uint64_t>(n * row_len));
       } catch (...) {
         std::lock_guard<std::mutex> lock(error_mu);
@@ -333,9 +337,9 @@ std::vector<uint8_t> quantize_rows_parallel(TensorType type, int64_t rows, int64
 
 std::vector<uint8_t> quantize_rows(TensorType type, const float* src, int64_t rows, int64_t row_len,
                                    std::string_view what) {
-  const Plan p = plan("quantize_rows", what, type, row_len);
-  std::vector<uint8_t> out(static_cast<size_t>(std::max<int64_t>(rows, 0) * p.blocks) * p.traits.block_bytes);
-  encode_rows(type, src, rows, row_len, out.data(), what, 0);
+  const Plan p = encode_plan(type, rows, row_len, what);
+  std::vector<uint8_t> out(static_cast<size_t>(rows * p.blocks) * p.traits.block_bytes);
+  encode_rows(p, type, src, rows, row_len, out.data(), what, 0);
   return out;
 }
 
